@@ -1,0 +1,42 @@
+//! Runs one command: ties the pipeline stages together for each entry of
+//! DESIGN.md 5. Everything here is orchestration; the logic lives in the
+//! stage modules.
+
+mod script;
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+
+/// How a successful command ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; for `plan`, the kernel is in sync.
+    Done,
+    /// `plan` only: changes are pending.
+    ChangesPending,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::ChangesPending => 2,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Outcome, Error> {
+    match cli.command {
+        Command::Check(args) => script::check(&args.script),
+        Command::Render(args) => script::render(&args.script, args.family.map(Into::into)),
+        Command::Functions => script::functions(),
+        Command::Plan(_)
+        | Command::Apply(_)
+        | Command::Try(_)
+        | Command::Confirm
+        | Command::Rollback
+        | Command::Watch(_)
+        | Command::Explain(_)
+        | Command::Reset => Err(Error::NotYet),
+    }
+}

@@ -1,0 +1,29 @@
+//! `check`, `render` and `functions`: the commands that need no kernel.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::Outcome;
+use crate::error::Error;
+use crate::netfilter::Family;
+use crate::{render, script};
+
+pub fn check(path: &Path) -> Result<Outcome, Error> {
+    let plan = script::evaluate(path)?;
+    println!("{}: ok, {} rules", path.display(), plan.rule_count());
+    Ok(Outcome::Done)
+}
+
+pub fn render(path: &Path, family: Option<Family>) -> Result<Outcome, Error> {
+    let plan = script::evaluate(path)?;
+    let text = match family {
+        Some(family) => render::restore_file(&render::ruleset(&plan, family)),
+        None => render::restore_files(&plan),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(Outcome::Done)
+}
+
+pub fn functions() -> Result<Outcome, Error> {
+    Err(Error::NotYet)
+}

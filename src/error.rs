@@ -1,0 +1,14 @@
+//! The error every command returns: one variant per pipeline stage, each
+//! carrying that stage's own typed error.
+
+use crate::script::ScriptError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    #[error("error: this command is not implemented yet")]
+    NotYet,
+    #[error("error: cannot write to standard output: {0}")]
+    Output(#[from] std::io::Error),
+}

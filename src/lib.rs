@@ -1,0 +1,17 @@
+//! fwscript: a Linux firewall written as a Rhai program.
+//!
+//! ```text
+//! script ──▶ Plan ──render──▶ Ruleset (restore text)
+//!                                │
+//! kernel ──▶ LiveState ──────────┴──diff──▶ Changeset ──apply──▶ kernel
+//! ```
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod logging;
+pub mod netfilter;
+pub mod plan;
+pub mod render;
+pub mod ruleset;
+pub mod script;

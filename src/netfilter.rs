@@ -1,0 +1,202 @@
+//! The kernel's vocabulary shared by every pipeline stage: address families,
+//! tables, built-in chains and the names fwscript owns.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Chains whose name starts with this are fwscript's, whole (DESIGN.md 3).
+pub const OWNED_PREFIX: &str = "FWS-";
+
+/// Every rule fwscript writes carries `fws:<id>` at the start of its comment.
+pub const ID_TAG: &str = "fws:";
+
+/// iptables allows chain names of at most this many bytes.
+pub const MAX_CHAIN_NAME: usize = 28;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+
+    /// The command prefix: `iptables` or `ip6tables`.
+    pub fn tool(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "iptables",
+            Family::Ipv6 => "ip6tables",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Family> {
+        match text {
+            "ipv4" => Some(Family::Ipv4),
+            "ipv6" => Some(Family::Ipv6),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    Filter,
+    Nat,
+    Mangle,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [Table::Filter, Table::Nat, Table::Mangle];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Filter => "filter",
+            Table::Nat => "nat",
+            Table::Mangle => "mangle",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == text)
+    }
+
+    /// The built-in chains this table has, in the order iptables-save lists them.
+    pub fn builtin_chains(self) -> &'static [Hook] {
+        match self {
+            Table::Filter => &[Hook::Input, Hook::Forward, Hook::Output],
+            Table::Nat => &[
+                Hook::Prerouting,
+                Hook::Input,
+                Hook::Output,
+                Hook::Postrouting,
+            ],
+            Table::Mangle => &[
+                Hook::Prerouting,
+                Hook::Input,
+                Hook::Forward,
+                Hook::Output,
+                Hook::Postrouting,
+            ],
+        }
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A built-in chain: where a packet enters the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 5] = [
+        Hook::Prerouting,
+        Hook::Input,
+        Hook::Forward,
+        Hook::Output,
+        Hook::Postrouting,
+    ];
+
+    /// The name users write in scripts: `"input"`.
+    pub fn script_name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+
+    /// The kernel's name: `INPUT`.
+    pub fn chain_name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "PREROUTING",
+            Hook::Input => "INPUT",
+            Hook::Forward => "FORWARD",
+            Hook::Output => "OUTPUT",
+            Hook::Postrouting => "POSTROUTING",
+        }
+    }
+
+    pub fn parse_script(text: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.script_name() == text)
+    }
+
+    pub fn parse_chain(text: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.chain_name() == text)
+    }
+
+    /// The owned chain the hook jumps to: `FWS-INPUT`.
+    pub fn owned_chain(self) -> String {
+        format!("{OWNED_PREFIX}{}", self.chain_name())
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.chain_name())
+    }
+}
+
+/// A built-in chain's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Accept => "ACCEPT",
+            Policy::Drop => "DROP",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Policy> {
+        match text {
+            "ACCEPT" => Some(Policy::Accept),
+            "DROP" => Some(Policy::Drop),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+pub fn is_owned_chain(name: &str) -> bool {
+    name.starts_with(OWNED_PREFIX)
+}

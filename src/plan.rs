@@ -1,0 +1,470 @@
+//! The plan: what a script evaluates to, as plain data (script → **plan** →
+//! render). Families → tables → owned chains → ordered rules, each rule
+//! structured (so `explain` can evaluate it) and carrying its script origin.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::netfilter::{Family, Hook, Policy, Table, OWNED_PREFIX};
+pub use crate::ruleset::Origin;
+
+/// The evaluated script: the owned state it asks for in both families.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The script and every module it imported, as read from disk. `watch`
+    /// watches their folders; the permission check inspects each.
+    pub sources: Vec<PathBuf>,
+    pub families: BTreeMap<Family, FamilyPlan>,
+}
+
+impl Plan {
+    pub fn family(&self, family: Family) -> Option<&FamilyPlan> {
+        self.families.get(&family)
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.families
+            .values()
+            .flat_map(|f| f.tables.values())
+            .flat_map(|t| &t.chains)
+            .map(|c| c.rules.len())
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FamilyPlan {
+    pub tables: BTreeMap<Table, TablePlan>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TablePlan {
+    /// Built-in chain policies the script (or baseline) decides.
+    pub policies: BTreeMap<Hook, ChainPolicy>,
+    /// Owned chains in evaluation order: for each hook its entry chain
+    /// (`FWS-INPUT`), which jumps to one chain per non-empty stage
+    /// (`FWS-INPUT-DENY`, …).
+    pub chains: Vec<ChainPlan>,
+}
+
+impl TablePlan {
+    pub fn chain(&self, name: &str) -> Option<&ChainPlan> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+
+    /// The hooks this table needs: built-in chains with an entry chain.
+    pub fn hooks(&self) -> impl Iterator<Item = Hook> + '_ {
+        self.chains
+            .iter()
+            .filter(|c| c.stage.is_none())
+            .map(|c| c.hook)
+    }
+}
+
+/// A built-in chain's policy and the `policy()` call that set it (`None`: the
+/// baseline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainPolicy {
+    pub policy: Policy,
+    pub origin: Option<Origin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChainPlan {
+    pub name: String,
+    /// The built-in chain this owned chain serves.
+    pub hook: Hook,
+    /// `None` for a hook's entry chain, which only dispatches to stages.
+    pub stage: Option<Stage>,
+    pub rules: Vec<Rule>,
+}
+
+/// The input path is evaluated in stages, so a `block()` wins even when it
+/// is written after an `allow_*` (DESIGN.md 2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Baseline,
+    Deny,
+    Limit,
+    Allow,
+    Log,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Baseline,
+        Stage::Deny,
+        Stage::Limit,
+        Stage::Allow,
+        Stage::Log,
+    ];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Stage::Baseline => "BASE",
+            Stage::Deny => "DENY",
+            Stage::Limit => "LIMIT",
+            Stage::Allow => "ALLOW",
+            Stage::Log => "LOG",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Baseline => "baseline",
+            Stage::Deny => "deny",
+            Stage::Limit => "limit",
+            Stage::Allow => "allow",
+            Stage::Log => "log",
+        }
+    }
+
+    /// `FWS-INPUT-DENY`.
+    pub fn chain_name(self, hook: Hook) -> String {
+        format!("{OWNED_PREFIX}{}-{}", hook.chain_name(), self.suffix())
+    }
+}
+
+/// One rule: what it matches, what it does, where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    pub matches: Matches,
+    pub action: Action,
+    pub comment: Option<String>,
+    /// The user's call site; `None` for rules fwscript adds itself (the
+    /// baseline and the jumps between its own chains).
+    pub origin: Option<Origin>,
+}
+
+/// Everything a rule can match on. `None`/empty means "any".
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Matches {
+    pub src: Option<IpNet>,
+    pub dst: Option<IpNet>,
+    pub iface: Option<String>,
+    pub oface: Option<String>,
+    pub proto: Option<Proto>,
+    pub sport: Option<PortRange>,
+    pub dport: Option<PortRange>,
+    pub tcp_flags: Option<TcpFlags>,
+    pub icmp_type: Option<IcmpType>,
+    pub state: Vec<CtState>,
+    /// Only packets whose connection was DNAT'd from this destination port
+    /// (`-m conntrack --ctstate DNAT --ctorigdstport`): the accept that
+    /// `redirect_tcp` and `forward_tcp` need, without opening the target port.
+    pub dnat_from_port: Option<u16>,
+    pub limit: Option<RateLimit>,
+    pub recent: Option<Recent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+}
+
+impl Proto {
+    /// The name iptables takes after `-p`.
+    pub fn iptables_name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Icmpv6 => "ipv6-icmp",
+        }
+    }
+
+    pub fn script_name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Icmpv6 => "icmpv6",
+        }
+    }
+
+    /// ICMP exists in one family only.
+    pub fn family(self) -> Option<Family> {
+        match self {
+            Proto::Icmp => Some(Family::Ipv4),
+            Proto::Icmpv6 => Some(Family::Ipv6),
+            Proto::Tcp | Proto::Udp => None,
+        }
+    }
+
+    pub fn has_ports(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Udp)
+    }
+}
+
+/// A port or an inclusive range of ports, `first <= last`, both in 1..=65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn single(port: u16) -> PortRange {
+        PortRange {
+            first: port,
+            last: port,
+        }
+    }
+
+    pub fn contains(self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}:{}", self.first, self.last)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum TcpFlag {
+    Fin,
+    Syn,
+    Rst,
+    Psh,
+    Ack,
+    Urg,
+}
+
+impl TcpFlag {
+    pub const ALL: [TcpFlag; 6] = [
+        TcpFlag::Fin,
+        TcpFlag::Syn,
+        TcpFlag::Rst,
+        TcpFlag::Psh,
+        TcpFlag::Ack,
+        TcpFlag::Urg,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpFlag::Fin => "FIN",
+            TcpFlag::Syn => "SYN",
+            TcpFlag::Rst => "RST",
+            TcpFlag::Psh => "PSH",
+            TcpFlag::Ack => "ACK",
+            TcpFlag::Urg => "URG",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TcpFlag> {
+        TcpFlag::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(text))
+    }
+}
+
+/// `--tcp-flags MASK SET`: of the flags in `mask`, exactly those in `set`
+/// are on; `negated` inverts the match (`! --syn`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TcpFlags {
+    pub mask: Vec<TcpFlag>,
+    pub set: Vec<TcpFlag>,
+    pub negated: bool,
+}
+
+impl TcpFlags {
+    /// `--syn`: SYN on, ACK, RST and FIN off: the first packet of a connection.
+    pub fn syn() -> TcpFlags {
+        TcpFlags {
+            mask: vec![TcpFlag::Fin, TcpFlag::Syn, TcpFlag::Rst, TcpFlag::Ack],
+            set: vec![TcpFlag::Syn],
+            negated: false,
+        }
+    }
+}
+
+/// An ICMP or ICMPv6 type, by its iptables name (`echo-request`) or number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IcmpType {
+    pub name: String,
+    pub number: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CtState {
+    New,
+    Established,
+    Related,
+    Invalid,
+}
+
+impl CtState {
+    pub const ALL: [CtState; 4] = [
+        CtState::New,
+        CtState::Established,
+        CtState::Related,
+        CtState::Invalid,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CtState::New => "NEW",
+            CtState::Established => "ESTABLISHED",
+            CtState::Related => "RELATED",
+            CtState::Invalid => "INVALID",
+        }
+    }
+
+    pub fn script_name(self) -> &'static str {
+        match self {
+            CtState::New => "new",
+            CtState::Established => "established",
+            CtState::Related => "related",
+            CtState::Invalid => "invalid",
+        }
+    }
+}
+
+/// `-m limit --limit RATE --limit-burst BURST`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: RateUnit,
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl RateUnit {
+    pub fn name(self) -> &'static str {
+        match self {
+            RateUnit::Second => "second",
+            RateUnit::Minute => "minute",
+            RateUnit::Hour => "hour",
+            RateUnit::Day => "day",
+        }
+    }
+}
+
+/// `-m recent`: remember sources in a named list (`limit_tcp`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recent {
+    pub list: String,
+    pub check: RecentCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecentCheck {
+    /// `--set`: add the source, always matches.
+    Set,
+    /// `--update --seconds S --hitcount H`: matches a source seen at least
+    /// `hits` times within `seconds`.
+    Update { seconds: u32, hits: u32 },
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Action {
+    Accept,
+    Drop,
+    Reject,
+    Log {
+        prefix: Option<String>,
+    },
+    Return,
+    /// Jump to a chain: one of fwscript's stage chains, or a chain the user
+    /// names (`jump:NAME`).
+    Jump {
+        chain: String,
+    },
+    Redirect {
+        to_port: PortRange,
+    },
+    Dnat {
+        to: Endpoint,
+    },
+    Snat {
+        to: Endpoint,
+    },
+    Masquerade,
+    /// No target: the rule only has side effects (unused by stdlib today).
+    None,
+}
+
+impl Action {
+    /// Actions that end a packet's walk through the tables.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Action::Accept
+                | Action::Drop
+                | Action::Reject
+                | Action::Redirect { .. }
+                | Action::Dnat { .. }
+                | Action::Snat { .. }
+                | Action::Masquerade
+        )
+    }
+}
+
+/// `host[:port]` for DNAT and SNAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: Option<PortRange>,
+}
+
+impl Endpoint {
+    pub fn family(&self) -> Family {
+        family_of(&self.addr)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.addr, self.port) {
+            (IpAddr::V4(addr), Some(port)) => {
+                write!(f, "{addr}:{}", port.to_string().replace(':', "-"))
+            }
+            (IpAddr::V6(addr), Some(port)) => {
+                write!(f, "[{addr}]:{}", port.to_string().replace(':', "-"))
+            }
+            (addr, None) => write!(f, "{addr}"),
+        }
+    }
+}
+
+pub fn family_of(addr: &IpAddr) -> Family {
+    match addr {
+        IpAddr::V4(_) => Family::Ipv4,
+        IpAddr::V6(_) => Family::Ipv6,
+    }
+}
+
+pub fn net_family(net: &IpNet) -> Family {
+    match net {
+        IpNet::V4(_) => Family::Ipv4,
+        IpNet::V6(_) => Family::Ipv6,
+    }
+}

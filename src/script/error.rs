@@ -1,0 +1,45 @@
+//! Script errors, rendered like a compiler's: `file:line:col`, the source
+//! line, a caret under the column, and a hint where one helps.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScriptError {
+    pub message: String,
+    pub location: Option<Location>,
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// The text of that line, for the caret display.
+    pub source_line: Option<String>,
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        if let Some(loc) = &self.location {
+            writeln!(f, "  --> {}:{}:{}", loc.file, loc.line, loc.column)?;
+            if let Some(text) = &loc.source_line {
+                let number = loc.line.to_string();
+                let pad = " ".repeat(number.len());
+                writeln!(f, "{pad} |")?;
+                writeln!(f, "{number} | {text}")?;
+                let indent: String = text
+                    .chars()
+                    .take(loc.column.saturating_sub(1))
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                writeln!(f, "{pad} | {indent}^")?;
+            }
+        }
+        if let Some(hint) = &self.hint {
+            writeln!(f, "  = hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
