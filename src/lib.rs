@@ -15,3 +15,4 @@ pub mod plan;
 pub mod render;
 pub mod ruleset;
 pub mod script;
+pub mod state;
