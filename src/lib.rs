@@ -6,6 +6,7 @@
 //! kernel ──▶ LiveState ──────────┴──diff──▶ Changeset ──apply──▶ kernel
 //! ```
 
+pub mod apply;
 pub mod backend;
 pub mod cli;
 pub mod commands;
