@@ -25,5 +25,17 @@ pub fn render(path: &Path, family: Option<Family>) -> Result<Outcome, Error> {
 }
 
 pub fn functions() -> Result<Outcome, Error> {
-    Err(Error::NotYet)
+    let mut out = String::new();
+    for function in script::functions::all() {
+        out.push_str(&function.signature());
+        out.push('\n');
+        for line in &function.doc {
+            out.push_str("    ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(Outcome::Done)
 }

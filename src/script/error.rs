@@ -43,3 +43,14 @@ impl fmt::Display for ScriptError {
         Ok(())
     }
 }
+
+impl ScriptError {
+    /// An error with no place in a script (the script cannot be read).
+    pub fn plain(message: impl Into<String>) -> ScriptError {
+        ScriptError {
+            message: message.into(),
+            location: None,
+            hint: None,
+        }
+    }
+}

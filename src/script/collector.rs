@@ -1,0 +1,280 @@
+//! What a script asks for while it runs, and how that becomes a [`Plan`]:
+//! the baseline of DESIGN.md 2.1 first, then the user's rules in their
+//! stages, each stage its own owned chain.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::rule_spec::PlacedRule;
+use crate::netfilter::{Family, Hook, Policy, Table};
+use crate::plan::{
+    Action, ChainPlan, ChainPolicy, CtState, FamilyPlan, IcmpType, Matches, Origin, Plan, Proto,
+    Rule, Stage, TablePlan,
+};
+
+/// The pieces of the baseline a script can switch off with `baseline()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Baseline {
+    pub loopback: bool,
+    pub established: bool,
+    pub invalid: bool,
+    pub icmp: bool,
+}
+
+impl Baseline {
+    pub const KEYS: [&'static str; 4] = ["loopback", "established", "invalid", "icmp"];
+}
+
+impl Default for Baseline {
+    fn default() -> Baseline {
+        Baseline {
+            loopback: true,
+            established: true,
+            invalid: true,
+            icmp: true,
+        }
+    }
+}
+
+/// A script may not make more rules than this: past it, the addresses
+/// belong in a set, not in rules (DESIGN.md 8).
+pub const MAX_RULES: usize = 200_000;
+
+#[derive(Debug, Default)]
+pub struct Collector {
+    rules: Vec<PlacedRule>,
+    policies: BTreeMap<Hook, ChainPolicy>,
+    pub baseline: Baseline,
+}
+
+impl Collector {
+    pub fn add(&mut self, rules: Vec<PlacedRule>) -> Result<(), String> {
+        if self.rules.len() + rules.len() > MAX_RULES {
+            return Err(format!("the script makes more than {MAX_RULES} rules"));
+        }
+        self.rules.extend(rules);
+        Ok(())
+    }
+
+    pub fn set_policy(&mut self, hook: Hook, policy: Policy, origin: Origin) {
+        self.policies.insert(
+            hook,
+            ChainPolicy {
+                policy,
+                origin: Some(origin),
+            },
+        );
+    }
+
+    pub fn into_plan(self, sources: Vec<PathBuf>) -> Plan {
+        let families = Family::ALL
+            .into_iter()
+            .map(|family| (family, self.family_plan(family)))
+            .collect();
+        Plan { sources, families }
+    }
+
+    fn family_plan(&self, family: Family) -> FamilyPlan {
+        let mut tables = BTreeMap::new();
+        for table in Table::ALL {
+            let plan = self.table_plan(family, table);
+            if !plan.policies.is_empty() || !plan.chains.is_empty() {
+                tables.insert(table, plan);
+            }
+        }
+        FamilyPlan { tables }
+    }
+
+    fn table_plan(&self, family: Family, table: Table) -> TablePlan {
+        let mut plan = TablePlan::default();
+        if table == Table::Filter {
+            plan.policies = self.filter_policies();
+        }
+        for &hook in table.builtin_chains() {
+            let user: Vec<&PlacedRule> = self
+                .rules
+                .iter()
+                .filter(|r| r.family == family && r.table == table && r.hook == hook)
+                .collect();
+            if table == Table::Filter {
+                let output_drops = plan
+                    .policies
+                    .get(&Hook::Output)
+                    .is_some_and(|p| p.policy == Policy::Drop);
+                let baseline = baseline_rules(self.baseline, family, hook, output_drops);
+                plan.chains.extend(staged_chains(hook, baseline, &user));
+            } else if !user.is_empty() {
+                let rules = user.iter().map(|r| r.rule.clone()).collect();
+                plan.chains.push(ChainPlan {
+                    name: hook.owned_chain(),
+                    hook,
+                    stage: None,
+                    rules,
+                });
+            }
+        }
+        plan
+    }
+
+    fn filter_policies(&self) -> BTreeMap<Hook, ChainPolicy> {
+        let defaults = [
+            (Hook::Input, Policy::Drop),
+            (Hook::Forward, Policy::Drop),
+            (Hook::Output, Policy::Accept),
+        ];
+        defaults
+            .into_iter()
+            .map(|(hook, policy)| {
+                let chosen = self.policies.get(&hook).cloned().unwrap_or(ChainPolicy {
+                    policy,
+                    origin: None,
+                });
+                (hook, chosen)
+            })
+            .collect()
+    }
+}
+
+/// The entry chain for `hook` and one chain per non-empty stage.
+fn staged_chains(hook: Hook, baseline: Vec<Rule>, user: &[&PlacedRule]) -> Vec<ChainPlan> {
+    let mut stages: Vec<ChainPlan> = Vec::new();
+    for stage in Stage::ALL {
+        let mut rules: Vec<Rule> = if stage == Stage::Baseline {
+            baseline.clone()
+        } else {
+            Vec::new()
+        };
+        rules.extend(
+            user.iter()
+                .filter(|r| r.stage == Some(stage))
+                .map(|r| r.rule.clone()),
+        );
+        if !rules.is_empty() {
+            stages.push(ChainPlan {
+                name: stage.chain_name(hook),
+                hook,
+                stage: Some(stage),
+                rules,
+            });
+        }
+    }
+    if stages.is_empty() {
+        return stages;
+    }
+    let jumps = stages
+        .iter()
+        .map(|chain| Rule {
+            matches: Matches::default(),
+            action: Action::Jump {
+                chain: chain.name.clone(),
+            },
+            comment: None,
+            origin: None,
+        })
+        .collect();
+    let mut chains = vec![ChainPlan {
+        name: hook.owned_chain(),
+        hook,
+        stage: None,
+        rules: jumps,
+    }];
+    chains.extend(stages);
+    chains
+}
+
+fn baseline_rules(baseline: Baseline, family: Family, hook: Hook, output_drops: bool) -> Vec<Rule> {
+    let rule = |matches: Matches, action: Action| Rule {
+        matches,
+        action,
+        comment: None,
+        origin: None,
+    };
+    let mut rules = Vec::new();
+    let incoming = hook == Hook::Input;
+    let guarded = match hook {
+        Hook::Input | Hook::Forward => true,
+        // An accepting OUTPUT needs no help; a dropping one needs the same
+        // basics as INPUT or the host cannot answer anyone.
+        Hook::Output => output_drops,
+        Hook::Prerouting | Hook::Postrouting => false,
+    };
+    if !guarded {
+        return rules;
+    }
+    if baseline.loopback && hook != Hook::Forward {
+        let lo = Some("lo".to_string());
+        let matches = if incoming {
+            Matches {
+                iface: lo,
+                ..Matches::default()
+            }
+        } else {
+            Matches {
+                oface: lo,
+                ..Matches::default()
+            }
+        };
+        rules.push(rule(matches, Action::Accept));
+    }
+    if baseline.established {
+        let state = vec![CtState::Established, CtState::Related];
+        rules.push(rule(
+            Matches {
+                state,
+                ..Matches::default()
+            },
+            Action::Accept,
+        ));
+    }
+    if baseline.invalid {
+        rules.push(rule(
+            Matches {
+                state: vec![CtState::Invalid],
+                ..Matches::default()
+            },
+            Action::Drop,
+        ));
+    }
+    if baseline.icmp && hook != Hook::Forward {
+        let (proto, types): (Proto, &[(&str, u8)]) = match (family, incoming) {
+            (Family::Ipv4, true) => (
+                Proto::Icmp,
+                &[("destination-unreachable", 3), ("time-exceeded", 11)],
+            ),
+            // Outgoing IPv4 errors are RELATED to the connection they are about.
+            (Family::Ipv4, false) => (Proto::Icmp, &[]),
+            (Family::Ipv6, true) => (Proto::Icmpv6, ICMP6_NEEDED),
+            (Family::Ipv6, false) => (Proto::Icmpv6, ICMP6_DISCOVERY),
+        };
+        for &(name, number) in types {
+            let matches = Matches {
+                proto: Some(proto),
+                icmp_type: Some(IcmpType {
+                    name: name.into(),
+                    number,
+                }),
+                ..Matches::default()
+            };
+            rules.push(rule(matches, Action::Accept));
+        }
+    }
+    rules
+}
+
+/// IPv6 without these is broken: neighbour and router discovery replace
+/// ARP and DHCP, and packet-too-big replaces fragmentation on the way.
+const ICMP6_NEEDED: &[(&str, u8)] = &[
+    ("destination-unreachable", 1),
+    ("packet-too-big", 2),
+    ("time-exceeded", 3),
+    ("router-solicitation", 133),
+    ("router-advertisement", 134),
+    ("neighbour-solicitation", 135),
+    ("neighbour-advertisement", 136),
+];
+
+const ICMP6_DISCOVERY: &[(&str, u8)] = &[
+    ("router-solicitation", 133),
+    ("neighbour-solicitation", 135),
+    ("neighbour-advertisement", 136),
+];

@@ -1,0 +1,593 @@
+//! `rule(map)`: the primitive every stdlib function is built from. Turns one
+//! map of DESIGN.md 2.3 keys into validated rules, split per family and
+//! expanded over address and port lists.
+
+use ipnet::IpNet;
+use rhai::{Dynamic, Map};
+use sha2::{Digest, Sha256};
+
+use super::values::{self, Checked, Problem};
+use crate::netfilter::{Family, Hook, Table};
+use crate::plan::{
+    net_family, Action, CtState, Matches, Origin, PortRange, Proto, Recent, RecentCheck, Rule,
+    Stage, TcpFlag, TcpFlags,
+};
+
+pub const KEYS: &[&str] = &[
+    "chain",
+    "table",
+    "proto",
+    "dport",
+    "sport",
+    "src",
+    "dst",
+    "iface",
+    "oface",
+    "state",
+    "tcp_flags",
+    "icmp_type",
+    "limit",
+    "burst",
+    "action",
+    "to_port",
+    "to",
+    "log_prefix",
+    "comment",
+    "family",
+];
+
+/// What stdlib may add to a rule beyond the public keys.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    pub stage: Option<Stage>,
+    pub recent: Option<RecentCheck>,
+    pub dnat_from_port: Option<u16>,
+}
+
+/// A rule with its place in the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedRule {
+    pub family: Family,
+    pub table: Table,
+    pub hook: Hook,
+    /// `None` outside the filter table, whose chains are not staged.
+    pub stage: Option<Stage>,
+    pub rule: Rule,
+}
+
+/// Reads one `rule()` map; `origin` is the user's call site.
+pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<PlacedRule>> {
+    check_keys(map, KEYS, "rule")?;
+    let spec = Spec { map };
+
+    let table = match spec.get("table") {
+        Some(v) => {
+            let text = values::string(v, "`table`")?;
+            Table::parse(&text).ok_or_else(|| {
+                Problem::new(format!("unknown table `{text}`")).hint("one of: filter, nat, mangle")
+            })?
+        }
+        None => Table::Filter,
+    };
+    let hook = match spec.get("chain") {
+        Some(v) => {
+            let text = values::string(v, "`chain`")?;
+            Hook::parse_script(&text).ok_or_else(|| {
+                Problem::new(format!("unknown chain `{text}`"))
+                    .hint("one of: input, forward, output, prerouting, postrouting")
+            })?
+        }
+        None => Hook::Input,
+    };
+    if !table.builtin_chains().contains(&hook) {
+        let names: Vec<_> = table
+            .builtin_chains()
+            .iter()
+            .map(|h| h.script_name())
+            .collect();
+        return Err(Problem::new(format!(
+            "the {table} table has no `{}` chain",
+            hook.script_name()
+        ))
+        .hint(format!(
+            "the {table} table's chains are: {}",
+            names.join(", ")
+        )));
+    }
+
+    let proto = match spec.get("proto") {
+        Some(v) => parse_proto(&values::string(v, "`proto`")?)?,
+        None => None,
+    };
+    let action = parse_action(&spec, table, hook, proto)?;
+
+    let mut matches = Matches::default();
+    let port_list = |key: &str| -> Checked<Vec<Option<PortRange>>> {
+        match spec.get(key) {
+            None => Ok(vec![None]),
+            Some(v) => {
+                if !proto.is_some_and(Proto::has_ports) {
+                    return Err(Problem::new(format!(
+                        "`{key}` needs `proto` \"tcp\" or \"udp\""
+                    )));
+                }
+                Ok(values::ports(v, proto)?.into_iter().map(Some).collect())
+            }
+        }
+    };
+    let dports = port_list("dport")?;
+    let sports = port_list("sport")?;
+    let address_list = |key: &str| -> Checked<Vec<Option<IpNet>>> {
+        match spec.get(key) {
+            None => Ok(vec![None]),
+            Some(v) => Ok(values::addresses(v)?.into_iter().map(Some).collect()),
+        }
+    };
+    let srcs = address_list("src")?;
+    let dsts = address_list("dst")?;
+
+    if let Some(v) = spec.get("iface") {
+        if matches!(hook, Hook::Output | Hook::Postrouting) {
+            return Err(Problem::new(format!(
+                "`iface` (the incoming interface) cannot be used in the `{}` chain",
+                hook.script_name()
+            ))
+            .hint("use `oface` for the outgoing interface"));
+        }
+        matches.iface = Some(values::iface(&values::string(v, "`iface`")?)?);
+    }
+    if let Some(v) = spec.get("oface") {
+        if matches!(hook, Hook::Input | Hook::Prerouting) {
+            return Err(Problem::new(format!(
+                "`oface` (the outgoing interface) cannot be used in the `{}` chain",
+                hook.script_name()
+            ))
+            .hint("use `iface` for the incoming interface"));
+        }
+        matches.oface = Some(values::iface(&values::string(v, "`oface`")?)?);
+    }
+    if let Some(v) = spec.get("state") {
+        matches.state = parse_states(v)?;
+    }
+    if let Some(v) = spec.get("tcp_flags") {
+        if proto != Some(Proto::Tcp) {
+            return Err(Problem::new("`tcp_flags` needs `proto` \"tcp\""));
+        }
+        matches.tcp_flags = Some(parse_tcp_flags(v)?);
+    }
+    if let Some(v) = spec.get("icmp_type") {
+        let p = proto
+            .filter(|p| matches!(p, Proto::Icmp | Proto::Icmpv6))
+            .ok_or_else(|| Problem::new("`icmp_type` needs `proto` \"icmp\" or \"icmpv6\""))?;
+        matches.icmp_type = Some(values::icmp_type(v, p)?);
+    }
+    if let Some(v) = spec.get("limit") {
+        matches.limit = Some(values::rate(&values::string(v, "`limit`")?)?);
+    }
+    if let Some(v) = spec.get("burst") {
+        let limit = matches
+            .limit
+            .as_mut()
+            .ok_or_else(|| Problem::new("`burst` needs `limit`"))?;
+        limit.burst = Some(values::bounded(v, "burst", 1..=10_000)?);
+    }
+    matches.proto = proto;
+    matches.dnat_from_port = extras.dnat_from_port;
+
+    let comment = spec
+        .get("comment")
+        .map(|v| {
+            values::free_text(
+                &values::string(v, "`comment`")?,
+                "comment",
+                values::MAX_COMMENT,
+            )
+        })
+        .transpose()?;
+
+    // Families the rule may live in, before addresses narrow it down.
+    let mut families: Vec<Family> = Family::ALL.to_vec();
+    let mut narrow = |only: Family, why: String| -> Checked<()> {
+        if !families.contains(&only) {
+            return Err(Problem::new(format!(
+                "{why} is {}, but the rule is limited to {}",
+                only_name(only),
+                names(&families)
+            )));
+        }
+        families.retain(|f| *f == only);
+        Ok(())
+    };
+    if let Some(v) = spec.get("family") {
+        let family = values::family(v)?;
+        narrow(family, "`family`".into())?;
+    }
+    if let Some(family) = proto.and_then(Proto::family) {
+        narrow(
+            family,
+            format!("`proto` \"{}\"", proto.map_or("", Proto::script_name)),
+        )?;
+    }
+    match &action {
+        Action::Dnat { to } | Action::Snat { to } => {
+            narrow(to.family(), format!("`to` {}", to.addr))?
+        }
+        _ => {}
+    }
+
+    let stage = match table {
+        Table::Filter => Some(extras.stage.unwrap_or_else(|| stage_of(&action))),
+        Table::Nat | Table::Mangle => None,
+    };
+
+    let mut placed = Vec::new();
+    for src in &srcs {
+        for dst in &dsts {
+            let rule_families: Vec<Family> = families
+                .iter()
+                .copied()
+                .filter(|f| {
+                    src.is_none_or(|n| net_family(&n) == *f)
+                        && dst.is_none_or(|n| net_family(&n) == *f)
+                })
+                .collect();
+            for family in rule_families {
+                for sport in &sports {
+                    for dport in &dports {
+                        let mut m = matches.clone();
+                        m.src = *src;
+                        m.dst = *dst;
+                        m.sport = *sport;
+                        m.dport = *dport;
+                        m.recent = extras.recent.clone().map(|check| Recent {
+                            list: recent_list(family, &m),
+                            check,
+                        });
+                        let rule = Rule {
+                            matches: m,
+                            action: action.clone(),
+                            comment: comment.clone(),
+                            origin: Some(origin.clone()),
+                        };
+                        placed.push(PlacedRule {
+                            family,
+                            table,
+                            hook,
+                            stage,
+                            rule,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if placed.is_empty() {
+        return Err(family_conflict(&srcs, &dsts, &families));
+    }
+    Ok(placed)
+}
+
+struct Spec<'a> {
+    map: &'a Map,
+}
+
+impl Spec<'_> {
+    /// A key's value; `()` counts as absent, so stdlib can pass an option
+    /// straight through whether the user gave it or not.
+    fn get(&self, key: &str) -> Option<&Dynamic> {
+        self.map.get(key).filter(|v| !v.is_unit())
+    }
+}
+
+/// An unknown key is an error, never ignored (DESIGN.md 2.2).
+pub fn check_keys(map: &Map, known: &[&str], what: &str) -> Checked<()> {
+    let mut unknown: Vec<&str> = map
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| !known.contains(k))
+        .collect();
+    unknown.sort_unstable();
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    let hint = match closest(first, known) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => format!("the keys {what} takes: {}", known.join(", ")),
+    };
+    Err(Problem::new(format!("unknown key `{first}` in the options of `{what}`")).hint(hint))
+}
+
+/// The known name nearest to a misspelling, if one is near enough.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+fn parse_proto(text: &str) -> Checked<Option<Proto>> {
+    match text {
+        "tcp" => Ok(Some(Proto::Tcp)),
+        "udp" => Ok(Some(Proto::Udp)),
+        "icmp" => Ok(Some(Proto::Icmp)),
+        "icmpv6" | "ipv6-icmp" => Ok(Some(Proto::Icmpv6)),
+        "all" => Ok(None),
+        _ => Err(Problem::new(format!("unknown protocol `{text}`"))
+            .hint("one of: tcp, udp, icmp, icmpv6, all")),
+    }
+}
+
+fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> Checked<Action> {
+    let value = spec.get("action").ok_or_else(|| {
+        Problem::new("the rule has no `action`")
+            .hint("add `action: \"accept\"` (or drop, reject, …)")
+    })?;
+    let text = values::string(value, "`action`")?;
+    let only_with = |key: &str, action: &str| -> Checked<()> {
+        match spec.get(key) {
+            Some(_) => Err(Problem::new(format!(
+                "`{key}` only goes with `action` \"{action}\""
+            ))),
+            None => Ok(()),
+        }
+    };
+    if text != "log" {
+        only_with("log_prefix", "log")?;
+    }
+    if text != "redirect" {
+        only_with("to_port", "redirect")?;
+    }
+    if !matches!(text.as_str(), "dnat" | "snat") {
+        only_with("to", "dnat\" or \"snat")?;
+    }
+    let place = |tables: &[Table], hooks: &[Hook]| -> Checked<()> {
+        if tables.contains(&table) && hooks.contains(&hook) {
+            return Ok(());
+        }
+        let chains: Vec<_> = hooks.iter().map(|h| h.script_name()).collect();
+        let tables: Vec<_> = tables.iter().map(|t| t.name()).collect();
+        Err(Problem::new(format!(
+            "action `{text}` cannot be used in the {table} table's `{}` chain",
+            hook.script_name()
+        ))
+        .hint(format!(
+            "`{text}` works in the {} table, chains {}",
+            tables.join("/"),
+            chains.join(", ")
+        )))
+    };
+    let needs_ports = |what: &str| -> Checked<()> {
+        if proto.is_some_and(Proto::has_ports) {
+            Ok(())
+        } else {
+            Err(Problem::new(format!(
+                "action `{what}` needs `proto` \"tcp\" or \"udp\""
+            )))
+        }
+    };
+    let all_hooks = &Hook::ALL;
+    let action = match text.as_str() {
+        "accept" => Action::Accept,
+        "return" => Action::Return,
+        "drop" => {
+            place(&[Table::Filter, Table::Mangle], all_hooks)?;
+            Action::Drop
+        }
+        "reject" => {
+            place(&[Table::Filter], &[Hook::Input, Hook::Forward, Hook::Output])?;
+            Action::Reject
+        }
+        "log" => {
+            let prefix = spec
+                .get("log_prefix")
+                .map(|v| values::free_text(&values::string(v, "`log_prefix`")?, "log prefix", values::MAX_LOG_PREFIX))
+                .transpose()?;
+            Action::Log { prefix }
+        }
+        "redirect" => {
+            place(&[Table::Nat], &[Hook::Prerouting, Hook::Output])?;
+            needs_ports("redirect")?;
+            let to_port = spec.get("to_port").ok_or_else(|| Problem::new("action `redirect` needs `to_port`"))?;
+            let ports = values::ports(to_port, proto)?;
+            let [to_port] = ports[..] else {
+                return Err(Problem::new("`to_port` must be one port or one range"));
+            };
+            Action::Redirect { to_port }
+        }
+        "dnat" => {
+            place(&[Table::Nat], &[Hook::Prerouting, Hook::Output])?;
+            let to = endpoint(spec)?;
+            if to.port.is_some() {
+                needs_ports("dnat")?;
+            }
+            Action::Dnat { to }
+        }
+        "snat" => {
+            place(&[Table::Nat], &[Hook::Postrouting, Hook::Input])?;
+            let to = endpoint(spec)?;
+            if to.port.is_some() {
+                needs_ports("snat")?;
+            }
+            Action::Snat { to }
+        }
+        "masquerade" => {
+            place(&[Table::Nat], &[Hook::Postrouting])?;
+            Action::Masquerade
+        }
+        other => match other.strip_prefix("jump:") {
+            Some(chain) => Action::Jump { chain: values::jump_chain(chain)? },
+            None => {
+                return Err(Problem::new(format!("unknown action `{other}`")).hint(
+                    "one of: accept, drop, reject, log, return, jump:NAME, redirect, dnat, snat, masquerade",
+                ))
+            }
+        },
+    };
+    Ok(action)
+}
+
+fn endpoint(spec: &Spec) -> Checked<crate::plan::Endpoint> {
+    let to = spec
+        .get("to")
+        .ok_or_else(|| Problem::new("this action needs `to`: \"host[:port]\""))?;
+    values::endpoint(&values::string(to, "`to`")?)
+}
+
+/// Rules land in a stage by what they do: drops first, then accepts.
+fn stage_of(action: &Action) -> Stage {
+    match action {
+        Action::Drop | Action::Reject | Action::Jump { .. } => Stage::Deny,
+        _ => Stage::Allow,
+    }
+}
+
+fn parse_states(value: &Dynamic) -> Checked<Vec<CtState>> {
+    let mut states = Vec::new();
+    for item in values::one_or_many(value) {
+        let text = values::string(&item, "a `state`")?;
+        let state = CtState::ALL
+            .into_iter()
+            .find(|s| s.script_name() == text)
+            .ok_or_else(|| {
+                Problem::new(format!("unknown connection state `{text}`"))
+                    .hint("one of: new, established, related, invalid")
+            })?;
+        if !states.contains(&state) {
+            states.push(state);
+        }
+    }
+    if states.is_empty() {
+        return Err(
+            Problem::new("`state` is an empty list").hint("leave `state` out to match every state")
+        );
+    }
+    states.sort();
+    Ok(states)
+}
+
+/// `"syn"`, `"!syn"`, or `#{ mask: [...], set: [...] }` with flag names or
+/// `"all"`.
+fn parse_tcp_flags(value: &Dynamic) -> Checked<TcpFlags> {
+    if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+        return match text.as_str() {
+            "syn" => Ok(TcpFlags::syn()),
+            "!syn" => Ok(TcpFlags {
+                negated: true,
+                ..TcpFlags::syn()
+            }),
+            other => Err(
+                Problem::new(format!("unknown `tcp_flags` shorthand `{other}`")).hint(
+                    "write \"syn\", \"!syn\" or #{ mask: [\"syn\", \"ack\"], set: [\"syn\"] }",
+                ),
+            ),
+        };
+    }
+    let map = value.read_lock::<Map>().ok_or_else(|| {
+        Problem::new(format!(
+            "`tcp_flags` must be \"syn\" or a map with `mask` and `set`, found {}",
+            values::describe(value)
+        ))
+    })?;
+    check_keys(&map, &["mask", "set"], "tcp_flags")?;
+    let flags = |key: &str| -> Checked<Vec<TcpFlag>> {
+        let v = map
+            .get(key)
+            .ok_or_else(|| Problem::new(format!("`tcp_flags` needs `{key}`")))?;
+        let mut flags = Vec::new();
+        for item in values::one_or_many(v) {
+            let name = values::string(&item, "a tcp flag")?;
+            if name.eq_ignore_ascii_case("all") {
+                flags.extend(TcpFlag::ALL);
+            } else if !name.eq_ignore_ascii_case("none") {
+                flags.push(TcpFlag::parse(&name).ok_or_else(|| {
+                    Problem::new(format!("unknown tcp flag `{name}`"))
+                        .hint("one of: syn, ack, fin, rst, psh, urg, all, none")
+                })?);
+            }
+        }
+        flags.sort();
+        flags.dedup();
+        Ok(flags)
+    };
+    let (mask, set) = (flags("mask")?, flags("set")?);
+    if let Some(extra) = set.iter().find(|f| !mask.contains(f)) {
+        return Err(Problem::new(format!(
+            "tcp flag `{}` is in `set` but not in `mask`",
+            extra.name().to_lowercase()
+        )));
+    }
+    Ok(TcpFlags {
+        mask,
+        set,
+        negated: false,
+    })
+}
+
+/// The `recent` list a limit rule pair shares: named after what it guards,
+/// so the pair agrees and editing another rule does not reset its memory.
+fn recent_list(family: Family, m: &Matches) -> String {
+    let key = format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}",
+        m.proto, m.dport, m.src, m.iface, m.dst
+    );
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let tag = if family == Family::Ipv4 { "4" } else { "6" };
+    format!("fws{tag}-{hex}")
+}
+
+fn only_name(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "IPv4",
+        Family::Ipv6 => "IPv6",
+    }
+}
+
+fn names(families: &[Family]) -> String {
+    families
+        .iter()
+        .map(|f| only_name(*f))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+fn family_conflict(srcs: &[Option<IpNet>], dsts: &[Option<IpNet>], families: &[Family]) -> Problem {
+    let describe = |list: &[Option<IpNet>]| -> String {
+        list.iter()
+            .flatten()
+            .map(|n| format!("{n} ({})", only_name(net_family(n))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if srcs.iter().any(Option::is_some) {
+        parts.push(format!("`src` {}", describe(srcs)));
+    }
+    if dsts.iter().any(Option::is_some) {
+        parts.push(format!("`dst` {}", describe(dsts)));
+    }
+    Problem::new(format!(
+        "no address family fits this rule: {} while the rule is limited to {}",
+        parts.join(" and "),
+        names(families)
+    ))
+    .hint("IPv4 and IPv6 addresses cannot be mixed within one rule; split it in two")
+}
