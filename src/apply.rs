@@ -58,12 +58,12 @@ pub enum ApplyError {
     #[error("cannot read the {family} rules: {source}")]
     Read {
         family: Family,
-        source: BackendError,
+        source: Box<BackendError>,
     },
     #[error("writing the {family} rules failed: {source}{}{}", origin_note(.origin), rollback_note(.restored))]
     Write {
         family: Family,
-        source: BackendError,
+        source: Box<BackendError>,
         /// The script call behind the rejected line, when it is a rule.
         origin: Option<Origin>,
         /// Families put back to their snapshot after part of them was written.
@@ -75,7 +75,7 @@ pub enum ApplyError {
     )]
     Rollback {
         family: Family,
-        source: BackendError,
+        source: Box<BackendError>,
         restoring: Family,
         rollback: Box<ApplyError>,
     },
@@ -146,7 +146,8 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<Family>, Appl
             family.changes.len()
         );
         if let Err(source) = backend.restore(name, &input.text) {
-            let origin = match &source {
+            let source = Box::new(source);
+            let origin = match &*source {
                 BackendError::Rejected { line, .. } => {
                     input.line(*line).and_then(|(_, origin)| origin.cloned())
                 }
@@ -198,7 +199,7 @@ fn restore_snapshot(backend: &dyn Backend, family: &FamilySurvey) -> Result<bool
         .restore(name, &restore_input(&back).text)
         .map_err(|source| ApplyError::Write {
             family: name,
-            source,
+            source: Box::new(source),
             origin: None,
             restored: Vec::new(),
         })?;
@@ -226,7 +227,10 @@ fn verify(backend: &dyn Backend, written: &[&FamilySurvey]) -> Result<(), ApplyE
 }
 
 fn read(backend: &dyn Backend, family: Family) -> Result<LiveState, ApplyError> {
-    let read_error = |source| ApplyError::Read { family, source };
+    let read_error = |source| ApplyError::Read {
+        family,
+        source: Box::new(source),
+    };
     let text = backend.save(family).map_err(read_error)?;
     LiveState::parse(family, &text).map_err(|e| read_error(e.into()))
 }
