@@ -141,7 +141,7 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<Family>, Appl
         }
         let input = restore_input(&family.changes);
         let name = family.live.family;
-        tracing::info!(
+        tracing::debug!(
             "writing {} {name} changes in one restore",
             family.changes.len()
         );

@@ -268,7 +268,7 @@ fn tool_name(program: &Path) -> String {
 
 /// Finds `name` in PATH, then in the sbin directories that a non-login
 /// root shell or a systemd unit may not have in PATH.
-fn find(name: &str) -> Option<PathBuf> {
+pub(crate) fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
