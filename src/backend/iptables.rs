@@ -95,6 +95,11 @@ impl Iptables {
             .ok()
             .and_then(|s| s.parse().ok())
             .map_or(DEFAULT_LOCK_WAIT, Duration::from_secs);
+        Ok(Iptables::new(flavor, netns)?.with_lock_wait(lock_wait))
+    }
+
+    /// The tools of `flavor`, whatever this host uses by default.
+    pub fn new(flavor: Flavor, netns: Option<&str>) -> Result<Iptables, BackendError> {
         let ipv4 =
             Tools::find(Family::Ipv4, flavor).map_err(|tool| BackendError::NotFound { tool })?;
         let ipv6 = if Path::new("/proc/sys/net/ipv6").exists() {
@@ -105,7 +110,7 @@ impl Iptables {
         Ok(Iptables {
             flavor,
             netns: netns.map(str::to_string),
-            lock_wait,
+            lock_wait: DEFAULT_LOCK_WAIT,
             ipv4,
             ipv6,
         })
