@@ -11,4 +11,8 @@ pub enum Error {
     NotYet,
     #[error("error: cannot write to standard output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("error: {0}")]
+    Apply(#[from] crate::apply::ApplyError),
+    #[error("error: {0}")]
+    Backend(#[from] crate::backend::BackendError),
 }

@@ -6,9 +6,13 @@
 //! kernel ──▶ LiveState ──────────┴──diff──▶ Changeset ──apply──▶ kernel
 //! ```
 
+pub mod apply;
+pub mod backend;
 pub mod cli;
 pub mod commands;
+pub mod diff;
 pub mod error;
+pub mod live;
 pub mod logging;
 pub mod netfilter;
 pub mod plan;

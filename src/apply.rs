@@ -1,0 +1,454 @@
+//! Apply (changeset → **kernel** → verify): read each family once, diff,
+//! write each family that differs in one restore, put back what was
+//! written when a later write fails, then read back and diff again.
+//!
+//! Split in two steps, [`survey`] then [`apply`], so what runs between them
+//! (showing the plan, a lockout check, saving a rollback snapshot from
+//! [`FamilySurvey::live`]) sees exactly what will be written.
+
+use crate::backend::{Backend, BackendError};
+use crate::diff::{diff, foreign_warnings, restore_input, Change, Changeset, ForeignWarning};
+use crate::live::LiveState;
+use crate::netfilter::{Family, Table};
+use crate::ruleset::{Origin, Ruleset};
+
+/// The kernel as read, and what it takes to match the desired rulesets.
+#[derive(Debug, Clone)]
+pub struct Survey {
+    /// Families this host can do, IPv4 first.
+    pub families: Vec<FamilySurvey>,
+    /// Families this host cannot do, with the reason; their half of the
+    /// script is not applied.
+    pub skipped: Vec<(Family, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FamilySurvey {
+    /// The snapshot: the kernel as read before any write.
+    pub live: LiveState,
+    pub desired: Ruleset,
+    pub changes: Changeset,
+    pub warnings: Vec<ForeignWarning>,
+}
+
+impl Survey {
+    pub fn in_sync(&self) -> bool {
+        self.families.iter().all(|f| f.changes.is_empty())
+    }
+
+    pub fn change_count(&self) -> usize {
+        self.families.iter().map(|f| f.changes.len()).sum()
+    }
+
+    pub fn changes(&self) -> impl Iterator<Item = (Family, Table, &Change)> {
+        self.families.iter().flat_map(|f| {
+            f.changes
+                .changes()
+                .map(move |(table, change)| (f.live.family, table, change))
+        })
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &ForeignWarning> {
+        self.families.iter().flat_map(|f| &f.warnings)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot read the {family} rules: {source}")]
+    Read {
+        family: Family,
+        source: Box<BackendError>,
+    },
+    #[error("writing the {family} rules failed: {source}{}{}", origin_note(.origin), rollback_note(.restored))]
+    Write {
+        family: Family,
+        source: Box<BackendError>,
+        /// The script call behind the rejected line, when it is a rule.
+        origin: Option<Origin>,
+        /// Families put back to their snapshot after part of them was written.
+        restored: Vec<Family>,
+    },
+    #[error(
+        "writing the {family} rules failed: {source}; putting {restoring} back failed as \
+         well, so the kernel may hold part of the change: {rollback}"
+    )]
+    Rollback {
+        family: Family,
+        source: Box<BackendError>,
+        restoring: Family,
+        rollback: Box<ApplyError>,
+    },
+    #[error(
+        "the {family} rules still differ from the script after writing them ({remaining} \
+         changes, first: {first}); is another program changing the firewall?"
+    )]
+    Verify {
+        family: Family,
+        remaining: usize,
+        first: String,
+    },
+}
+
+fn origin_note(origin: &Option<Origin>) -> String {
+    origin
+        .as_ref()
+        .map(|o| format!(" (the rule from {o})"))
+        .unwrap_or_default()
+}
+
+fn rollback_note(restored: &[Family]) -> String {
+    let names: Vec<&str> = restored.iter().map(|f| f.name()).collect();
+    match names.as_slice() {
+        [] => "; nothing was changed".to_string(),
+        _ => format!("; {} put back as it was", names.join(" and ")),
+    }
+}
+
+/// Reads every available family once (both at the same time) and diffs it
+/// against its desired ruleset.
+pub fn survey(backend: &dyn Backend, desired: Vec<Ruleset>) -> Result<Survey, ApplyError> {
+    let mut skipped = Vec::new();
+    let mut wanted = Vec::new();
+    for ruleset in desired {
+        match backend.availability(ruleset.family) {
+            Ok(()) => wanted.push(ruleset),
+            Err(reason) => skipped.push((ruleset.family, reason)),
+        }
+    }
+    let families: Vec<Family> = wanted.iter().map(|r| r.family).collect();
+    let lives = read_all(backend, &families)?;
+    let families = lives
+        .into_iter()
+        .zip(wanted)
+        .map(|(live, desired)| FamilySurvey {
+            changes: diff(&live, &desired),
+            warnings: foreign_warnings(&live, &desired),
+            live,
+            desired,
+        })
+        .collect();
+    Ok(Survey { families, skipped })
+}
+
+/// Writes what the survey found, IPv4 first, then verifies. Returns the
+/// families written; none when the kernel was in sync.
+pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<Family>, ApplyError> {
+    let mut written: Vec<&FamilySurvey> = Vec::new();
+    for family in &survey.families {
+        if family.changes.is_empty() {
+            continue;
+        }
+        let input = restore_input(&family.changes);
+        let name = family.live.family;
+        tracing::debug!(
+            "writing {} {name} changes in one restore",
+            family.changes.len()
+        );
+        if let Err(source) = backend.restore(name, &input.text) {
+            let source = Box::new(source);
+            let origin = match &*source {
+                BackendError::Rejected { line, .. } => {
+                    input.line(*line).and_then(|(_, origin)| origin.cloned())
+                }
+                _ => None,
+            };
+            // Legacy commits table by table, so the failing family may be
+            // half written too.
+            written.push(family);
+            let mut restored = Vec::new();
+            for earlier in written.iter().rev() {
+                match restore_snapshot(backend, earlier) {
+                    Ok(true) => restored.push(earlier.live.family),
+                    Ok(false) => {}
+                    Err(rollback) => {
+                        return Err(ApplyError::Rollback {
+                            family: name,
+                            source,
+                            restoring: earlier.live.family,
+                            rollback: Box::new(rollback),
+                        })
+                    }
+                }
+            }
+            restored.sort();
+            return Err(ApplyError::Write {
+                family: name,
+                source,
+                origin,
+                restored,
+            });
+        }
+        written.push(family);
+    }
+    verify(backend, &written)?;
+    Ok(written.iter().map(|f| f.live.family).collect())
+}
+
+/// Puts a family's owned state back to its snapshot. `Ok(false)`: it had
+/// not changed.
+fn restore_snapshot(backend: &dyn Backend, family: &FamilySurvey) -> Result<bool, ApplyError> {
+    let name = family.live.family;
+    let now = read(backend, name)?;
+    let back = diff(&now, &family.live.owned());
+    if back.is_empty() {
+        return Ok(false);
+    }
+    tracing::warn!("putting {name} back: {} changes", back.len());
+    backend
+        .restore(name, &restore_input(&back).text)
+        .map_err(|source| ApplyError::Write {
+            family: name,
+            source: Box::new(source),
+            origin: None,
+            restored: Vec::new(),
+        })?;
+    Ok(true)
+}
+
+fn verify(backend: &dyn Backend, written: &[&FamilySurvey]) -> Result<(), ApplyError> {
+    let families: Vec<Family> = written.iter().map(|f| f.live.family).collect();
+    let lives = read_all(backend, &families)?;
+    for (live, family) in lives.iter().zip(written) {
+        let left = diff(live, &family.desired);
+        let first = left
+            .changes()
+            .next()
+            .map(|(table, change)| format!("{table} {}: {change}", change.chain()));
+        if let Some(first) = first {
+            return Err(ApplyError::Verify {
+                family: live.family,
+                remaining: left.len(),
+                first,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn read(backend: &dyn Backend, family: Family) -> Result<LiveState, ApplyError> {
+    let read_error = |source| ApplyError::Read {
+        family,
+        source: Box::new(source),
+    };
+    let text = backend.save(family).map_err(read_error)?;
+    LiveState::parse(family, &text).map_err(|e| read_error(e.into()))
+}
+
+/// Reads the families at the same time: each save is one process that
+/// mostly waits on the kernel.
+fn read_all(backend: &dyn Backend, families: &[Family]) -> Result<Vec<LiveState>, ApplyError> {
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = families
+            .iter()
+            .map(|&family| scope.spawn(move || read(backend, family)))
+            .collect();
+        readers
+            .into_iter()
+            .map(|reader| reader.join().expect("reader panicked"))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::Fake;
+    use crate::netfilter::{Hook, Policy};
+    use crate::ruleset::{HookRule, OwnedChain, OwnedRule, RuleId, TableRuleset};
+
+    fn rule(family: Family, chain: &str, text: &str, line: usize) -> OwnedRule {
+        let id = RuleId::compute(family, Table::Filter, chain, text, 0);
+        OwnedRule {
+            spec: format!("{text} -m comment --comment \"fws:{id}\" -j ACCEPT"),
+            id,
+            origin: Some(Origin {
+                file: "fw.rhai".into(),
+                line,
+                column: 1,
+            }),
+        }
+    }
+
+    /// INPUT DROP, a hook, and FWS-INPUT accepting the given TCP ports.
+    fn ruleset(family: Family, ports: &[u16]) -> Ruleset {
+        let hook_id = RuleId::compute(family, Table::Filter, "INPUT", "hook", 0);
+        let mut table = TableRuleset::default();
+        table.policies.insert(Hook::Input, Policy::Drop);
+        table.hooks.push(HookRule {
+            hook: Hook::Input,
+            rule: OwnedRule {
+                spec: format!("-m comment --comment \"fws:{hook_id}\" -j FWS-INPUT"),
+                id: hook_id,
+                origin: None,
+            },
+        });
+        table.chains.push(OwnedChain {
+            name: "FWS-INPUT".into(),
+            rules: ports
+                .iter()
+                .enumerate()
+                .map(|(i, port)| {
+                    rule(
+                        family,
+                        "FWS-INPUT",
+                        &format!("-p tcp --dport {port}"),
+                        i + 1,
+                    )
+                })
+                .collect(),
+        });
+        let mut ruleset = Ruleset::empty(family);
+        ruleset.tables.insert(Table::Filter, table);
+        ruleset
+    }
+
+    fn both(ports: &[u16]) -> Vec<Ruleset> {
+        Family::ALL.map(|f| ruleset(f, ports)).to_vec()
+    }
+
+    fn run(backend: &Fake, desired: Vec<Ruleset>) -> Result<Vec<Family>, ApplyError> {
+        let survey = survey(backend, desired)?;
+        apply(backend, &survey)
+    }
+
+    const FOREIGN: &str =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        :f2b-sshd - [0:0]\n-A INPUT -p tcp -j f2b-sshd\n-A f2b-sshd -j RETURN\nCOMMIT\n";
+
+    #[test]
+    fn first_apply_then_nothing() {
+        let fake = Fake::new()
+            .with_save(Family::Ipv4, FOREIGN)
+            .with_save(Family::Ipv6, FOREIGN);
+        assert_eq!(run(&fake, both(&[22, 80])).unwrap(), Family::ALL);
+        assert_eq!(fake.restores().len(), 2);
+        let after = fake.state(Family::Ipv4);
+        let filter = &after.tables[&Table::Filter];
+        assert_eq!(filter.chain("INPUT").unwrap().policy, Some(Policy::Drop));
+        assert_eq!(filter.chain("FWS-INPUT").unwrap().rules.len(), 2);
+        // Foreign state untouched, the hook above it.
+        assert_eq!(filter.chain("f2b-sshd").unwrap().rules.len(), 1);
+        assert_eq!(filter.chain("FORWARD").unwrap().policy, Some(Policy::Drop));
+        let input = &filter.chain("INPUT").unwrap().rules;
+        assert!(input[0].id.is_some());
+        assert_eq!(input[1].spec, "-p tcp -j f2b-sshd");
+
+        let saves = fake.saves();
+        let survey = survey(&fake, both(&[22, 80])).unwrap();
+        assert!(survey.in_sync());
+        assert_eq!(apply(&fake, &survey).unwrap(), []);
+        assert_eq!(fake.restores().len(), 2, "a second apply writes nothing");
+        assert_eq!(fake.saves(), saves + 2, "and reads each family once");
+    }
+
+    #[test]
+    fn an_edit_writes_only_the_difference() {
+        let fake = Fake::new();
+        run(&fake, both(&[22, 80, 443])).unwrap();
+        run(&fake, both(&[22, 8080, 443])).unwrap();
+        let restores = fake.restores();
+        assert_eq!(restores.len(), 4);
+        for (_, input) in &restores[2..] {
+            let commands: Vec<&str> = input.lines().filter(|l| l.starts_with('-')).collect();
+            assert_eq!(commands.len(), 2, "{input}");
+            assert_eq!(commands[0], "-D FWS-INPUT 2");
+            assert!(commands[1].starts_with("-I FWS-INPUT 2 -p tcp --dport 8080"));
+        }
+    }
+
+    #[test]
+    fn a_failed_ipv6_write_puts_ipv4_back() {
+        let fake = Fake::new();
+        run(&fake, both(&[22])).unwrap();
+        let before = [fake.state(Family::Ipv4), fake.state(Family::Ipv6)];
+        fake.fail_next_restore(Family::Ipv6);
+        let error = run(&fake, both(&[22, 80])).unwrap_err();
+        assert_eq!(fake.state(Family::Ipv4), before[0]);
+        assert_eq!(fake.state(Family::Ipv6), before[1]);
+        let message = error.to_string();
+        assert!(
+            matches!(&error, ApplyError::Write { family: Family::Ipv6, restored, origin: Some(o), .. }
+                if restored == &[Family::Ipv4] && o.line == 2),
+            "{error:?}"
+        );
+        assert!(message.contains("rejected line 2"), "{message}");
+        assert!(
+            message.contains("-A FWS-INPUT -p tcp --dport 80"),
+            "{message}"
+        );
+        assert!(message.contains("(the rule from fw.rhai:2:1)"), "{message}");
+        assert!(message.ends_with("ipv4 put back as it was"), "{message}");
+    }
+
+    #[test]
+    fn a_failed_first_write_changes_nothing() {
+        let fake = Fake::new();
+        fake.fail_next_restore(Family::Ipv4);
+        let error = run(&fake, both(&[22])).unwrap_err();
+        assert!(
+            error.to_string().ends_with("nothing was changed"),
+            "{error}"
+        );
+        assert_eq!(fake.restores().len(), 1, "IPv6 is not tried");
+        assert!(fake.state(Family::Ipv4).tables.is_empty());
+    }
+
+    #[test]
+    fn a_host_without_ipv6_gets_the_ipv4_half() {
+        let fake = Fake::new().without(Family::Ipv6);
+        let survey = survey(&fake, both(&[22])).unwrap();
+        assert_eq!(survey.skipped.len(), 1);
+        assert_eq!(survey.skipped[0].0, Family::Ipv6);
+        assert_eq!(apply(&fake, &survey).unwrap(), [Family::Ipv4]);
+    }
+
+    #[test]
+    fn drift_is_repaired() {
+        let fake = Fake::new();
+        run(&fake, both(&[22, 80])).unwrap();
+        fake.restore(
+            Family::Ipv4,
+            "*filter\n-D FWS-INPUT 1\n-A FWS-INPUT -p tcp --dport 23 -j ACCEPT\nCOMMIT\n",
+        )
+        .unwrap();
+        let survey = survey(&fake, both(&[22, 80])).unwrap();
+        assert_eq!(survey.change_count(), 2);
+        apply(&fake, &survey).unwrap();
+        assert!(survey_in_sync(&fake, both(&[22, 80])));
+    }
+
+    fn survey_in_sync(fake: &Fake, desired: Vec<Ruleset>) -> bool {
+        survey(fake, desired).unwrap().in_sync()
+    }
+
+    #[test]
+    fn verify_catches_a_kernel_that_does_not_keep_the_change() {
+        /// Accepts writes and forgets them.
+        struct Forgetful(Fake);
+        impl Backend for Forgetful {
+            fn availability(&self, family: Family) -> Result<(), String> {
+                self.0.availability(family)
+            }
+            fn save(&self, family: Family) -> Result<String, BackendError> {
+                self.0.save(family)
+            }
+            fn restore(&self, _: Family, _: &str) -> Result<(), BackendError> {
+                Ok(())
+            }
+        }
+        let backend = Forgetful(Fake::new());
+        let survey = survey(&backend, both(&[22])).unwrap();
+        let error = apply(&backend, &survey).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ApplyError::Verify {
+                    family: Family::Ipv4,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! The real kernel (backend ↔ **iptables tools**): one `*-save` per family
+//! to read, one `*-restore --noflush --wait` per family to write, with the
+//! binaries of the iptables backend (nf_tables or legacy) the host uses,
+//! optionally inside a network namespace.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Backend, BackendError};
+use crate::netfilter::Family;
+
+/// Which kernel interface the iptables tools drive. Rules written through
+/// one are invisible to the other, so fwscript uses whichever `iptables`
+/// itself uses on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Nft,
+    Legacy,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Nft => "nft",
+            Flavor::Legacy => "legacy",
+        }
+    }
+
+    /// Reads the flavour from `iptables --version`: `iptables v1.8.9
+    /// (nf_tables)` or `(legacy)`; before 1.8 there was only legacy.
+    pub fn from_version(version: &str) -> Flavor {
+        if version.contains("nf_tables") {
+            Flavor::Nft
+        } else {
+            Flavor::Legacy
+        }
+    }
+}
+
+/// The environment variable that forces a flavour (`nft` or `legacy`),
+/// for hosts where `iptables` is not the one the firewall lives in.
+pub const FLAVOR_VAR: &str = "FWSCRIPT_IPTABLES";
+
+/// How long `*-restore --wait` may wait for the xtables lock.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The environment variable that overrides [`DEFAULT_LOCK_WAIT`], in seconds.
+pub const LOCK_WAIT_VAR: &str = "FWSCRIPT_LOCK_WAIT";
+
+/// A save of 100,000 rules with comments takes ~11 s on nf_tables
+/// (DESIGN.md 8); beyond this the tool is stuck, not slow.
+const TOOL_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+pub struct Iptables {
+    flavor: Flavor,
+    netns: Option<String>,
+    lock_wait: Duration,
+    ipv4: Tools,
+    /// `Err(reason)` when this host cannot do IPv6.
+    ipv6: Result<Tools, String>,
+}
+
+#[derive(Debug, Clone)]
+struct Tools {
+    save: PathBuf,
+    restore: PathBuf,
+}
+
+impl Iptables {
+    /// Finds the tools of the flavour this host uses. With `netns`, every
+    /// command runs as `ip netns exec NETNS …`.
+    pub fn detect(netns: Option<&str>) -> Result<Iptables, BackendError> {
+        let flavor = match std::env::var(FLAVOR_VAR).ok().as_deref() {
+            Some("nft") => Flavor::Nft,
+            Some("legacy") => Flavor::Legacy,
+            Some(other) => {
+                return Err(BackendError::Failed {
+                    tool: FLAVOR_VAR.to_string(),
+                    message: format!("`{other}` is neither `nft` nor `legacy`"),
+                })
+            }
+            None => {
+                let iptables = find("iptables").ok_or_else(|| BackendError::NotFound {
+                    tool: "iptables".into(),
+                })?;
+                let output = run(&iptables, &["--version"], None, TOOL_LIMIT)?;
+                Flavor::from_version(&output)
+            }
+        };
+        let lock_wait = std::env::var(LOCK_WAIT_VAR)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(DEFAULT_LOCK_WAIT, Duration::from_secs);
+        Ok(Iptables::new(flavor, netns)?.with_lock_wait(lock_wait))
+    }
+
+    /// The tools of `flavor`, whatever this host uses by default.
+    pub fn new(flavor: Flavor, netns: Option<&str>) -> Result<Iptables, BackendError> {
+        let ipv4 =
+            Tools::find(Family::Ipv4, flavor).map_err(|tool| BackendError::NotFound { tool })?;
+        let ipv6 = if Path::new("/proc/sys/net/ipv6").exists() {
+            Tools::find(Family::Ipv6, flavor).map_err(|tool| format!("`{tool}` is not installed"))
+        } else {
+            Err("IPv6 is disabled in this kernel".to_string())
+        };
+        Ok(Iptables {
+            flavor,
+            netns: netns.map(str::to_string),
+            lock_wait: DEFAULT_LOCK_WAIT,
+            ipv4,
+            ipv6,
+        })
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    pub fn with_lock_wait(mut self, wait: Duration) -> Iptables {
+        self.lock_wait = wait;
+        self
+    }
+
+    fn tools(&self, family: Family) -> Result<&Tools, BackendError> {
+        match family {
+            Family::Ipv4 => Ok(&self.ipv4),
+            Family::Ipv6 => self.ipv6.as_ref().map_err(|reason| BackendError::Failed {
+                tool: "ip6tables".into(),
+                message: reason.clone(),
+            }),
+        }
+    }
+
+    /// Runs `program args` here or inside the namespace.
+    fn run(
+        &self,
+        program: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+        limit: Duration,
+    ) -> Result<String, BackendError> {
+        match &self.netns {
+            None => run(program, args, stdin, limit),
+            Some(netns) => {
+                let program = program.to_string_lossy();
+                let mut all = vec!["netns", "exec", netns, &program];
+                all.extend_from_slice(args);
+                let ip = find("ip").ok_or_else(|| BackendError::NotFound { tool: "ip".into() })?;
+                run(&ip, &all, stdin, limit).map_err(|e| match e {
+                    // Name the tool, not `ip`.
+                    BackendError::Failed { message, .. } => BackendError::Failed {
+                        tool: tool_name(Path::new(&*program)),
+                        message,
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+}
+
+impl Tools {
+    fn find(family: Family, flavor: Flavor) -> Result<Tools, String> {
+        let tool = family.tool();
+        let pick = |verb: &str| {
+            let flavored = format!("{tool}-{}-{verb}", flavor.name());
+            // Older and minimal installs have only the plain name, which is
+            // whatever `iptables` itself is.
+            find(&flavored)
+                .or_else(|| find(&format!("{tool}-{verb}")))
+                .ok_or(flavored)
+        };
+        Ok(Tools {
+            save: pick("save")?,
+            restore: pick("restore")?,
+        })
+    }
+}
+
+impl Backend for Iptables {
+    fn availability(&self, family: Family) -> Result<(), String> {
+        match family {
+            Family::Ipv4 => Ok(()),
+            Family::Ipv6 => self.ipv6.as_ref().map(|_| ()).map_err(Clone::clone),
+        }
+    }
+
+    fn save(&self, family: Family) -> Result<String, BackendError> {
+        let tools = self.tools(family)?;
+        self.run(&tools.save, &[], None, TOOL_LIMIT)
+    }
+
+    fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
+        let tools = self.tools(family)?;
+        let wait = self.lock_wait.as_secs().max(1).to_string();
+        let args = ["--noflush", "--wait", &wait];
+        let limit = self.lock_wait + TOOL_LIMIT;
+        match self.run(&tools.restore, &args, Some(input), limit) {
+            Ok(_) => Ok(()),
+            Err(BackendError::Failed { tool, message }) => {
+                Err(classify_failure(tool, &message, input, self.lock_wait))
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// Turns a restore's complaint into the error a user can act on.
+fn classify_failure(tool: String, stderr: &str, input: &str, waited: Duration) -> BackendError {
+    if stderr.contains("xtables lock") {
+        return BackendError::LockTimeout { tool, waited };
+    }
+    let message = complaint(stderr);
+    match rejected_line(stderr) {
+        Some(line) => BackendError::Rejected {
+            text: input
+                .lines()
+                .nth(line.saturating_sub(1))
+                .unwrap_or("")
+                .to_string(),
+            tool,
+            line,
+            message,
+        },
+        None => BackendError::Failed { tool, message },
+    }
+}
+
+/// The line a restore names in any of its forms: `Error occurred at line:
+/// 4` (parse errors), `line 4 failed` (legacy commit), `line 6: CHAIN_DEL
+/// failed` (nf_tables commit).
+fn rejected_line(stderr: &str) -> Option<usize> {
+    stderr.match_indices("line").find_map(|(at, word)| {
+        let rest = stderr[at + word.len()..].trim_start_matches([':', ' ']);
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        rest[..digits].parse().ok()
+    })
+}
+
+/// What went wrong, in the tool's words minus its boilerplate.
+fn complaint(stderr: &str) -> String {
+    let parts: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("Try `") && !l.starts_with("Error occurred at line"))
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            // `iptables-restore v1.8.9 (legacy): message`.
+            match l.split_once(": ") {
+                Some((prefix, rest)) if prefix.contains("tables-") => rest,
+                _ => l,
+            }
+        })
+        .map(|l| l.trim().trim_end_matches(':'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    if parts.is_empty() {
+        "no message".to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+fn tool_name(program: &Path) -> String {
+    program.file_name().map_or_else(
+        || program.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Finds `name` in PATH, then in the sbin directories that a non-login
+/// root shell or a systemd unit may not have in PATH.
+pub(crate) fn find(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Runs a command with a deadline and returns its standard output. A
+/// non-zero exit is [`BackendError::Failed`] with standard error.
+fn run(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    limit: Duration,
+) -> Result<String, BackendError> {
+    let tool = tool_name(program);
+    tracing::debug!("running {} {}", program.display(), args.join(" "));
+    let mut child = Command::new(program)
+        .args(args.iter().map(OsString::from))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Untranslated messages: they are parsed for line numbers.
+        .env("LC_ALL", "C")
+        .spawn()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => BackendError::NotFound { tool: tool.clone() },
+            _ => BackendError::Spawn {
+                tool: tool.clone(),
+                source,
+            },
+        })?;
+    // Threads feed and drain the pipes, so a child that writes a lot while
+    // reading slowly cannot deadlock against us; the deadline below stays
+    // in force whatever the child does.
+    let writer = stdin.map(|text| {
+        let mut pipe = child.stdin.take().expect("piped");
+        let text = text.to_string();
+        std::thread::spawn(move || {
+            // A child that exits early closes the pipe; its exit status
+            // says why.
+            let _ = pipe.write_all(text.as_bytes());
+        })
+    });
+    let stdout = drain(child.stdout.take().expect("piped"));
+    let stderr = drain(child.stderr.take().expect("piped"));
+
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|source| BackendError::Spawn {
+            tool: tool.clone(),
+            source,
+        })? {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BackendError::Timeout { tool, limit });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    };
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if status.success() {
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&stderr);
+        let message = if stderr.trim().is_empty() {
+            status.to_string()
+        } else {
+            stderr.trim().to_string()
+        };
+        Err(BackendError::Failed { tool, message })
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flavor_from_version() {
+        assert_eq!(
+            Flavor::from_version("iptables v1.8.9 (nf_tables)"),
+            Flavor::Nft
+        );
+        assert_eq!(
+            Flavor::from_version("iptables v1.8.9 (legacy)"),
+            Flavor::Legacy
+        );
+        assert_eq!(Flavor::from_version("iptables v1.6.1"), Flavor::Legacy);
+    }
+
+    #[test]
+    fn failures_name_the_rejected_line() {
+        let input = "*filter\n-N FWS-A\n-A FWS-A -p tcp --dport 99999 -j ACCEPT\nCOMMIT\n";
+        // Real stderr of both backends, captured in a namespace.
+        for stderr in [
+            "iptables-nft-restore v1.8.9 (nf_tables): invalid port/service `99999' specified\nError occurred at line: 3\nTry `iptables-nft-restore -h' or 'iptables-nft-restore --help' for more information.\n",
+            "iptables-restore v1.8.9 (legacy): invalid port/service `99999' specified\nError occurred at line: 3\nTry `iptables-restore -h' or 'iptables-restore --help' for more information.\n",
+        ] {
+            match classify_failure("iptables-restore".into(), stderr, input, DEFAULT_LOCK_WAIT) {
+                BackendError::Rejected { line, text, message, .. } => {
+                    assert_eq!(line, 3);
+                    assert_eq!(text, "-A FWS-A -p tcp --dport 99999 -j ACCEPT");
+                    assert_eq!(message, "invalid port/service `99999' specified");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let commit = "iptables-nft-restore v1.8.9 (nf_tables): \nline 2: CHAIN_DEL failed (Device or resource busy): chain FWS-NEW\n";
+        assert!(matches!(
+            classify_failure("t".into(), commit, input, DEFAULT_LOCK_WAIT),
+            BackendError::Rejected { line: 2, .. }
+        ));
+        assert!(matches!(
+            classify_failure(
+                "t".into(),
+                "iptables-restore: line 4 failed\n",
+                input,
+                DEFAULT_LOCK_WAIT
+            ),
+            BackendError::Rejected { line: 4, .. }
+        ));
+        let lock = "Another app is currently holding the xtables lock. Stopped waiting after 1s.\n";
+        let error = classify_failure(
+            "iptables-restore".into(),
+            lock,
+            input,
+            Duration::from_secs(1),
+        );
+        assert!(matches!(error, BackendError::LockTimeout { .. }));
+        assert!(error.to_string().contains("after 1 s"));
+    }
+
+    #[test]
+    fn run_enforces_its_deadline() {
+        let started = Instant::now();
+        let error = run(Path::new("sleep"), &["5"], None, Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(error, BackendError::Timeout { .. }), "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            run(Path::new("cat"), &[], Some("through\n"), TOOL_LIMIT).unwrap(),
+            "through\n"
+        );
+        assert!(matches!(
+            run(Path::new("false"), &[], None, TOOL_LIMIT),
+            Err(BackendError::Failed { .. })
+        ));
+        assert!(matches!(
+            run(Path::new("no-such-tool-here"), &[], None, TOOL_LIMIT),
+            Err(BackendError::NotFound { .. })
+        ));
+    }
+}

@@ -1,0 +1,58 @@
+//! The kernel boundary (backend ↔ kernel): the only place fwscript reads or
+//! writes netfilter state. Everything above it is pure and works on text, so
+//! it is tested against [`fake::Fake`]; [`iptables::Iptables`] runs the real
+//! tools.
+
+pub mod fake;
+pub mod iptables;
+
+use std::time::Duration;
+
+use crate::live::ParseError;
+use crate::netfilter::Family;
+
+/// Reads and writes one family's tables as text.
+///
+/// `Sync` so both families can be read at the same time.
+pub trait Backend: Sync {
+    /// `Err(reason)` when this host cannot do `family` at all (no
+    /// ip6tables, IPv6 disabled): that half is skipped with a warning.
+    fn availability(&self, family: Family) -> Result<(), String>;
+
+    /// All tables of `family`, as `iptables-save` prints them.
+    fn save(&self, family: Family) -> Result<String, BackendError>;
+
+    /// Runs `input` through `iptables-restore --noflush`: each table block is
+    /// atomic, the whole input is not.
+    fn restore(&self, family: Family, input: &str) -> Result<(), BackendError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("`{tool}` is not installed (looked in PATH, /usr/sbin and /sbin)")]
+    NotFound { tool: String },
+    #[error("cannot run `{tool}`: {source}")]
+    Spawn {
+        tool: String,
+        source: std::io::Error,
+    },
+    #[error("`{tool}` failed: {message}")]
+    Failed { tool: String, message: String },
+    #[error(
+        "`{tool}` gave up waiting for the xtables lock after {} s: another program \
+         is changing the firewall right now; try again",
+        .waited.as_secs()
+    )]
+    LockTimeout { tool: String, waited: Duration },
+    #[error("`{tool}` did not finish within {} s and was stopped", .limit.as_secs())]
+    Timeout { tool: String, limit: Duration },
+    #[error("the kernel rejected line {line} of the `{tool}` input, `{text}`: {message}")]
+    Rejected {
+        tool: String,
+        line: usize,
+        text: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+}
