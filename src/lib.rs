@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod explain;
 pub mod logging;
 pub mod netfilter;
 pub mod plan;
