@@ -2,6 +2,7 @@
 //! DESIGN.md 5. Everything here is orchestration; the logic lives in the
 //! stage modules.
 
+mod explain;
 mod script;
 
 use crate::cli::{Cli, Command};
@@ -30,13 +31,13 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Check(args) => script::check(&args.script),
         Command::Render(args) => script::render(&args.script, args.family.map(Into::into)),
         Command::Functions => script::functions(),
+        Command::Explain(args) => explain::explain(&args),
         Command::Plan(_)
         | Command::Apply(_)
         | Command::Try(_)
         | Command::Confirm
         | Command::Rollback
         | Command::Watch(_)
-        | Command::Explain(_)
         | Command::Reset => Err(Error::NotYet),
     }
 }
