@@ -24,7 +24,6 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use error::ExplainError;
-pub use matching::iface_matches;
 pub use packet::{Packet, Transport};
 pub use query::{Query, Request};
 
