@@ -9,7 +9,7 @@ use super::matching::{self, Assumption, Field};
 use super::packet::Packet;
 use super::{Decision, Explanation, PolicySource, RuleRef, Verdict};
 use crate::netfilter::{Hook, Policy, Table};
-use crate::plan::{Action, CtState, FamilyPlan, Rule, TablePlan};
+use crate::plan::{Action, CtState, FamilyPlan, RecentCheck, Rule, TablePlan};
 
 pub(super) struct Walk<'p> {
     plan: Option<&'p FamilyPlan>,
@@ -301,9 +301,7 @@ impl<'p> Walk<'p> {
             let outcome = matching::rule_matches(&rule.matches, &self.packet);
             // Described only when needed: the lockout guard walks big plans.
             let here = || RuleRef::new(table, chain, offset + 1, rule);
-            if !outcome.assumptions.is_empty() {
-                self.note_assumptions(&outcome.assumptions, &here());
-            }
+            self.note_assumptions(&outcome.assumptions, &here);
             if !outcome.matched {
                 continue;
             }
@@ -348,34 +346,36 @@ impl<'p> Walk<'p> {
         Flow::Returned
     }
 
-    fn note_assumptions(&mut self, assumptions: &[Assumption], here: &RuleRef) {
+    fn note_assumptions(&mut self, assumptions: &[Assumption], here: &dyn Fn() -> RuleRef) {
         for assumption in assumptions {
             let note = match assumption {
                 Assumption::Unspecified(field) => {
+                    // Once per field: a long block list would say it for each.
                     if !self.noted_fields.insert(*field) {
                         continue;
                     }
+                    let rule = here();
                     format!(
                         "{} no rule names, so {} does not match: {}",
                         field.describe(),
-                        here.location(),
-                        here.text
+                        rule.location(),
+                        rule.text
                     )
                 }
                 Assumption::RateLimit(_) => format!(
                     "{}: rate limit assumed not yet reached (first packet)",
-                    here.location()
+                    here().location()
                 ),
                 Assumption::Recent(recent) => match recent.check {
-                    crate::plan::RecentCheck::Set => format!(
+                    RecentCheck::Set => format!(
                         "{}: records the source in recent list `{}`",
-                        here.location(),
+                        here().location(),
                         recent.list
                     ),
-                    crate::plan::RecentCheck::Update { .. } => format!(
+                    RecentCheck::Update { .. } => format!(
                         "{}: recent list `{}` assumed empty (first packet), so the source \
                          is not over its limit",
-                        here.location(),
+                        here().location(),
                         recent.list
                     ),
                 },
