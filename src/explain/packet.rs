@@ -87,10 +87,6 @@ impl Transport {
             Transport::Icmp { .. } | Transport::Other { .. } => {}
         }
     }
-
-    pub fn has_ports(&self) -> bool {
-        matches!(self, Transport::Tcp { .. } | Transport::Udp { .. })
-    }
 }
 
 impl Packet {
