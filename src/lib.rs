@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod diff;
 pub mod error;
+pub mod explain;
 pub mod live;
 pub mod logging;
 pub mod netfilter;
