@@ -97,7 +97,7 @@ pub fn rule_matches(m: &Matches, packet: &Packet) -> RuleMatch {
         Test::from(m.state.is_empty() || m.state.contains(&packet.state)),
         Test::from(
             m.dnat_from_port
-                .map_or(true, |p| packet.dnat_from_port == Some(p)),
+                .is_none_or(|p| packet.dnat_from_port == Some(p)),
         ),
         limit(m.limit.as_ref()),
         recent(m.recent.as_ref()),
