@@ -55,6 +55,9 @@ pub enum Command {
     Reset,
     /// List the script functions with their documentation.
     Functions,
+    /// The timer `apply --confirm` leaves running (internal).
+    #[command(hide = true)]
+    ConfirmTimer { token: String },
 }
 
 #[derive(Debug, Args)]

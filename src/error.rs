@@ -18,4 +18,10 @@ pub enum Error {
     Apply(#[from] crate::apply::ApplyError),
     #[error("error: {0}")]
     Backend(#[from] crate::backend::BackendError),
+    #[error("error: {0}")]
+    Lockout(#[from] crate::guard::Lockout),
+    #[error("error: {0}")]
+    State(#[from] crate::state::StateError),
+    #[error("error: {0}")]
+    Confirm(#[from] crate::confirm::ConfirmError),
 }

@@ -37,8 +37,10 @@ pub enum StateError {
     },
 }
 
-/// The kernel's owned state from before an apply, as `iptables-save`
-/// printed it, per family: what `rollback` and an expired confirm put back.
+/// The kernel's owned state from before an apply, per family, as an
+/// iptables-restore file (fwscript's chains, hooks and the built-in chains'
+/// policies; nothing of anyone else's): what `rollback` and an expired
+/// confirm put back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Seconds since the epoch when it was taken.
@@ -67,6 +69,15 @@ pub struct PendingConfirm {
     pub plan_digest: String,
 }
 
+/// A plan rolled back because nobody confirmed it: not applied again
+/// unattended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub plan_digest: String,
+    pub rolled_back_at: u64,
+}
+
+const REJECTED: &str = "rejected.json";
 const SNAPSHOT: &str = "snapshot.json";
 const PENDING: &str = "pending-confirm.json";
 const LAST_PLAN: &str = "last-plan.rules";
@@ -113,6 +124,18 @@ impl StateDir {
 
     pub fn clear_pending_confirm(&self) -> Result<(), StateError> {
         self.remove(PENDING)
+    }
+
+    pub fn rejected(&self) -> Result<Option<Rejected>, StateError> {
+        self.read_json(REJECTED)
+    }
+
+    pub fn save_rejected(&self, rejected: &Rejected) -> Result<(), StateError> {
+        self.write_json(REJECTED, rejected)
+    }
+
+    pub fn clear_rejected(&self) -> Result<(), StateError> {
+        self.remove(REJECTED)
     }
 
     /// The restore text of the last applied plan, both families, for people

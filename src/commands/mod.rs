@@ -33,10 +33,13 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Render(args) => script::render(&args.script, args.family.map(Into::into)),
         Command::Functions => script::functions(),
         Command::Plan(args) => kernel::plan(&args),
-        Command::Apply(args) => kernel::apply(&args),
+        Command::Apply(args) => kernel::apply(&args, &cli.state_dir),
         Command::Try(args) => kernel::try_script(&args.script),
-        Command::Reset => kernel::reset(),
+        Command::Reset => kernel::reset(&cli.state_dir),
+        Command::Confirm => kernel::confirm(&cli.state_dir),
+        Command::Rollback => kernel::rollback(&cli.state_dir),
+        Command::ConfirmTimer { token } => kernel::confirm_timer(&cli.state_dir, &token),
         Command::Explain(args) => explain::explain(&args),
-        Command::Confirm | Command::Rollback | Command::Watch(_) => Err(Error::NotYet),
+        Command::Watch(_) => Err(Error::NotYet),
     }
 }
