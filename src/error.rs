@@ -1,12 +1,15 @@
 //! The error every command returns: one variant per pipeline stage, each
 //! carrying that stage's own typed error.
 
+use crate::explain::ExplainError;
 use crate::script::ScriptError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Script(#[from] ScriptError),
+    #[error("error: {0}")]
+    Explain(#[from] ExplainError),
     #[error("error: this command is not implemented yet")]
     NotYet,
     #[error("error: cannot write to standard output: {0}")]

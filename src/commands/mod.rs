@@ -2,6 +2,7 @@
 //! DESIGN.md 5. Everything here is orchestration; the logic lives in the
 //! stage modules.
 
+mod explain;
 mod kernel;
 mod script;
 
@@ -35,8 +36,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Apply(args) => kernel::apply(&args),
         Command::Try(args) => kernel::try_script(&args.script),
         Command::Reset => kernel::reset(),
-        Command::Confirm | Command::Rollback | Command::Watch(_) | Command::Explain(_) => {
-            Err(Error::NotYet)
-        }
+        Command::Explain(args) => explain::explain(&args),
+        Command::Confirm | Command::Rollback | Command::Watch(_) => Err(Error::NotYet),
     }
 }
