@@ -134,55 +134,71 @@ pub fn survey(backend: &dyn Backend, desired: Vec<Ruleset>) -> Result<Survey, Ap
 /// Writes what the survey found, IPv4 first, then verifies. Returns the
 /// families written; none when the kernel was in sync.
 pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<Family>, ApplyError> {
-    let mut written: Vec<&FamilySurvey> = Vec::new();
-    for family in &survey.families {
-        if family.changes.is_empty() {
-            continue;
-        }
-        let input = restore_input(&family.changes);
-        let name = family.live.family;
-        tracing::debug!(
-            "writing {} {name} changes in one restore",
-            family.changes.len()
-        );
-        if let Err(source) = backend.restore(name, &input.text) {
-            let source = Box::new(source);
-            let origin = match &*source {
-                BackendError::Rejected { line, .. } => {
-                    input.line(*line).and_then(|(_, origin)| origin.cloned())
-                }
-                _ => None,
-            };
-            // Legacy commits table by table, so the failing family may be
-            // half written too.
-            written.push(family);
-            let mut restored = Vec::new();
-            for earlier in written.iter().rev() {
-                match restore_snapshot(backend, earlier) {
-                    Ok(true) => restored.push(earlier.live.family),
-                    Ok(false) => {}
-                    Err(rollback) => {
-                        return Err(ApplyError::Rollback {
-                            family: name,
-                            source,
-                            restoring: earlier.live.family,
-                            rollback: Box::new(rollback),
-                        })
+    std::thread::scope(|scope| {
+        // Each family's read-back starts as soon as its write is done, so
+        // verifying IPv4 overlaps writing IPv6.
+        let mut written = Vec::new();
+        for family in survey.families.iter().filter(|f| !f.changes.is_empty()) {
+            let name = family.live.family;
+            let input = restore_input(&family.changes);
+            tracing::debug!("writing {} {name} changes", family.changes.len());
+            if let Err(source) = backend.restore(name, &input.text) {
+                let source = Box::new(source);
+                let origin = match &*source {
+                    BackendError::Rejected { line, .. } => {
+                        input.line(*line).and_then(|(_, origin)| origin.cloned())
                     }
+                    _ => None,
+                };
+                // Legacy commits table by table, so the failing family may
+                // be half written too.
+                let mut undo: Vec<&FamilySurvey> = written.drain(..).map(|(f, _)| f).collect();
+                undo.push(family);
+                return Err(put_back(backend, &undo, name, source, origin));
+            }
+            written.push((family, scope.spawn(move || read(backend, name))));
+        }
+        let mut families = Vec::new();
+        for (family, reader) in written {
+            let live = reader.join().expect("reader panicked")?;
+            verify(&live, &family.desired)?;
+            families.push(live.family);
+        }
+        Ok(families)
+    })
+}
+
+/// After the write of `family` failed: every family in `undo` back to its
+/// snapshot, and the error that says what happened.
+fn put_back(
+    backend: &dyn Backend,
+    undo: &[&FamilySurvey],
+    family: Family,
+    source: Box<BackendError>,
+    origin: Option<Origin>,
+) -> ApplyError {
+    let mut restored = Vec::new();
+    for earlier in undo.iter().rev() {
+        match restore_snapshot(backend, earlier) {
+            Ok(true) => restored.push(earlier.live.family),
+            Ok(false) => {}
+            Err(rollback) => {
+                return ApplyError::Rollback {
+                    family,
+                    source,
+                    restoring: earlier.live.family,
+                    rollback: Box::new(rollback),
                 }
             }
-            restored.sort();
-            return Err(ApplyError::Write {
-                family: name,
-                source,
-                origin,
-                restored,
-            });
         }
-        written.push(family);
     }
-    verify(backend, &written)?;
-    Ok(written.iter().map(|f| f.live.family).collect())
+    restored.sort();
+    ApplyError::Write {
+        family,
+        source,
+        origin,
+        restored,
+    }
 }
 
 /// Puts a family's owned state back to its snapshot. `Ok(false)`: it had
@@ -206,24 +222,21 @@ fn restore_snapshot(backend: &dyn Backend, family: &FamilySurvey) -> Result<bool
     Ok(true)
 }
 
-fn verify(backend: &dyn Backend, written: &[&FamilySurvey]) -> Result<(), ApplyError> {
-    let families: Vec<Family> = written.iter().map(|f| f.live.family).collect();
-    let lives = read_all(backend, &families)?;
-    for (live, family) in lives.iter().zip(written) {
-        let left = diff(live, &family.desired);
-        let first = left
-            .changes()
-            .next()
-            .map(|(table, change)| format!("{table} {}: {change}", change.chain()));
-        if let Some(first) = first {
-            return Err(ApplyError::Verify {
-                family: live.family,
-                remaining: left.len(),
-                first,
-            });
-        }
+/// The read-back must need no change at all.
+fn verify(live: &LiveState, desired: &Ruleset) -> Result<(), ApplyError> {
+    let left = diff(live, desired);
+    let first = left
+        .changes()
+        .next()
+        .map(|(table, change)| format!("{table} {}: {change}", change.chain()));
+    match first {
+        None => Ok(()),
+        Some(first) => Err(ApplyError::Verify {
+            family: live.family,
+            remaining: left.len(),
+            first,
+        }),
     }
-    Ok(())
 }
 
 fn read(backend: &dyn Backend, family: Family) -> Result<LiveState, ApplyError> {
