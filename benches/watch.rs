@@ -20,12 +20,21 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("tutorial.rhai");
-    let tutorial = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tutorial.rhai")).unwrap();
+    let tutorial = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tutorial.rhai"),
+    )
+    .unwrap();
     std::fs::write(&script, &tutorial).unwrap();
 
     let mut daemon = Daemon(
         Command::new("ip")
-            .args(["netns", "exec", &netns, env!("CARGO_BIN_EXE_fwscript"), "--state-dir"])
+            .args([
+                "netns",
+                "exec",
+                &netns,
+                env!("CARGO_BIN_EXE_fwscript"),
+                "--state-dir",
+            ])
             .arg(dir.path().join("state"))
             .args(["watch", "--resync", "3600"])
             .arg(&script)
@@ -68,7 +77,10 @@ fn main() {
         ms(latencies[0]),
         ms(latencies[latencies.len() - 1])
     );
-    println!("| idle resident memory | {:.1} MiB | < 15 MiB |", rss_kib as f64 / 1024.0);
+    println!(
+        "| idle resident memory | {:.1} MiB | < 15 MiB |",
+        rss_kib as f64 / 1024.0
+    );
     println!("| idle CPU over {idle_secs} s | {idle_cpu:.3} % | near zero |");
     daemon.0.kill().ok();
 }
@@ -86,18 +98,26 @@ struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.0]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
     }
 }
 
 fn wait_until(netns: &str, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = Command::new("ip").args(["netns", "exec", netns, "iptables-save"]).output().unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", netns, "iptables-save"])
+            .output()
+            .unwrap();
         if String::from_utf8_lossy(&out.stdout).contains(needle) {
             return;
         }
-        assert!(Instant::now() < deadline, "the daemon never applied `{needle}`");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never applied `{needle}`"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -121,9 +141,15 @@ fn ms(d: Duration) -> u128 {
 }
 
 fn run(program: &str, args: &[&str]) {
-    assert!(Command::new(program).args(args).status().unwrap().success(), "{program} {args:?}");
+    assert!(
+        Command::new(program).args(args).status().unwrap().success(),
+        "{program} {args:?}"
+    );
 }
 
 fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

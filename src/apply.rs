@@ -131,45 +131,78 @@ pub fn survey(backend: &dyn Backend, desired: Vec<Ruleset>) -> Result<Survey, Ap
     Ok(Survey { families, skipped })
 }
 
-/// Writes what the survey found, IPv4 first, then verifies. Returns the
-/// families written; none when the kernel was in sync.
+/// Writes what the survey found, then verifies. Returns the families
+/// written; none when the kernel was in sync.
+///
+/// The families are written at the same time: each restore is its own
+/// process and kernel transaction, neither waits on the other, and when
+/// either fails every family that was written is put back from the
+/// snapshot. Each family is read back as soon as its write is done.
 pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<Family>, ApplyError> {
-    std::thread::scope(|scope| {
-        // Each family's read-back starts as soon as its write is done, so
-        // verifying IPv4 overlaps writing IPv6.
-        let mut written = Vec::new();
-        for family in survey.families.iter().filter(|f| !f.changes.is_empty()) {
-            let name = family.live.family;
-            let input = restore_input(&family.changes);
-            tracing::debug!("writing {} {name} changes", family.changes.len());
-            if let Err(source) = backend.restore(name, &input.text) {
-                let source = Box::new(source);
-                let origin = match &*source {
-                    BackendError::Rejected { line, .. } => {
-                        input.line(*line).and_then(|(_, origin)| origin.cloned())
-                    }
-                    _ => None,
-                };
-                // Legacy commits table by table, so the failing family may
-                // be half written too.
-                let mut undo: Vec<&FamilySurvey> = written.drain(..).map(|(f, _)| f).collect();
-                undo.push(family);
-                return Err(put_back(backend, &undo, name, source, origin));
+    let pending: Vec<&FamilySurvey> = survey
+        .families
+        .iter()
+        .filter(|f| !f.changes.is_empty())
+        .collect();
+    let outcomes: Vec<Result<LiveState, Failure>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = pending
+            .iter()
+            .map(|&family| scope.spawn(move || write_and_read(backend, family)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("writer panicked"))
+            .collect()
+    });
+    let mut read_back = Vec::new();
+    let mut failed_write = None;
+    for (family, outcome) in pending.iter().zip(outcomes) {
+        match outcome {
+            Err(Failure::Write { source, origin }) => {
+                failed_write.get_or_insert((family.live.family, source, origin));
             }
-            written.push((family, scope.spawn(move || read(backend, name))));
+            Err(Failure::Read(err)) => read_back.push((family, Err(err))),
+            Ok(live) => read_back.push((family, Ok(live))),
         }
-        let mut families = Vec::new();
-        for (family, reader) in written {
-            let live = reader.join().expect("reader panicked")?;
-            verify(&live, &family.desired)?;
-            families.push(live.family);
-        }
-        Ok(families)
-    })
+    }
+    if let Some((name, source, origin)) = failed_write {
+        // Legacy commits table by table, so the failing family may be half
+        // written too: put back every family that was attempted.
+        return Err(put_back(backend, &pending, name, Box::new(source), origin));
+    }
+    let mut families = Vec::new();
+    for (family, live) in read_back {
+        let live = live?;
+        verify(&live, &family.desired)?;
+        families.push(live.family);
+    }
+    Ok(families)
 }
 
-/// After the write of `family` failed: every family in `undo` back to its
-/// snapshot, and the error that says what happened.
+enum Failure {
+    Write {
+        source: BackendError,
+        origin: Option<Origin>,
+    },
+    Read(ApplyError),
+}
+
+fn write_and_read(backend: &dyn Backend, family: &FamilySurvey) -> Result<LiveState, Failure> {
+    let name = family.live.family;
+    let input = restore_input(&family.changes);
+    tracing::debug!("writing {} {name} changes", family.changes.len());
+    if let Err(source) = backend.restore(name, &input.text) {
+        let origin = match &source {
+            BackendError::Rejected { line, .. } => {
+                input.line(*line).and_then(|(_, origin)| origin.cloned())
+            }
+            _ => None,
+        };
+        return Err(Failure::Write { source, origin });
+    }
+    read(backend, name).map_err(Failure::Read)
+}
+
 fn put_back(
     backend: &dyn Backend,
     undo: &[&FamilySurvey],
@@ -395,16 +428,26 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_first_write_changes_nothing() {
+    fn a_failed_ipv4_write_leaves_both_families_as_they_were() {
         let fake = Fake::new();
         fake.fail_next_restore(Family::Ipv4);
         let error = run(&fake, both(&[22])).unwrap_err();
+        // IPv6 was written at the same time, and is put back.
         assert!(
-            error.to_string().ends_with("nothing was changed"),
+            matches!(&error, ApplyError::Write { family: Family::Ipv4, restored, .. } if restored == &[Family::Ipv6]),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().ends_with("ipv6 put back as it was"),
             "{error}"
         );
-        assert_eq!(fake.restores().len(), 1, "IPv6 is not tried");
         assert!(fake.state(Family::Ipv4).tables.is_empty());
+        assert!(fake
+            .state(Family::Ipv6)
+            .owned()
+            .tables
+            .values()
+            .all(|t| t.chains.is_empty() && t.hooks.is_empty()));
     }
 
     #[test]
