@@ -200,3 +200,49 @@ impl fmt::Display for Policy {
 pub fn is_owned_chain(name: &str) -> bool {
     name.starts_with(OWNED_PREFIX)
 }
+
+/// ICMP and ICMPv6 types by the names iptables and ip6tables use.
+pub fn icmp_types(family: Family) -> &'static [(&'static str, u8)] {
+    match family {
+        Family::Ipv4 => ICMP4_TYPES,
+        Family::Ipv6 => ICMP6_TYPES,
+    }
+}
+
+/// A type's canonical name and number from its name; the American
+/// `neighbor-` spelling is accepted too.
+pub fn icmp_type_by_name(family: Family, name: &str) -> Option<(&'static str, u8)> {
+    let wanted = name.to_ascii_lowercase().replace("neighbor", "neighbour");
+    icmp_types(family)
+        .iter()
+        .copied()
+        .find(|(known, _)| *known == wanted)
+}
+
+const ICMP4_TYPES: &[(&str, u8)] = &[
+    ("echo-reply", 0),
+    ("destination-unreachable", 3),
+    ("source-quench", 4),
+    ("redirect", 5),
+    ("echo-request", 8),
+    ("router-advertisement", 9),
+    ("router-solicitation", 10),
+    ("time-exceeded", 11),
+    ("parameter-problem", 12),
+    ("timestamp-request", 13),
+    ("timestamp-reply", 14),
+];
+
+const ICMP6_TYPES: &[(&str, u8)] = &[
+    ("destination-unreachable", 1),
+    ("packet-too-big", 2),
+    ("time-exceeded", 3),
+    ("parameter-problem", 4),
+    ("echo-request", 128),
+    ("echo-reply", 129),
+    ("router-solicitation", 133),
+    ("router-advertisement", 134),
+    ("neighbour-solicitation", 135),
+    ("neighbour-advertisement", 136),
+    ("redirect", 137),
+];

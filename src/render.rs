@@ -145,7 +145,7 @@ fn rule_text(rule: &Rule) -> RuleText {
 
 /// Match arguments in the order iptables-save prints them, so `iptables -S`
 /// reads like what `render` shows.
-fn matches_text(m: &Matches) -> String {
+pub(crate) fn matches_text(m: &Matches) -> String {
     let mut args: Vec<String> = Vec::new();
     if let Some(src) = &m.src {
         args.push(format!("-s {src}"));
@@ -230,7 +230,7 @@ fn matches_text(m: &Matches) -> String {
     args.join(" ")
 }
 
-fn target_text(action: &Action) -> String {
+pub(crate) fn target_text(action: &Action) -> String {
     match action {
         Action::Accept => "-j ACCEPT".into(),
         Action::Drop => "-j DROP".into(),

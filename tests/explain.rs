@@ -65,7 +65,10 @@ fn the_tutorial_names_the_ssh_rule_and_its_line() {
     };
     assert_eq!(rule.chain, "FWS-INPUT-ALLOW");
     assert_eq!(rule.origin.as_ref().map(|o| o.line), Some(7));
-    assert_eq!(rule.text, "-s 203.0.113.7/32 -p tcp --dport 22 -j ACCEPT");
+    assert_eq!(
+        rule.text,
+        "-s 203.0.113.7/32 -p tcp -m tcp --dport 22 -j ACCEPT"
+    );
     let telnet = explain(&plan, &syn("192.0.2.50", 23), Hook::Input);
     assert_eq!(
         telnet.decided_by.to_string(),
@@ -201,7 +204,7 @@ fn the_command_prints_the_verdict_first() {
         lines.next(),
         Some(
             format!(
-                "decided by: FWS-INPUT-ALLOW rule 9 ({}:7:1): -s 203.0.113.7/32 -p tcp --dport 22 -j ACCEPT",
+                "decided by: FWS-INPUT-ALLOW rule 9 ({}:7:1): -s 203.0.113.7/32 -p tcp -m tcp --dport 22 -j ACCEPT",
                 path.display()
             )
             .as_str()

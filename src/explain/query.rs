@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::packet::{Packet, Transport};
 use super::{explain, ExplainError, Explanation};
-use crate::netfilter::{Family, Hook};
+use crate::netfilter::{icmp_type_by_name, Family, Hook};
 use crate::plan::{family_of, CtState, Plan};
 
 /// What the user asked about, as typed.
@@ -227,49 +227,12 @@ fn echo_request(family: Family) -> u8 {
     }
 }
 
-/// ICMP type names as iptables and ip6tables spell them (the same the
-/// script accepts for `icmp_type`).
-const ICMP4_TYPES: &[(&str, u8)] = &[
-    ("echo-reply", 0),
-    ("destination-unreachable", 3),
-    ("source-quench", 4),
-    ("redirect", 5),
-    ("echo-request", 8),
-    ("router-advertisement", 9),
-    ("router-solicitation", 10),
-    ("time-exceeded", 11),
-    ("parameter-problem", 12),
-    ("timestamp-request", 13),
-    ("timestamp-reply", 14),
-];
-
-const ICMP6_TYPES: &[(&str, u8)] = &[
-    ("destination-unreachable", 1),
-    ("packet-too-big", 2),
-    ("time-exceeded", 3),
-    ("parameter-problem", 4),
-    ("echo-request", 128),
-    ("echo-reply", 129),
-    ("router-solicitation", 133),
-    ("router-advertisement", 134),
-    ("neighbour-solicitation", 135),
-    ("neighbour-advertisement", 136),
-    ("redirect", 137),
-];
-
 fn parse_icmp_type(text: &str, family: Family) -> Result<u8, ExplainError> {
     if let Ok(number) = text.parse::<u8>() {
         return Ok(number);
     }
-    let table = match family {
-        Family::Ipv4 => ICMP4_TYPES,
-        Family::Ipv6 => ICMP6_TYPES,
-    };
-    let wanted = text.to_ascii_lowercase().replace("neighbor", "neighbour");
-    table
-        .iter()
-        .find(|(name, _)| *name == wanted)
-        .map(|(_, number)| *number)
+    icmp_type_by_name(family, text)
+        .map(|(_, number)| number)
         .ok_or_else(|| ExplainError::UnknownIcmpType(text.to_string()))
 }
 

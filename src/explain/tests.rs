@@ -211,7 +211,10 @@ fn a_block_beats_an_earlier_allow_by_stage() {
     );
     let other = explain(&plan, &syn_from("192.0.2.9", 80), Hook::Input);
     assert_eq!(other.verdict, Verdict::Accept);
-    assert_eq!(decided_rule(&other).text, "-p tcp --dport 80 -j ACCEPT");
+    assert_eq!(
+        decided_rule(&other).text,
+        "-p tcp -m tcp --dport 80 -j ACCEPT"
+    );
     assert_eq!(decided_rule(&other).index, 1);
     assert_eq!(decided_rule(&other).chain, "FWS-INPUT-ALLOW");
 }
@@ -420,7 +423,7 @@ fn established_packets_take_the_baseline() {
     assert_eq!(answer.verdict, Verdict::Accept);
     assert_eq!(
         answer.decided_by.to_string(),
-        "FWS-INPUT-BASE rule 1 (baseline): --ctstate ESTABLISHED,RELATED -j ACCEPT"
+        "FWS-INPUT-BASE rule 1 (baseline): -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
     );
 }
 

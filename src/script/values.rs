@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use rhai::Dynamic;
 
 use super::services;
-use crate::netfilter::{Family, MAX_CHAIN_NAME, OWNED_PREFIX};
+use crate::netfilter::{icmp_type_by_name, icmp_types, Family, MAX_CHAIN_NAME, OWNED_PREFIX};
 use crate::plan::{Endpoint, IcmpType, PortRange, Proto, RateLimit, RateUnit};
 
 /// A validation failure before it is given a place in the script.
@@ -394,64 +394,28 @@ pub fn rate(text: &str) -> Checked<RateLimit> {
     })
 }
 
-const ICMP4_TYPES: &[(&str, u8)] = &[
-    ("echo-reply", 0),
-    ("destination-unreachable", 3),
-    ("source-quench", 4),
-    ("redirect", 5),
-    ("echo-request", 8),
-    ("router-advertisement", 9),
-    ("router-solicitation", 10),
-    ("time-exceeded", 11),
-    ("parameter-problem", 12),
-    ("timestamp-request", 13),
-    ("timestamp-reply", 14),
-];
-
-const ICMP6_TYPES: &[(&str, u8)] = &[
-    ("destination-unreachable", 1),
-    ("packet-too-big", 2),
-    ("time-exceeded", 3),
-    ("parameter-problem", 4),
-    ("echo-request", 128),
-    ("echo-reply", 129),
-    ("router-solicitation", 133),
-    ("router-advertisement", 134),
-    ("neighbour-solicitation", 135),
-    ("neighbour-advertisement", 136),
-    ("redirect", 137),
-];
-
 /// An ICMP type by name or number, for the family `proto` implies.
 pub fn icmp_type(value: &Dynamic, proto: Proto) -> Checked<IcmpType> {
-    let table = if proto == Proto::Icmpv6 {
-        ICMP6_TYPES
-    } else {
-        ICMP4_TYPES
-    };
+    let family = proto.family().unwrap_or(Family::Ipv4);
     if let Ok(n) = value.as_int() {
         let number = u8::try_from(n)
             .map_err(|_| Problem::new(format!("icmp type {n} is out of range 0..255")))?;
-        let name = table
+        let name = icmp_types(family)
             .iter()
             .find(|(_, t)| *t == number)
             .map_or(n.to_string(), |(name, _)| name.to_string());
         return Ok(IcmpType { name, number });
     }
     let name = string(value, "`icmp_type`")?;
-    let wanted = name.replace("neighbor", "neighbour");
-    table
-        .iter()
-        .find(|(n, _)| *n == wanted)
-        .map(|(name, number)| IcmpType {
-            name: name.to_string(),
-            number: *number,
-        })
-        .ok_or_else(|| {
-            let names: Vec<_> = table.iter().map(|(n, _)| *n).collect();
-            Problem::new(format!("unknown {} type `{name}`", proto.script_name()))
-                .hint(format!("one of: {}, or a number", names.join(", ")))
-        })
+    let (canonical, number) = icmp_type_by_name(family, &name).ok_or_else(|| {
+        let names: Vec<_> = icmp_types(family).iter().map(|(n, _)| *n).collect();
+        Problem::new(format!("unknown {} type `{name}`", proto.script_name()))
+            .hint(format!("one of: {}, or a number", names.join(", ")))
+    })?;
+    Ok(IcmpType {
+        name: canonical.to_string(),
+        number,
+    })
 }
 
 pub fn family(value: &Dynamic) -> Checked<Family> {
