@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::chunks::{jump_to, split};
 use super::rule_spec::PlacedRule;
 use crate::netfilter::{Family, Hook, Policy, Table};
 use crate::plan::{
@@ -161,24 +162,14 @@ fn staged_chains(hook: Hook, baseline: Vec<Rule>, user: &[&PlacedRule]) -> Vec<C
     if stages.is_empty() {
         return stages;
     }
-    let jumps = stages
-        .iter()
-        .map(|chain| Rule {
-            matches: Matches::default(),
-            action: Action::Jump {
-                chain: chain.name.clone(),
-            },
-            comment: None,
-            origin: None,
-        })
-        .collect();
+    let jumps = stages.iter().map(|chain| jump_to(&chain.name)).collect();
     let mut chains = vec![ChainPlan {
         name: hook.owned_chain(),
         hook,
         stage: None,
         rules: jumps,
     }];
-    chains.extend(stages);
+    chains.extend(stages.into_iter().flat_map(split));
     chains
 }
 

@@ -1,6 +1,7 @@
 //! Script stage: a Rhai script (plus stdlib and imported modules) evaluates
 //! into a [`Plan`] (**script** → plan → render).
 
+mod chunks;
 mod collector;
 mod engine;
 mod error;
