@@ -75,3 +75,6 @@ fn folder_of(path: &Path) -> Result<PathBuf, ScriptError> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests;
