@@ -43,7 +43,7 @@ impl Tcp {
     }
 }
 
-/// A UDP listener: counts what arrives, answers nothing.
+/// A UDP listener: receives, and answers when told to.
 pub struct Udp(UdpSocket);
 
 impl Udp {
@@ -62,6 +62,11 @@ impl Udp {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
             Err(e) => panic!("recv: {e}"),
         }
+    }
+
+    /// Sends `payload` back to `peer`, as a server answers a query.
+    pub fn reply(&self, payload: &[u8], peer: SocketAddr) {
+        self.0.send_to(payload, peer).expect("send reply");
     }
 }
 
