@@ -42,6 +42,44 @@ fn every_tutorial_port_is_open_and_the_others_closed_in_both_families() {
     }
 }
 
+/// Script lines without comments.
+fn code(script: &str) -> Vec<&str> {
+    script
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect()
+}
+
+#[test]
+fn the_tutorial_built_step_by_step_opens_one_step_at_a_time() {
+    if !kernel_available() {
+        return;
+    }
+    let mut lan = Lan::new("nft");
+    let _listeners: Vec<_> = [22, 25, 80].map(|port| lan.listen_tcp(port)).into();
+    let mut script = String::new();
+    let mut apply = |lan: &mut Lan, step: String| {
+        script.push_str(&step);
+        lan.apply(&script);
+        script.clone()
+    };
+    apply(&mut lan, snippet("scans"));
+    lan.tcp(CLIENT4, 80, Filtered);
+    apply(&mut lan, snippet("web"));
+    lan.tcp(CLIENT6, 80, Open);
+    lan.tcp(CLIENT6, 25, Filtered);
+    apply(&mut lan, snippet("mail"));
+    lan.tcp(CLIENT4, 25, Open);
+    lan.tcp(OFFICE4, 22, Filtered);
+    let all = apply(&mut lan, snippet("ssh"));
+    lan.tcp(OFFICE4, 22, Open);
+    assert_eq!(
+        code(&all),
+        code(&snippet("tutorial")),
+        "the steps make the whole"
+    );
+}
+
 #[test]
 fn ssh_is_open_only_from_the_office_in_both_families() {
     if !kernel_available() {

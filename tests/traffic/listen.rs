@@ -2,7 +2,7 @@
 //! namespace, bound to the wildcard address of both families.
 
 use std::io::ErrorKind;
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::inside::inside;
@@ -47,9 +47,16 @@ impl Tcp {
 pub struct Udp(UdpSocket);
 
 impl Udp {
+    /// Listens on `port` of every address of `netns`, IPv4 and IPv6.
     pub fn bind(netns: &str, port: u16) -> Udp {
-        let socket = inside(netns, || UdpSocket::bind(("::", port)))
-            .unwrap_or_else(|e| panic!("listen on udp/{port} in {netns}: {e}"));
+        Udp::bind_to(netns, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port))
+    }
+
+    /// Listens on one address: its replies then come from that address,
+    /// as a server's must for the client's conntrack to pair them.
+    pub fn bind_to(netns: &str, addr: SocketAddr) -> Udp {
+        let socket = inside(netns, || UdpSocket::bind(addr))
+            .unwrap_or_else(|e| panic!("listen on udp {addr} in {netns}: {e}"));
         Udp(socket)
     }
 
@@ -66,6 +73,14 @@ impl Udp {
 
     /// Sends `payload` back to `peer`, as a server answers a query.
     pub fn reply(&self, payload: &[u8], peer: SocketAddr) {
+        // A wildcard socket is IPv6's: an IPv4 peer is `::ffff:a.b.c.d`.
+        let ipv6_socket = self.0.local_addr().expect("local address").is_ipv6();
+        let peer = match peer {
+            SocketAddr::V4(v4) if ipv6_socket => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            other => other,
+        };
         self.0.send_to(payload, peer).expect("send reply");
     }
 }

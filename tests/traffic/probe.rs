@@ -65,12 +65,15 @@ pub fn tcp_connect(netns: &str, src: IpAddr, dst: SocketAddr, wait: Duration) ->
     })
 }
 
+/// A UDP socket of namespace `netns` bound to `src`, any port.
+pub fn udp_socket(netns: &str, src: IpAddr) -> UdpSocket {
+    inside(netns, || UdpSocket::bind(SocketAddr::new(src, 0))).expect("bind udp")
+}
+
 /// One UDP datagram from `src` to `dst`; whether it arrived is for the
 /// listener to say.
 pub fn udp_send(netns: &str, src: IpAddr, dst: SocketAddr, payload: &[u8]) {
-    let socket = inside(netns, || {
-        UdpSocket::bind(SocketAddr::new(src, 0)).expect("bind udp")
-    });
+    let socket = udp_socket(netns, src);
     socket.send_to(payload, dst).expect("send udp");
 }
 
