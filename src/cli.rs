@@ -55,6 +55,9 @@ pub enum Command {
     Reset,
     /// List the script functions with their documentation.
     Functions,
+    /// The timer `apply --confirm` leaves running (internal).
+    #[command(hide = true)]
+    ConfirmTimer { token: String },
 }
 
 #[derive(Debug, Args)]
@@ -108,22 +111,31 @@ pub struct WatchArgs {
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     pub script: PathBuf,
+    /// tcp, udp, icmp, icmpv6, or a protocol number.
     #[arg(long)]
     pub proto: String,
+    /// Source address; with `--dst`, it picks the family (else both are explained).
     #[arg(long)]
     pub src: Option<String>,
+    /// Destination address.
     #[arg(long)]
     pub dst: Option<String>,
     #[arg(long)]
     pub dport: Option<u16>,
     #[arg(long)]
     pub sport: Option<u16>,
+    /// Incoming interface (outgoing for `--chain output`).
     #[arg(long)]
     pub iface: Option<String>,
+    /// input, forward or output.
     #[arg(long, default_value = "input")]
     pub chain: String,
+    /// new, established, related or invalid.
     #[arg(long, default_value = "new")]
     pub state: String,
+    /// For icmp and icmpv6: a type name or number (default echo-request).
+    #[arg(long)]
+    pub icmp_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,12 +1,15 @@
 //! The error every command returns: one variant per pipeline stage, each
 //! carrying that stage's own typed error.
 
+use crate::explain::ExplainError;
 use crate::script::ScriptError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Script(#[from] ScriptError),
+    #[error("error: {0}")]
+    Explain(#[from] ExplainError),
     #[error("error: this command is not implemented yet")]
     NotYet,
     #[error("error: cannot write to standard output: {0}")]
@@ -15,4 +18,10 @@ pub enum Error {
     Apply(#[from] crate::apply::ApplyError),
     #[error("error: {0}")]
     Backend(#[from] crate::backend::BackendError),
+    #[error("error: {0}")]
+    Lockout(#[from] crate::guard::Lockout),
+    #[error("error: {0}")]
+    State(#[from] crate::state::StateError),
+    #[error("error: {0}")]
+    Confirm(#[from] crate::confirm::ConfirmError),
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Chains whose name starts with this are fwscript's, whole (DESIGN.md 3).
 pub const OWNED_PREFIX: &str = "FWS-";
@@ -14,7 +14,7 @@ pub const ID_TAG: &str = "fws:";
 /// iptables allows chain names of at most this many bytes.
 pub const MAX_CHAIN_NAME: usize = 28;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Ipv4,

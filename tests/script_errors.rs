@@ -390,3 +390,30 @@ fn a_missing_script_is_a_plain_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn as_root_a_script_others_can_write_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("bad.rhai");
+    std::fs::write(&script, "allow_tcp(80);\n").unwrap();
+    if std::fs::metadata(&script).unwrap().uid() != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the permission check must be tested as root under CI"
+        );
+        eprintln!("SKIP: the permission check applies to root only");
+        return;
+    }
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let out = check(dir.path(), "allow_tcp(80);\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to use `bad.rhai`: everyone can write it"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("chmod go-w bad.rhai"), "{stderr}");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(check(dir.path(), "allow_tcp(80);\n").status.code(), Some(0));
+}

@@ -15,17 +15,21 @@ use crate::apply::{self, Survey};
 use crate::backend::iptables::{find, Iptables};
 use crate::backend::{Backend, BackendError};
 use crate::cli::{ApplyArgs, PlanArgs};
+use crate::confirm;
 use crate::diff::{Change, ForeignWarning};
 use crate::error::Error;
+use crate::guard::SshSession;
 use crate::netfilter::{Family, Hook, Policy, Table};
 use crate::plan::Plan;
 use crate::ruleset::{Ruleset, TableRuleset};
-use crate::{render, script};
+use crate::script;
+use crate::state::StateDir;
+use crate::transaction::{self, Mode, Transaction};
 
 pub fn plan(args: &PlanArgs) -> Result<Outcome, Error> {
     let plan = script::evaluate(&args.script)?;
     let backend = Iptables::detect(None)?;
-    let survey = apply::survey(&backend, desired(&plan))?;
+    let survey = apply::survey(&backend, transaction::desired(&plan))?;
     let pending = !survey.in_sync();
     if args.json {
         print_json(&survey, pending)?;
@@ -43,40 +47,80 @@ pub fn plan(args: &PlanArgs) -> Result<Outcome, Error> {
     })
 }
 
-pub fn apply(args: &ApplyArgs) -> Result<Outcome, Error> {
-    // Confirm-or-roll-back and the lockout guard are their own issues.
-    if args.confirm.is_some() || args.force {
-        return Err(Error::NotYet);
-    }
+pub fn apply(args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
     let plan = script::evaluate(&args.script)?;
     let backend = Iptables::detect(None)?;
-    run(
-        &backend,
-        desired(&plan),
-        Some(&plan),
-        args.dry_run,
-        args.json,
-    )
+    let state = StateDir::open(state_dir)?;
+    confirm::settle(&backend, &state)?;
+    if !args.dry_run {
+        confirm::ensure_none_pending(&state)?;
+        confirm::refuse_unconfirmed_again(&state, &plan, args.force, args.confirm.is_some())?;
+    }
+    let mode = Mode {
+        dry_run: args.dry_run,
+        guard: SshSession::from_env().filter(|_| !args.force),
+    };
+    let transaction = transaction::apply_plan(&backend, &plan, &args.script, Some(&state), mode)?;
+    let outcome = report(&transaction, Some(&plan), args.dry_run, args.json)?;
+    if let Some(secs) = args.confirm.filter(|_| !args.dry_run) {
+        if confirm::arm(&state, &args.script, &plan, secs, &transaction)? {
+            eprintln!(
+                "run `fwscript confirm` within {secs} s to keep these rules; otherwise the rules from before come back"
+            );
+        }
+    }
+    Ok(outcome)
 }
 
-pub fn reset() -> Result<Outcome, Error> {
+pub fn reset(state_dir: &Path) -> Result<Outcome, Error> {
     let backend = Iptables::detect(None)?;
-    run(
-        &backend,
-        Family::ALL.map(reset_ruleset).to_vec(),
-        None,
-        false,
-        false,
-    )
+    let state = StateDir::open(state_dir)?;
+    confirm::settle(&backend, &state)?;
+    confirm::ensure_none_pending(&state)?;
+    let desired = Family::ALL.map(reset_ruleset).to_vec();
+    let transaction =
+        transaction::write(&backend, desired, Path::new("(reset)"), Some(&state), false)?;
+    report(&transaction, None, false, false)
 }
 
 /// `apply` inside a namespace made for the purpose and removed afterwards:
 /// safe on any machine, and shows what the script does to a clean kernel.
+pub fn confirm(state_dir: &Path) -> Result<Outcome, Error> {
+    let backend = Iptables::detect(None)?;
+    let state = StateDir::open(state_dir)?;
+    let pending = confirm::confirm(&backend, &state)?;
+    println!(
+        "confirmed: the rules applied from `{}` stay",
+        pending.script
+    );
+    Ok(Outcome::Done)
+}
+
+pub fn rollback(state_dir: &Path) -> Result<Outcome, Error> {
+    let backend = Iptables::detect(None)?;
+    let state = StateDir::open(state_dir)?;
+    if confirm::settle(&backend, &state)?.is_some() {
+        println!("rolled back: an unconfirmed apply had expired");
+        return Ok(Outcome::Done);
+    }
+    let transaction = confirm::rollback(&backend, &state)?;
+    state.clear_pending_confirm()?;
+    report(&transaction, None, false, false)
+}
+
+/// The detached timer `apply --confirm` starts.
+pub fn confirm_timer(state_dir: &Path, token: &str) -> Result<Outcome, Error> {
+    let backend = Iptables::detect(None)?;
+    let state = StateDir::open(state_dir)?;
+    confirm::run_timer(&backend, &state, token)?;
+    Ok(Outcome::Done)
+}
+
 pub fn try_script(path: &Path) -> Result<Outcome, Error> {
     let plan = script::evaluate(path)?;
     let netns = Netns::create()?;
     let backend = Iptables::detect(Some(&netns.name))?;
-    let survey = apply::survey(&backend, desired(&plan))?;
+    let survey = apply::survey(&backend, transaction::desired(&plan))?;
     let mut out = format!("in a new network namespace `{}`:\n", netns.name);
     out.push_str(&describe(&survey, Some(&plan)));
     apply::apply(&backend, &survey)?;
@@ -88,13 +132,6 @@ pub fn try_script(path: &Path) -> Result<Outcome, Error> {
     }
     print(&survey, &out)?;
     Ok(Outcome::Done)
-}
-
-/// What each family should own: the script's plan, rendered.
-fn desired(plan: &Plan) -> Vec<Ruleset> {
-    Family::ALL
-        .map(|family| render::ruleset(plan, family))
-        .to_vec()
 }
 
 /// Nothing owned, and the policies fwscript sets back to ACCEPT.
@@ -115,28 +152,24 @@ pub fn reset_ruleset(family: Family) -> Ruleset {
     ruleset
 }
 
-fn run(
-    backend: &dyn Backend,
-    desired: Vec<Ruleset>,
+fn report(
+    transaction: &Transaction,
     plan: Option<&Plan>,
     dry_run: bool,
     json: bool,
 ) -> Result<Outcome, Error> {
-    let survey = apply::survey(backend, desired)?;
-    if !dry_run {
-        apply::apply(backend, &survey)?;
-    }
+    let survey = &transaction.survey;
     if json {
-        print_json(&survey, !survey.in_sync())?;
+        print_json(survey, !survey.in_sync())?;
         return Ok(Outcome::Done);
     }
-    let mut out = describe(&survey, plan);
+    let mut out = describe(survey, plan);
     out.push_str(&match (survey.change_count(), dry_run) {
         (0, _) => "no changes\n".to_string(),
         (n, true) => format!("dry run: {n} changes not applied\n"),
         (n, false) => format!("applied {n} changes\n"),
     });
-    print(&survey, &out)?;
+    print(survey, &out)?;
     Ok(Outcome::Done)
 }
 

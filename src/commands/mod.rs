@@ -2,6 +2,7 @@
 //! DESIGN.md 5. Everything here is orchestration; the logic lives in the
 //! stage modules.
 
+mod explain;
 mod kernel;
 mod script;
 
@@ -32,11 +33,13 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Render(args) => script::render(&args.script, args.family.map(Into::into)),
         Command::Functions => script::functions(),
         Command::Plan(args) => kernel::plan(&args),
-        Command::Apply(args) => kernel::apply(&args),
+        Command::Apply(args) => kernel::apply(&args, &cli.state_dir),
         Command::Try(args) => kernel::try_script(&args.script),
-        Command::Reset => kernel::reset(),
-        Command::Confirm | Command::Rollback | Command::Watch(_) | Command::Explain(_) => {
-            Err(Error::NotYet)
-        }
+        Command::Reset => kernel::reset(&cli.state_dir),
+        Command::Confirm => kernel::confirm(&cli.state_dir),
+        Command::Rollback => kernel::rollback(&cli.state_dir),
+        Command::ConfirmTimer { token } => kernel::confirm_timer(&cli.state_dir, &token),
+        Command::Explain(args) => explain::explain(&args),
+        Command::Watch(_) => Err(Error::NotYet),
     }
 }

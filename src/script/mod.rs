@@ -7,6 +7,7 @@ mod error;
 pub mod functions;
 mod modules;
 mod natives;
+mod permissions;
 mod rhai_errors;
 mod rule_spec;
 mod services;
@@ -34,8 +35,17 @@ pub fn evaluate(path: &Path) -> Result<Plan, ScriptError> {
     })?;
     let shown_root = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let root = folder_of(path)?;
+    let trusted_uid = permissions::effective_uid();
+    permissions::check(path, &shown, trusted_uid).map_err(|problem| ScriptError {
+        message: problem.message,
+        location: None,
+        hint: problem.hint,
+    })?;
 
-    let shared = Rc::new(RefCell::new(Session::default()));
+    let shared = Rc::new(RefCell::new(Session {
+        trusted_uid,
+        ..Session::default()
+    }));
     shared.borrow_mut().files.push(SourceFile {
         id: shown.clone(),
         path: path.to_path_buf(),

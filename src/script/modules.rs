@@ -82,6 +82,9 @@ impl rhai::ModuleResolver for ConfinedResolver {
         let (file, shown) = self
             .locate(path)
             .map_err(|problem| self.shared.borrow_mut().raise(&site, problem))?;
+        let trusted_uid = self.shared.borrow().trusted_uid;
+        super::permissions::check(&file, &shown, trusted_uid)
+            .map_err(|problem| self.shared.borrow_mut().raise(&site, problem))?;
         let text = std::fs::read_to_string(&file).map_err(|err| {
             let problem = Problem::new(format!("cannot read `{shown}`: {}", lowercase(&err)));
             self.shared.borrow_mut().raise(&site, problem)

@@ -31,6 +31,9 @@ pub struct Session {
     /// The error a native function raised, with its place in the user's
     /// script; Rhai only carries its message up the call stack.
     pub raised: Option<ScriptError>,
+    /// Files must belong to this user and be writable by no one else (when
+    /// it is root).
+    pub trusted_uid: u32,
 }
 
 #[derive(Debug)]
