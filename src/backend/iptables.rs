@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::{Backend, BackendError};
@@ -322,26 +323,25 @@ fn run(
             let _ = pipe.write_all(text.as_bytes());
         })
     });
-    let stdout = drain(child.stdout.take().expect("piped"));
-    let stderr = drain(child.stderr.take().expect("piped"));
+    let (closed, pipes_closed) = mpsc::channel();
+    let stdout = drain(child.stdout.take().expect("piped"), closed.clone());
+    let stderr = drain(child.stderr.take().expect("piped"), closed);
 
-    let started = Instant::now();
-    let mut pause = Duration::from_micros(200);
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|source| BackendError::Spawn {
-            tool: tool.clone(),
-            source,
-        })? {
-            break status;
-        }
-        if started.elapsed() > limit {
+    // The child closes both pipes when it exits: wake on that, at once,
+    // rather than polling its status.
+    let deadline = Instant::now() + limit;
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if pipes_closed.recv_timeout(left).is_err() {
             let _ = child.kill();
             let _ = child.wait();
             return Err(BackendError::Timeout { tool, limit });
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    };
+    }
+    let status = child.wait().map_err(|source| BackendError::Spawn {
+        tool: tool.clone(),
+        source,
+    })?;
     if let Some(writer) = writer {
         let _ = writer.join();
     }
@@ -360,10 +360,15 @@ fn run(
     }
 }
 
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+/// Reads a pipe to its end on a thread of its own, then says so.
+fn drain(
+    mut pipe: impl Read + Send + 'static,
+    closed: mpsc::Sender<()>,
+) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = pipe.read_to_end(&mut bytes);
+        let _ = closed.send(());
         bytes
     })
 }
