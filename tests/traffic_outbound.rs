@@ -10,9 +10,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use common::netns::kernel_available;
 use traffic::docs::snippet;
-use traffic::listen;
 use traffic::probe::{self, Reach, ANSWER, SILENCE};
 use traffic::topology::{Lan, CLIENT4, CLIENT6};
+use traffic::{explain, listen};
 
 /// A TCP connect from the server to `port` of `dst` (a client address).
 #[track_caller]
@@ -21,6 +21,12 @@ fn connect_out(lan: &Lan, dst: IpAddr, port: u16, expected: Reach) {
     let dst = SocketAddr::new(dst, port);
     let reach = probe::tcp_connect(&lan.server.name, src, dst, expected.wait());
     assert_eq!(reach, expected, "tcp {src} → {dst}");
+    let (src, dst_ip, port) = (src.to_string(), dst.ip().to_string(), port.to_string());
+    let packet = [
+        "--chain", "output", "--iface", "eth0", "--proto", "tcp", "--src", &src, "--dst", &dst_ip,
+        "--dport", &port,
+    ];
+    explain::agrees(lan.script().expect("a script"), &packet, reach);
 }
 
 #[test]

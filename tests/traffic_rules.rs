@@ -59,10 +59,10 @@ fn limit_tcp_lets_the_first_hits_through_and_drops_the_next() {
     assert!(script.contains("hits: 3"), "{script}");
     lan.apply(&script);
     for src in [CLIENT4, CLIENT6] {
-        for _ in 0..3 {
-            lan.tcp(src, 22, Open);
-        }
-        lan.tcp(src, 22, Filtered);
+        lan.tcp(src, 22, Open);
+        lan.tcp_again(src, 22, Open);
+        lan.tcp_again(src, 22, Open);
+        lan.tcp_again(src, 22, Filtered);
     }
     // The list is per source address.
     lan.tcp(OTHER4, 22, Open);

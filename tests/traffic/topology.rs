@@ -14,7 +14,7 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::counters::Counters;
 use super::explain;
@@ -46,10 +46,15 @@ impl Workdir {
         }
     }
 
+    /// Where `apply` writes the script.
+    fn script(&self) -> PathBuf {
+        self.dir.path().join("fw.rhai")
+    }
+
     /// Writes `script` and applies it with the binary inside `netns`; it
     /// must succeed.
     fn apply(&self, netns: &Netns, script: &str) -> (PathBuf, Run) {
-        let path = self.dir.path().join("fw.rhai");
+        let path = self.script();
         std::fs::write(&path, script).expect("write script");
         let run = self.fwscript(netns, &["apply", path.to_str().unwrap()]);
         (path, run)
@@ -116,6 +121,11 @@ impl Lan {
         run
     }
 
+    /// The script last applied, unless `reset` came after it.
+    pub fn script(&self) -> Option<&Path> {
+        self.script.as_deref()
+    }
+
     /// `fwscript reset` on the server.
     pub fn reset(&mut self) -> Run {
         self.script = None;
@@ -151,6 +161,16 @@ impl Lan {
         );
         assert_eq!(reach, expected, "tcp {src} → [{dst}]:{port}");
         self.explained("tcp", src, Some(port), reach);
+    }
+
+    /// Like `tcp`, for a probe whose outcome depends on the connections
+    /// before it (a `recent` list): `explain` assumes a first connection,
+    /// so it is not asked.
+    #[track_caller]
+    pub fn tcp_again(&self, src: IpAddr, port: u16, expected: Reach) {
+        let dst = SocketAddr::new(Lan::server_for(src), port);
+        let reach = probe::tcp_connect(&self.client.name, src, dst, expected.wait());
+        assert_eq!(reach, expected, "tcp {src} → {dst} again");
     }
 
     /// An echo request from `src` to the server is answered, or not.
@@ -196,6 +216,12 @@ impl Lan {
                 panic!("udp {src} → [{dst}]:{port}: expected arrives={arrives}, got {got:?}")
             }
         }
+        let reach = if arrives {
+            Reach::Open
+        } else {
+            Reach::Filtered
+        };
+        self.explained("udp", src, Some(port), reach);
     }
 
     /// A hand-made TCP segment with `flags` from `src` to the server's
@@ -216,17 +242,20 @@ impl Lan {
         Counters::read(&self.server, family(src))
     }
 
+    /// `explain` gives what the kernel did to a probe from `src` that
+    /// arrived on the server's eth0.
     #[track_caller]
     fn explained(&self, proto: &str, src: IpAddr, port: Option<u16>, reach: Reach) {
         let Some(script) = &self.script else { return };
-        let dst = Lan::server_for(src);
-        if let Some(verdict) = explain::verdict(script, proto, src, dst, port) {
-            assert_eq!(
-                verdict,
-                explain::seen(reach),
-                "explain of {proto} {src} → {dst} {port:?}"
-            );
+        let (src, dst) = (src.to_string(), Lan::server_for(src).to_string());
+        let mut packet = vec![
+            "--proto", proto, "--src", &src, "--dst", &dst, "--iface", "eth0",
+        ];
+        let port = port.map(|p| p.to_string());
+        if let Some(port) = &port {
+            packet.extend(["--dport", port]);
         }
+        explain::agrees(script, &packet, reach);
     }
 }
 
@@ -280,5 +309,10 @@ impl Routed {
     /// Applies `script` on the gateway.
     pub fn apply(&self, script: &str) -> Run {
         self.work.apply(&self.gateway, script).1
+    }
+
+    /// Where `apply` wrote the gateway's script.
+    pub fn script(&self) -> PathBuf {
+        self.work.script()
     }
 }
