@@ -5,10 +5,14 @@
 mod common;
 mod traffic;
 
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
 use common::netns::{kernel_available, FLAVORS};
 use traffic::docs::snippet;
 use traffic::probe::Reach::{Filtered, Open};
-use traffic::topology::{Lan, CLIENT4, CLIENT6, OFFICE4, OFFICE6};
+use traffic::probe::{tcp_connect, SILENCE};
+use traffic::topology::{Lan, CLIENT4, CLIENT6, OFFICE4, OFFICE6, SERVER4};
 
 /// The ports the tutorial opens to everyone.
 const OPEN: [u16; 8] = [80, 443, 25, 465, 110, 995, 143, 993];
@@ -107,4 +111,35 @@ fn reset_lets_a_locked_out_admin_back_in() {
     assert!(reset.stdout.contains("applied"), "{reset:?}");
     lan.tcp(CLIENT4, 22, Open);
     lan.tcp(CLIENT6, 22, Open);
+}
+
+#[test]
+fn the_lockout_guard_and_apply_confirm_keep_the_admin_in() {
+    if !kernel_available() {
+        return;
+    }
+    let lan = Lan::new("nft");
+    let _ssh = lan.listen_tcp(22);
+    let tutorial = snippet("tutorial");
+
+    // Over SSH from 192.0.2.2, a script that would drop that session's
+    // next connection is refused, and nothing changes.
+    let session = [("SSH_CONNECTION", "192.0.2.2 50022 192.0.2.1 22")];
+    let refused = lan.run_with(&["apply"], &tutorial, &session).expect(1);
+    assert!(refused.stderr.contains("refusing to apply"), "{refused:?}");
+    lan.tcp(CLIENT4, 22, Open);
+
+    // Applied with --confirm and never confirmed: the rules go by
+    // themselves, and the admin gets back in.
+    lan.run_with(&["apply", "--confirm", "1"], &tutorial, &[])
+        .expect(0);
+    lan.tcp(CLIENT4, 22, Filtered);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dst = SocketAddr::new(SERVER4, 22);
+    while tcp_connect(&lan.client.name, CLIENT4, dst, SILENCE) != Open {
+        assert!(
+            Instant::now() < deadline,
+            "the unconfirmed apply was never rolled back"
+        );
+    }
 }

@@ -62,14 +62,25 @@ impl Workdir {
 
     /// Runs the binary inside `netns` with this state dir; it must succeed.
     fn fwscript(&self, netns: &Netns, args: &[&str]) -> Run {
-        netns
-            .fwscript(&self.dir.path().join("state"), args)
-            .expect(0)
+        self.run(netns, args, &[]).expect(0)
+    }
+
+    /// Runs the binary inside `netns` with this state dir and `env`.
+    fn run(&self, netns: &Netns, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let output = netns
+            .command(env!("CARGO_BIN_EXE_fwscript"))
+            .envs(env.iter().copied())
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .args(args)
+            .output()
+            .expect("fwscript runs");
+        Run::from(output)
     }
 }
 
-/// Runs `sh` lines inside a namespace before any interface exists: IPv6
-/// addresses usable at once, without duplicate address detection.
+/// Turns duplicate address detection off in a namespace before its
+/// interfaces exist, so that IPv6 addresses are usable at once.
 fn no_dad(netns: &Netns) {
     netns.sh("echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad && \
          echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad");
@@ -119,6 +130,16 @@ impl Lan {
         let (path, run) = self.work.apply(&self.server, script);
         self.script = Some(path);
         run
+    }
+
+    /// `fwscript ARGS… SCRIPT` on the server with `script` written out and
+    /// `env` set, whatever its exit; what `script()` returns is unchanged.
+    pub fn run_with(&self, args: &[&str], script: &str, env: &[(&str, &str)]) -> Run {
+        let path = self.work.dir.path().join("other.rhai");
+        std::fs::write(&path, script).expect("write script");
+        let mut all = args.to_vec();
+        all.push(path.to_str().unwrap());
+        self.work.run(&self.server, &all, env)
     }
 
     /// The script last applied, unless `reset` came after it.
