@@ -131,58 +131,107 @@ pub fn survey(backend: &dyn Backend, desired: Vec<Ruleset>) -> Result<Survey, Ap
     Ok(Survey { families, skipped })
 }
 
-/// Writes what the survey found, IPv4 first, then verifies. Returns the
-/// families written; none when the kernel was in sync.
+/// Writes what the survey found, then verifies. Returns the families
+/// written; none when the kernel was in sync.
+///
+/// The families are written at the same time: each restore is its own
+/// process and kernel transaction, neither waits on the other, and when
+/// either fails every family that was written is put back from the
+/// snapshot. Each family is read back as soon as its write is done.
 pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<Family>, ApplyError> {
-    let mut written: Vec<&FamilySurvey> = Vec::new();
-    for family in &survey.families {
-        if family.changes.is_empty() {
-            continue;
+    let pending: Vec<&FamilySurvey> = survey
+        .families
+        .iter()
+        .filter(|f| !f.changes.is_empty())
+        .collect();
+    let outcomes: Vec<Result<LiveState, Failure>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = pending
+            .iter()
+            .map(|&family| scope.spawn(move || write_and_read(backend, family)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("writer panicked"))
+            .collect()
+    });
+    let mut read_back = Vec::new();
+    let mut failed_write = None;
+    for (family, outcome) in pending.iter().zip(outcomes) {
+        match outcome {
+            Err(Failure::Write { source, origin }) => {
+                failed_write.get_or_insert((family.live.family, source, origin));
+            }
+            Err(Failure::Read(err)) => read_back.push((family, Err(err))),
+            Ok(live) => read_back.push((family, Ok(live))),
         }
-        let input = restore_input(&family.changes);
-        let name = family.live.family;
-        tracing::debug!(
-            "writing {} {name} changes in one restore",
-            family.changes.len()
-        );
-        if let Err(source) = backend.restore(name, &input.text) {
-            let source = Box::new(source);
-            let origin = match &*source {
-                BackendError::Rejected { line, .. } => {
-                    input.line(*line).and_then(|(_, origin)| origin.cloned())
-                }
-                _ => None,
-            };
-            // Legacy commits table by table, so the failing family may be
-            // half written too.
-            written.push(family);
-            let mut restored = Vec::new();
-            for earlier in written.iter().rev() {
-                match restore_snapshot(backend, earlier) {
-                    Ok(true) => restored.push(earlier.live.family),
-                    Ok(false) => {}
-                    Err(rollback) => {
-                        return Err(ApplyError::Rollback {
-                            family: name,
-                            source,
-                            restoring: earlier.live.family,
-                            rollback: Box::new(rollback),
-                        })
-                    }
+    }
+    if let Some((name, source, origin)) = failed_write {
+        // Legacy commits table by table, so the failing family may be half
+        // written too: put back every family that was attempted.
+        return Err(put_back(backend, &pending, name, Box::new(source), origin));
+    }
+    let mut families = Vec::new();
+    for (family, live) in read_back {
+        let live = live?;
+        verify(&live, &family.desired)?;
+        families.push(live.family);
+    }
+    Ok(families)
+}
+
+enum Failure {
+    Write {
+        source: BackendError,
+        origin: Option<Origin>,
+    },
+    Read(ApplyError),
+}
+
+fn write_and_read(backend: &dyn Backend, family: &FamilySurvey) -> Result<LiveState, Failure> {
+    let name = family.live.family;
+    let input = restore_input(&family.changes);
+    tracing::debug!("writing {} {name} changes", family.changes.len());
+    if let Err(source) = backend.restore(name, &input.text) {
+        let origin = match &source {
+            BackendError::Rejected { line, .. } => {
+                input.line(*line).and_then(|(_, origin)| origin.cloned())
+            }
+            _ => None,
+        };
+        return Err(Failure::Write { source, origin });
+    }
+    read(backend, name).map_err(Failure::Read)
+}
+
+fn put_back(
+    backend: &dyn Backend,
+    undo: &[&FamilySurvey],
+    family: Family,
+    source: Box<BackendError>,
+    origin: Option<Origin>,
+) -> ApplyError {
+    let mut restored = Vec::new();
+    for earlier in undo.iter().rev() {
+        match restore_snapshot(backend, earlier) {
+            Ok(true) => restored.push(earlier.live.family),
+            Ok(false) => {}
+            Err(rollback) => {
+                return ApplyError::Rollback {
+                    family,
+                    source,
+                    restoring: earlier.live.family,
+                    rollback: Box::new(rollback),
                 }
             }
-            restored.sort();
-            return Err(ApplyError::Write {
-                family: name,
-                source,
-                origin,
-                restored,
-            });
         }
-        written.push(family);
     }
-    verify(backend, &written)?;
-    Ok(written.iter().map(|f| f.live.family).collect())
+    restored.sort();
+    ApplyError::Write {
+        family,
+        source,
+        origin,
+        restored,
+    }
 }
 
 /// Puts a family's owned state back to its snapshot. `Ok(false)`: it had
@@ -206,24 +255,21 @@ fn restore_snapshot(backend: &dyn Backend, family: &FamilySurvey) -> Result<bool
     Ok(true)
 }
 
-fn verify(backend: &dyn Backend, written: &[&FamilySurvey]) -> Result<(), ApplyError> {
-    let families: Vec<Family> = written.iter().map(|f| f.live.family).collect();
-    let lives = read_all(backend, &families)?;
-    for (live, family) in lives.iter().zip(written) {
-        let left = diff(live, &family.desired);
-        let first = left
-            .changes()
-            .next()
-            .map(|(table, change)| format!("{table} {}: {change}", change.chain()));
-        if let Some(first) = first {
-            return Err(ApplyError::Verify {
-                family: live.family,
-                remaining: left.len(),
-                first,
-            });
-        }
+/// The read-back must need no change at all.
+fn verify(live: &LiveState, desired: &Ruleset) -> Result<(), ApplyError> {
+    let left = diff(live, desired);
+    let first = left
+        .changes()
+        .next()
+        .map(|(table, change)| format!("{table} {}: {change}", change.chain()));
+    match first {
+        None => Ok(()),
+        Some(first) => Err(ApplyError::Verify {
+            family: live.family,
+            remaining: left.len(),
+            first,
+        }),
     }
-    Ok(())
 }
 
 fn read(backend: &dyn Backend, family: Family) -> Result<LiveState, ApplyError> {
@@ -382,16 +428,26 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_first_write_changes_nothing() {
+    fn a_failed_ipv4_write_leaves_both_families_as_they_were() {
         let fake = Fake::new();
         fake.fail_next_restore(Family::Ipv4);
         let error = run(&fake, both(&[22])).unwrap_err();
+        // IPv6 was written at the same time, and is put back.
         assert!(
-            error.to_string().ends_with("nothing was changed"),
+            matches!(&error, ApplyError::Write { family: Family::Ipv4, restored, .. } if restored == &[Family::Ipv6]),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().ends_with("ipv6 put back as it was"),
             "{error}"
         );
-        assert_eq!(fake.restores().len(), 1, "IPv6 is not tried");
         assert!(fake.state(Family::Ipv4).tables.is_empty());
+        assert!(fake
+            .state(Family::Ipv6)
+            .owned()
+            .tables
+            .values()
+            .all(|t| t.chains.is_empty() && t.hooks.is_empty()));
     }
 
     #[test]

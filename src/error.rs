@@ -24,4 +24,6 @@ pub enum Error {
     State(#[from] crate::state::StateError),
     #[error("error: {0}")]
     Confirm(#[from] crate::confirm::ConfirmError),
+    #[error("error: {0}")]
+    Daemon(#[from] crate::daemon::DaemonError),
 }

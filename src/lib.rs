@@ -11,6 +11,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod confirm;
+pub mod daemon;
 pub mod diff;
 pub mod error;
 pub mod explain;

@@ -14,8 +14,7 @@ use super::Outcome;
 use crate::apply::{self, Survey};
 use crate::backend::iptables::{find, Iptables};
 use crate::backend::{Backend, BackendError};
-use crate::cli::{ApplyArgs, PlanArgs};
-use crate::confirm;
+use crate::cli::{ApplyArgs, PlanArgs, WatchArgs};
 use crate::diff::{Change, ForeignWarning};
 use crate::error::Error;
 use crate::guard::SshSession;
@@ -25,6 +24,7 @@ use crate::ruleset::{Ruleset, TableRuleset};
 use crate::script;
 use crate::state::StateDir;
 use crate::transaction::{self, Mode, Transaction};
+use crate::{confirm, daemon};
 
 pub fn plan(args: &PlanArgs) -> Result<Outcome, Error> {
     let plan = script::evaluate(&args.script)?;
@@ -106,6 +106,14 @@ pub fn rollback(state_dir: &Path) -> Result<Outcome, Error> {
     let transaction = confirm::rollback(&backend, &state)?;
     state.clear_pending_confirm()?;
     report(&transaction, None, false, false)
+}
+
+pub fn watch(args: &WatchArgs, state_dir: &Path) -> Result<Outcome, Error> {
+    let backend = Iptables::detect(None)?;
+    let state = StateDir::open(state_dir)?;
+    let resync = std::time::Duration::from_secs(args.resync.max(1));
+    daemon::watch(&args.script, &backend, state, resync)?;
+    Ok(Outcome::Done)
 }
 
 /// The detached timer `apply --confirm` starts.

@@ -40,6 +40,6 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Rollback => kernel::rollback(&cli.state_dir),
         Command::ConfirmTimer { token } => kernel::confirm_timer(&cli.state_dir, &token),
         Command::Explain(args) => explain::explain(&args),
-        Command::Watch(_) => Err(Error::NotYet),
+        Command::Watch(args) => kernel::watch(&args, &cli.state_dir),
     }
 }

@@ -54,3 +54,18 @@ impl ScriptError {
         }
     }
 }
+
+impl ScriptError {
+    /// The error on one line, for logs: `fw.rhai:3:1: port 0 is out of range
+    /// 1..65535 (hint: …)`.
+    pub fn one_line(&self) -> String {
+        let mut line = match &self.location {
+            Some(loc) => format!("{}:{}:{}: {}", loc.file, loc.line, loc.column, self.message),
+            None => self.message.clone(),
+        };
+        if let Some(hint) = &self.hint {
+            line.push_str(&format!(" (hint: {hint})"));
+        }
+        line
+    }
+}

@@ -1,0 +1,254 @@
+//! The watch daemon against a real kernel in a throwaway network namespace:
+//! edits land (in place, renamed over, in a module), a broken edit keeps
+//! the rules, drift is repaired, SIGHUP re-evaluates, SIGTERM leaves the
+//! rules. Polls with deadlines; never sleeps for a fixed time.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::netns::{kernel_available, Netns};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+struct Daemon {
+    netns: Netns,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(script: &str, module: &str, resync_secs: u32) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("lib")).unwrap();
+        std::fs::write(dir.path().join("fw.rhai"), script).unwrap();
+        std::fs::write(dir.path().join("lib/web.rhai"), module).unwrap();
+        let netns = Netns::new("nft");
+        let log = dir.path().join("daemon.log");
+        let child = netns
+            .command(env!("CARGO_BIN_EXE_fwscript"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["watch", "--resync", &resync_secs.to_string()])
+            .arg(dir.path().join("fw.rhai"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the daemon starts");
+        let daemon = Daemon {
+            netns,
+            dir,
+            child: Some(child),
+            log,
+        };
+        daemon.wait_log("watching `", 1);
+        daemon
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `needle` appears in the log at least `times` times.
+    #[track_caller]
+    fn wait_log(&self, needle: &str, times: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.log().matches(needle).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` ×{times} in the daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the IPv4 rules satisfy `check`.
+    #[track_caller]
+    fn wait_rules(&self, what: &str, check: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let rules = self.netns.save("ipv4", false);
+            if check(&rules) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached; rules:\n{rules}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    fn wait_exit(&mut self) -> i32 {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+const SCRIPT: &str = "import \"lib/web\" as web;\nweb::open();\nssh_from(\"203.0.113.7\");\n";
+const MODULE: &str = "fn open() { allow_tcp(80); }\n";
+
+fn has_port(rules: &str, port: u16) -> bool {
+    rules.contains(&format!("--dport {port} "))
+}
+
+#[test]
+fn edits_land_and_a_broken_edit_keeps_the_rules() {
+    if !kernel_available() {
+        return;
+    }
+    let mut daemon = Daemon::start(SCRIPT, MODULE, 300);
+    daemon.wait_rules("first apply", |r| has_port(r, 80) && has_port(r, 22));
+
+    // Written in place.
+    write(
+        &daemon.path("fw.rhai"),
+        &format!("{SCRIPT}allow_tcp(25);\n"),
+    );
+    daemon.wait_rules("in-place edit", |r| has_port(r, 25));
+
+    // Written to a new file and renamed over the old one, as vim does.
+    write(
+        &daemon.path(".fw.rhai.new"),
+        &format!("{SCRIPT}allow_tcp(26);\n"),
+    );
+    std::fs::rename(daemon.path(".fw.rhai.new"), daemon.path("fw.rhai")).unwrap();
+    daemon.wait_rules("rename-over save", |r| has_port(r, 26) && !has_port(r, 25));
+
+    // Deleted and recreated.
+    std::fs::remove_file(daemon.path("fw.rhai")).unwrap();
+    write(
+        &daemon.path("fw.rhai"),
+        &format!("{SCRIPT}allow_tcp(27);\n"),
+    );
+    daemon.wait_rules("delete and recreate", |r| {
+        has_port(r, 27) && !has_port(r, 26)
+    });
+
+    // An imported module.
+    write(
+        &daemon.path("lib/web.rhai"),
+        "fn open() { allow_tcp([80, 443]); }\n",
+    );
+    daemon.wait_rules("module edit", |r| has_port(r, 443));
+
+    // A broken save: logged with its place, rules kept, daemon alive.
+    let before = daemon.netns.saves();
+    write(
+        &daemon.path("fw.rhai"),
+        &format!("{SCRIPT}allow_tcp(99999);\n"),
+    );
+    daemon.wait_log(
+        "fw.rhai:4:1: port 99999 is out of range 1..65535; keeping the last good rules",
+        1,
+    );
+    assert_eq!(
+        daemon.netns.saves(),
+        before,
+        "a broken script changed the kernel"
+    );
+    // The next good save applies.
+    write(
+        &daemon.path("fw.rhai"),
+        &format!("{SCRIPT}allow_tcp(28);\n"),
+    );
+    daemon.wait_rules("good save after a broken one", |r| has_port(r, 28));
+
+    // SIGHUP evaluates again (the script is unchanged: no changes).
+    let applied = daemon.log().matches("no changes").count();
+    daemon.signal("HUP");
+    daemon.wait_log("SIGHUP: evaluating the script again", 1);
+    daemon.wait_log("no changes", applied + 1);
+
+    // SIGTERM: exit 0, rules stay.
+    let before = daemon.netns.saves();
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), 0, "{}", daemon.log());
+    assert_eq!(
+        daemon.netns.saves(),
+        before,
+        "SIGTERM must leave the rules in place"
+    );
+}
+
+#[test]
+fn drift_is_repaired_within_the_resync_period() {
+    if !kernel_available() {
+        return;
+    }
+    let daemon = Daemon::start(SCRIPT, MODULE, 1);
+    daemon.wait_rules("first apply", |r| has_port(r, 80));
+    let wanted = daemon.netns.saves();
+
+    // An owned rule deleted by hand, a stray rule added to an owned chain.
+    daemon
+        .netns
+        .sh("$IPT -D FWS-INPUT-ALLOW 1 && $IPT -A FWS-INPUT-ALLOW -p tcp --dport 6666 -j ACCEPT");
+    daemon.wait_rules("drift repaired", |r| r == wanted[0]);
+    daemon.wait_log("drift repaired: 2 changes", 1);
+
+    // `iptables -F INPUT`: the hook is gone.
+    daemon.netns.sh("$IPT -F INPUT");
+    daemon.wait_rules("hook put back", |r| r == wanted[0]);
+    daemon.wait_log("INPUT: + 1:", 1);
+}
+
+#[test]
+fn a_script_that_never_worked_writes_nothing() {
+    if !kernel_available() {
+        return;
+    }
+    let daemon = Daemon::start("allow_tcp(0);\n", MODULE, 300);
+    daemon.wait_log("script error at", 1);
+    let rules = daemon.netns.save("ipv4", false);
+    assert!(
+        !rules.contains("FWS-"),
+        "nothing is written before the first good evaluation:\n{rules}"
+    );
+    write(&daemon.path("fw.rhai"), "allow_tcp(80);\n");
+    daemon.wait_rules("first good save", |r| has_port(r, 80));
+}
