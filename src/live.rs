@@ -166,12 +166,24 @@ impl LiveState {
     /// chains, and the policy of every built-in chain (so a snapshot taken
     /// before an apply puts policies back as well). Diffing the kernel later
     /// against this restores the owned state as it was.
+    ///
+    /// A kernel without a filter table (a fresh nf_tables host prints
+    /// nothing at all) has, in effect, ACCEPT policies: putting such a
+    /// state back must undo the DROP policies an apply set since.
     pub fn owned(&self) -> Ruleset {
-        let tables = self
+        let mut tables: BTreeMap<Table, TableRuleset> = self
             .tables
             .iter()
             .map(|(&table, live)| (table, live.owned()))
             .collect();
+        tables.entry(Table::Filter).or_insert_with(|| TableRuleset {
+            policies: Table::Filter
+                .builtin_chains()
+                .iter()
+                .map(|&hook| (hook, Policy::Accept))
+                .collect(),
+            ..TableRuleset::default()
+        });
         Ruleset {
             family: self.family,
             tables,
@@ -446,6 +458,17 @@ mod tests {
         assert_eq!(filter.chain("FWS-INPUT-ALLOW").unwrap().rules.len(), 3);
         assert!(owned.tables[&Table::Nat].chains.is_empty());
         assert!(owned.tables[&Table::Nat].hooks.is_empty());
+    }
+
+    #[test]
+    fn a_kernel_without_tables_owns_accept_policies() {
+        // What a fresh nf_tables host prints: nothing. Putting that state
+        // back after an apply must undo the apply's DROP policies.
+        let owned = LiveState::parse(Family::Ipv6, "").unwrap().owned();
+        let filter = &owned.tables[&Table::Filter];
+        assert!(filter.policies.values().all(|&p| p == Policy::Accept));
+        assert_eq!(filter.policies.len(), 3);
+        assert!(filter.chains.is_empty() && filter.hooks.is_empty());
     }
 
     #[test]
