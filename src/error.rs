@@ -10,8 +10,6 @@ pub enum Error {
     Script(#[from] ScriptError),
     #[error("error: {0}")]
     Explain(#[from] ExplainError),
-    #[error("error: this command is not implemented yet")]
-    NotYet,
     #[error("error: cannot write to standard output: {0}")]
     Output(#[from] std::io::Error),
     #[error("error: {0}")]

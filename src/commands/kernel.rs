@@ -1,5 +1,6 @@
-//! `plan`, `apply`, `try` and `reset`: the commands that read the kernel
-//! (script → plan → render → **survey → apply**), and how they report.
+//! The commands that read or write the kernel (script → plan → render →
+//! **survey → apply**): `plan`, `apply`, `try`, `reset`, `confirm`,
+//! `rollback` and `watch`, and how they report.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,8 +52,9 @@ pub fn apply(args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
     let plan = script::evaluate(&args.script)?;
     let backend = Iptables::detect(None)?;
     let state = StateDir::open(state_dir)?;
-    confirm::settle(&backend, &state)?;
+    // A dry run writes nothing, not even an overdue rollback.
     if !args.dry_run {
+        confirm::settle(&backend, &state)?;
         confirm::ensure_none_pending(&state)?;
         confirm::refuse_unconfirmed_again(&state, &plan, args.force, args.confirm.is_some())?;
     }
@@ -83,8 +85,6 @@ pub fn reset(state_dir: &Path) -> Result<Outcome, Error> {
     report(&transaction, None, false, false)
 }
 
-/// `apply` inside a namespace made for the purpose and removed afterwards:
-/// safe on any machine, and shows what the script does to a clean kernel.
 pub fn confirm(state_dir: &Path) -> Result<Outcome, Error> {
     let backend = Iptables::detect(None)?;
     let state = StateDir::open(state_dir)?;
@@ -124,6 +124,8 @@ pub fn confirm_timer(state_dir: &Path, token: &str) -> Result<Outcome, Error> {
     Ok(Outcome::Done)
 }
 
+/// `apply` inside a namespace made for the purpose and removed afterwards:
+/// safe on any machine, and shows what the script does to a clean kernel.
 pub fn try_script(path: &Path) -> Result<Outcome, Error> {
     let plan = script::evaluate(path)?;
     let netns = Netns::create()?;
