@@ -176,6 +176,31 @@ fn edits_land_and_a_broken_edit_keeps_the_rules() {
     );
     daemon.wait_rules("module edit", |r| has_port(r, 443));
 
+    // A new import from a folder not watched so far: once the script
+    // imports it, edits to it land too.
+    std::fs::create_dir(daemon.path("mail")).unwrap();
+    write(
+        &daemon.path("mail/smtp.rhai"),
+        "fn open() { allow_tcp(587); }\n",
+    );
+    write(
+        &daemon.path("fw.rhai"),
+        &format!("{SCRIPT}allow_tcp(27);\nimport \"mail/smtp\" as smtp;\nsmtp::open();\n"),
+    );
+    daemon.wait_rules("new import", |r| has_port(r, 587));
+    write(
+        &daemon.path("mail/smtp.rhai"),
+        "fn open() { allow_tcp(465); }\n",
+    );
+    daemon.wait_rules("edit of the new module", |r| {
+        has_port(r, 465) && !has_port(r, 587)
+    });
+    write(
+        &daemon.path("fw.rhai"),
+        &format!("{SCRIPT}allow_tcp(27);\n"),
+    );
+    daemon.wait_rules("import dropped", |r| !has_port(r, 465));
+
     // A broken save: logged with its place, rules kept, daemon alive.
     let before = daemon.netns.saves();
     write(
