@@ -22,14 +22,21 @@ struct Daemon {
 
 impl Daemon {
     fn start(script: &str, module: &str, resync_secs: u32) -> Daemon {
+        Daemon::start_with(script, module, resync_secs, &[])
+    }
+
+    /// `vars`: environment for the daemon, like `NOTIFY_SOCKET` or
+    /// `SSH_CONNECTION`.
+    fn start_with(script: &str, module: &str, resync_secs: u32, vars: &[(&str, String)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("lib")).unwrap();
         std::fs::write(dir.path().join("fw.rhai"), script).unwrap();
         std::fs::write(dir.path().join("lib/web.rhai"), module).unwrap();
         let netns = Netns::new("nft");
         let log = dir.path().join("daemon.log");
-        let child = netns
-            .command(env!("CARGO_BIN_EXE_fwscript"))
+        let mut command = netns.command(env!("CARGO_BIN_EXE_fwscript"));
+        command.envs(vars.iter().map(|(k, v)| (k, v)));
+        let child = command
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .args(["watch", "--resync", &resync_secs.to_string()])
@@ -276,4 +283,56 @@ fn a_script_that_never_worked_writes_nothing() {
     );
     write(&daemon.path("fw.rhai"), "allow_tcp(80);\n");
     daemon.wait_rules("first good save", |r| has_port(r, 80));
+}
+
+#[test]
+fn systemd_hears_ready_and_the_state() {
+    if !kernel_available() {
+        return;
+    }
+    use std::os::unix::net::UnixDatagram;
+    let sockets = tempfile::tempdir().unwrap();
+    let path = sockets.path().join("notify");
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd.set_read_timeout(Some(DEADLINE)).unwrap();
+    let receive = || {
+        let mut buffer = [0u8; 4096];
+        let n = systemd.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+
+    // A script that does not evaluate: still ready (no restart loop), and
+    // the status says why nothing was applied.
+    let socket = ("NOTIFY_SOCKET", path.display().to_string());
+    let daemon = Daemon::start_with("allow_tcp(0);\n", MODULE, 300, &[socket]);
+    let first = receive();
+    assert!(
+        first.starts_with("READY=1\nSTATUS=script error at "),
+        "{first}"
+    );
+    assert!(first.contains("port 0 is out of range"), "{first}");
+
+    write(&daemon.path("fw.rhai"), "allow_tcp(80);\n");
+    assert_eq!(receive(), "STATUS=rules applied");
+}
+
+#[test]
+fn started_over_ssh_the_daemon_will_not_cut_the_session_off() {
+    if !kernel_available() {
+        return;
+    }
+    let session = (
+        "SSH_CONNECTION",
+        "203.0.113.7 50000 192.0.2.1 22".to_string(),
+    );
+    let daemon = Daemon::start_with(SCRIPT, MODULE, 300, &[session]);
+    daemon.wait_rules("first apply", |r| has_port(r, 22));
+    let before = daemon.netns.saves();
+    // The office loses SSH in this edit: refused, logged, nothing written.
+    write(
+        &daemon.path("fw.rhai"),
+        "import \"lib/web\" as web;\nweb::open();\nssh_from(\"198.51.100.9\");\n",
+    );
+    daemon.wait_log("this SSH session would be cut off", 1);
+    assert_eq!(daemon.netns.saves(), before);
 }

@@ -129,31 +129,38 @@ impl Daemon<'_> {
     /// Evaluates the script and applies it; a failure keeps what the kernel
     /// has.
     fn reevaluate(&mut self) {
-        let plan = match script::evaluate(&self.script) {
-            Ok(plan) => plan,
+        let status = match script::evaluate(&self.script) {
             Err(err) => {
                 tracing::error!(
                     "script error at {}; keeping the last good rules",
                     err.one_line()
                 );
-                return;
+                format!("script error at {}", err.one_line())
             }
-        };
-        self.follow_imports(&plan.sources);
-        match self.apply(&plan) {
-            Ok(transaction) => {
-                log_applied(&transaction, "applied");
-                self.current = Some(plan);
-                if !self.ready {
-                    self.ready = true;
-                    systemd::notify("READY=1");
+            Ok(plan) => {
+                self.follow_imports(&plan.sources);
+                match self.apply(&plan) {
+                    Ok(transaction) => {
+                        log_applied(&transaction, "applied");
+                        self.current = Some(plan);
+                        "rules applied".to_string()
+                    }
+                    Err(err) => {
+                        tracing::error!(
+                            "not applied: {}; keeping the last good rules",
+                            one_line(&err)
+                        );
+                        format!("not applied: {}", one_line(&err))
+                    }
                 }
             }
-            Err(err) => tracing::error!(
-                "not applied: {}; keeping the last good rules",
-                one_line(&err)
-            ),
-        }
+        };
+        // Ready after the first attempt, good or bad: a daemon that waits
+        // for a fix must not be restarted in a loop by systemd. The status
+        // line tells `systemctl status` which it was.
+        let ready = if self.ready { "" } else { "READY=1\n" };
+        self.ready = true;
+        systemd::notify(&format!("{ready}STATUS={status}"));
     }
 
     /// Puts back what someone changed behind the daemon's back.

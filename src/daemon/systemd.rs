@@ -1,5 +1,6 @@
-//! Tells systemd (a `Type=notify` unit) when the daemon is ready: after
-//! the first apply, so units ordered after the firewall start protected.
+//! Tells systemd (a `Type=notify` unit) when the daemon is ready (after its
+//! first evaluation, so units ordered after the firewall start protected
+//! when the script is good) and what state it is in (`STATUS=`).
 
 use std::os::unix::net::UnixDatagram;
 
