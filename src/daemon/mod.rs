@@ -9,7 +9,7 @@ mod watcher;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -92,14 +92,17 @@ pub fn watch(
     );
 
     let mut next_resync = Instant::now() + resync;
+    // An event met while merging a burst of changes, handled next.
+    let mut deferred: Option<Event> = None;
     loop {
-        match inbox.recv_timeout(next_resync.saturating_duration_since(Instant::now())) {
+        let next = match deferred.take() {
+            Some(event) => Ok(event),
+            None => inbox.recv_timeout(next_resync.saturating_duration_since(Instant::now())),
+        };
+        match next {
             Ok(Event::Changed(paths)) => {
-                // One save often arrives as several events; take them all.
-                let mut changed: BTreeSet<PathBuf> = paths.into_iter().collect();
-                while let Ok(Event::Changed(more)) = inbox.try_recv() {
-                    changed.extend(more);
-                }
+                let changed;
+                (changed, deferred) = merge_changes(paths, &inbox);
                 let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
                 tracing::info!("changed: {}", names.join(", "));
                 daemon.reevaluate();
@@ -123,6 +126,22 @@ pub fn watch(
             Err(RecvTimeoutError::Disconnected) => return Err(DaemonError::Stopped.into()),
         }
     }
+}
+
+/// One save often arrives as several events: takes every change already
+/// queued, and hands back the first other event met, not to lose it.
+fn merge_changes(
+    first: Vec<PathBuf>,
+    inbox: &Receiver<Event>,
+) -> (BTreeSet<PathBuf>, Option<Event>) {
+    let mut changed: BTreeSet<PathBuf> = first.into_iter().collect();
+    while let Ok(event) = inbox.try_recv() {
+        match event {
+            Event::Changed(more) => changed.extend(more),
+            other => return (changed, Some(other)),
+        }
+    }
+    (changed, None)
 }
 
 impl Daemon<'_> {
@@ -270,4 +289,28 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("the event loop stopped")]
     Stopped,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_a_burst_keeps_a_signal_that_arrived_with_it() {
+        let (events, inbox) = mpsc::channel();
+        events
+            .send(Event::Changed(vec!["b.rhai".into(), "a.rhai".into()]))
+            .unwrap();
+        events.send(Event::Stop("SIGTERM")).unwrap();
+        events.send(Event::Changed(vec!["c.rhai".into()])).unwrap();
+        let (changed, deferred) = merge_changes(vec!["a.rhai".into()], &inbox);
+        assert_eq!(
+            changed.into_iter().collect::<Vec<_>>(),
+            [PathBuf::from("a.rhai"), "b.rhai".into()]
+        );
+        assert!(matches!(deferred, Some(Event::Stop("SIGTERM"))));
+        let (rest, none) = merge_changes(Vec::new(), &inbox);
+        assert_eq!(rest.len(), 1);
+        assert!(none.is_none());
+    }
 }
