@@ -127,6 +127,9 @@ pub struct ExplainArgs {
     /// Incoming interface (outgoing for `--chain output`).
     #[arg(long)]
     pub iface: Option<String>,
+    /// Outgoing interface, for `--chain forward` (and output).
+    #[arg(long)]
+    pub oface: Option<String>,
     /// input, forward or output.
     #[arg(long, default_value = "input")]
     pub chain: String,

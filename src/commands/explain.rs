@@ -21,6 +21,7 @@ pub fn explain(args: &ExplainArgs) -> Result<Outcome, Error> {
         sport: args.sport,
         dport: args.dport,
         iface: args.iface.as_deref(),
+        oface: args.oface.as_deref(),
         chain: &args.chain,
         state: &args.state,
         icmp_type: args.icmp_type.as_deref(),

@@ -31,4 +31,6 @@ pub enum ExplainError {
     UnknownState(String),
     #[error("interface name `{0}` is not valid: expected 1 to 15 characters without whitespace")]
     BadIface(String),
+    #[error("`--oface` names the outgoing interface, which packets to this host do not have; use `--chain forward` or `--chain output`")]
+    OfaceOnInput,
 }

@@ -18,6 +18,8 @@ pub struct Request<'a> {
     pub dport: Option<u16>,
     /// The incoming interface, or the outgoing one for the output chain.
     pub iface: Option<&'a str>,
+    /// The outgoing interface of a forwarded packet.
+    pub oface: Option<&'a str>,
     pub chain: &'a str,
     pub state: &'a str,
     pub icmp_type: Option<&'a str>,
@@ -41,6 +43,10 @@ impl Query {
         let dst = parse_address("--dst", request.dst)?;
         let proto = parse_proto(request.proto)?;
         let iface = request.iface.map(parse_iface).transpose()?;
+        let oface = request.oface.map(parse_iface).transpose()?;
+        if oface.is_some() && matches!(hook, Hook::Input | Hook::Prerouting) {
+            return Err(ExplainError::OfaceOnInput);
+        }
         for (flag, port) in [("--sport", request.sport), ("--dport", request.dport)] {
             match port {
                 Some(_) if !proto.has_ports() => {
@@ -85,8 +91,9 @@ impl Query {
                 Proto::Other(number) => Transport::Other { number },
             };
             let (in_iface, out_iface) = match hook {
-                Hook::Output | Hook::Postrouting => (None, iface.clone()),
-                Hook::Prerouting | Hook::Input | Hook::Forward => (iface.clone(), None),
+                Hook::Output | Hook::Postrouting => (None, oface.clone().or_else(|| iface.clone())),
+                Hook::Forward => (iface.clone(), oface.clone()),
+                Hook::Prerouting | Hook::Input => (iface.clone(), None),
             };
             packets.push(Packet {
                 family,
@@ -306,6 +313,24 @@ mod tests {
         })
         .unwrap();
         assert_eq!(query.packets[0].family, Family::Ipv4);
+    }
+
+    #[test]
+    fn forwarded_packets_take_both_interfaces() {
+        let query = Query::parse(&Request {
+            chain: "forward",
+            iface: Some("eth1"),
+            oface: Some("eth0"),
+            ..request()
+        })
+        .unwrap();
+        assert_eq!(query.packets[0].in_iface.as_deref(), Some("eth1"));
+        assert_eq!(query.packets[0].out_iface.as_deref(), Some("eth0"));
+        let input = Query::parse(&Request {
+            oface: Some("eth0"),
+            ..request()
+        });
+        assert!(matches!(input, Err(ExplainError::OfaceOnInput)));
     }
 
     #[test]
