@@ -126,26 +126,8 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
     let srcs = address_list("src")?;
     let dsts = address_list("dst")?;
 
-    if let Some(v) = spec.get("iface") {
-        if matches!(hook, Hook::Output | Hook::Postrouting) {
-            return Err(Problem::new(format!(
-                "`iface` (the incoming interface) cannot be used in the `{}` chain",
-                hook.script_name()
-            ))
-            .hint("use `oface` for the outgoing interface"));
-        }
-        matches.iface = Some(values::iface(&values::string(v, "`iface`")?)?);
-    }
-    if let Some(v) = spec.get("oface") {
-        if matches!(hook, Hook::Input | Hook::Prerouting) {
-            return Err(Problem::new(format!(
-                "`oface` (the outgoing interface) cannot be used in the `{}` chain",
-                hook.script_name()
-            ))
-            .hint("use `iface` for the incoming interface"));
-        }
-        matches.oface = Some(values::iface(&values::string(v, "`oface`")?)?);
-    }
+    matches.iface = interface(&spec, hook, "iface")?;
+    matches.oface = interface(&spec, hook, "oface")?;
     if let Some(v) = spec.get("state") {
         matches.state = parse_states(v)?;
     }
@@ -277,6 +259,36 @@ impl Spec<'_> {
     fn get(&self, key: &str) -> Option<&Dynamic> {
         self.map.get(key).filter(|v| !v.is_unit())
     }
+}
+
+/// `iface` or `oface`, where the packet has such an interface: none comes
+/// in on output and postrouting, none goes out yet on input and prerouting.
+fn interface(spec: &Spec, hook: Hook, key: &str) -> Checked<Option<String>> {
+    let Some(value) = spec.get(key) else {
+        return Ok(None);
+    };
+    let (direction, other, other_direction, lacking): (&str, &str, &str, &[Hook]) = match key {
+        "iface" => (
+            "incoming",
+            "oface",
+            "outgoing",
+            &[Hook::Output, Hook::Postrouting],
+        ),
+        _ => (
+            "outgoing",
+            "iface",
+            "incoming",
+            &[Hook::Input, Hook::Prerouting],
+        ),
+    };
+    if lacking.contains(&hook) {
+        return Err(Problem::new(format!(
+            "`{key}` (the {direction} interface) cannot be used in the `{}` chain",
+            hook.script_name()
+        ))
+        .hint(format!("use `{other}` for the {other_direction} interface")));
+    }
+    values::iface(&values::string(value, &format!("`{key}`"))?).map(Some)
 }
 
 /// An unknown key is an error, never ignored (DESIGN.md 2.2).
