@@ -222,6 +222,18 @@ const CASES: &[Case] = &[
         "unknown policy `reject`",
     ),
     case(
+        "rule(#{ chain: \"output\", iface: \"eth0\", action: \"accept\" });\n",
+        1,
+        1,
+        "`iface` (the incoming interface) cannot be used in the `output` chain",
+    ),
+    case(
+        "rule(#{ chain: \"input\", oface: \"eth0\", action: \"accept\" });\n",
+        1,
+        1,
+        "`oface` (the outgoing interface) cannot be used in the `input` chain",
+    ),
+    case(
         "rule(#{ proto: \"gre\", action: \"accept\" });\n",
         1,
         1,
