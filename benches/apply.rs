@@ -16,9 +16,8 @@ use fwscript::apply;
 use fwscript::backend::iptables::{Flavor, Iptables};
 use fwscript::backend::{Backend, BackendError};
 use fwscript::netfilter::Family;
-use fwscript::plan::Plan;
 use fwscript::ruleset::Ruleset;
-use fwscript::{render, script};
+use fwscript::{render, script, transaction};
 
 fn main() {
     let rules: usize = setting("FWSCRIPT_BENCH_RULES", 10_000);
@@ -43,13 +42,13 @@ fn main() {
     let evaluate = median(runs, || {
         let started = Instant::now();
         let plan = script::evaluate(&full).unwrap();
-        let rendered = desired(&plan);
+        let rendered = transaction::desired(&plan);
         let elapsed = started.elapsed();
         assert!(rendered[0].rule_count() >= rules);
         elapsed
     });
-    let full_plan = desired(&script::evaluate(&full).unwrap());
-    let edited_plan = desired(&script::evaluate(&edited).unwrap());
+    let full_plan = transaction::desired(&script::evaluate(&full).unwrap());
+    let edited_plan = transaction::desired(&script::evaluate(&edited).unwrap());
     let files = full_plan
         .iter()
         .map(render::restore_file)
@@ -167,13 +166,6 @@ fn main() {
         "fwscript times are survey + apply + verify through the library (no process start, no \
          evaluation); add the evaluate row for the end-to-end command."
     );
-}
-
-fn desired(plan: &Plan) -> Vec<Ruleset> {
-    Family::ALL
-        .iter()
-        .map(|&family| render::ruleset(plan, family))
-        .collect()
 }
 
 /// Survey and apply; returns the number of changes written.

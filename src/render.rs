@@ -291,10 +291,17 @@ pub fn restore_file(ruleset: &Ruleset) -> String {
 /// `render` without `--family`: both files, each introduced by `# ipv4` or
 /// `# ipv6`.
 pub fn restore_files(plan: &Plan) -> String {
+    let rulesets = Family::ALL.map(|family| ruleset(plan, family));
+    restore_text(&rulesets)
+}
+
+/// Restore files of rulesets already rendered, each introduced by its
+/// family's `# ipv4` / `# ipv6` line.
+pub fn restore_text<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> String {
     let mut out = String::new();
-    for family in Family::ALL {
-        let _ = writeln!(out, "# {family}");
-        out.push_str(&restore_file(&ruleset(plan, family)));
+    for ruleset in rulesets {
+        let _ = writeln!(out, "# {}", ruleset.family);
+        out.push_str(&restore_file(ruleset));
     }
     out
 }

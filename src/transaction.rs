@@ -52,7 +52,10 @@ pub fn apply_plan(
     }
     let transaction = write(backend, desired(plan), script, state, mode.dry_run)?;
     if let (Some(state), false) = (state, transaction.written.is_empty()) {
-        state.save_last_plan(&render::restore_files(plan))?;
+        // The rulesets the survey already rendered: no second render of a
+        // big plan on the hot path of every write.
+        let applied = transaction.survey.families.iter().map(|f| &f.desired);
+        state.save_last_plan(&render::restore_text(applied))?;
     }
     Ok(transaction)
 }
