@@ -3,16 +3,14 @@
 //! and the server's counters saying which rule dropped them. Needs root;
 //! skips loudly without it (fails under CI).
 
-mod common;
-mod traffic;
 
 use std::net::IpAddr;
 
-use common::netns::kernel_available;
-use traffic::docs::snippet;
-use traffic::packet::flags::{ACK, ALL, FIN, NONE, RST};
-use traffic::probe::{ANSWER, SILENCE};
-use traffic::topology::{Lan, CLIENT4, CLIENT6};
+use crate::common::netns::kernel_available;
+use crate::traffic::docs::snippet;
+use crate::traffic::packet::flags::{ACK, ALL, FIN, NONE, RST};
+use crate::traffic::probe::{ANSWER, SILENCE};
+use crate::traffic::topology::{Lan, CLIENT4, CLIENT6};
 
 /// A closed port: what reaches it unfiltered gets a reset.
 const CLOSED: u16 = 81;

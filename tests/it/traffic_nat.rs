@@ -3,16 +3,14 @@
 //! outside client and an inside host. Needs root; skips loudly without it
 //! (fails under CI).
 
-mod common;
-mod traffic;
 
 use std::net::{IpAddr, SocketAddr};
 
-use common::netns::kernel_available;
-use traffic::docs::snippet;
-use traffic::explain;
-use traffic::probe::{self, Reach, ANSWER, SILENCE};
-use traffic::topology::{Lan, Routed, CLIENT4, CLIENT6, GATEWAY_OUT, INSIDE, OUTSIDE};
+use crate::common::netns::kernel_available;
+use crate::traffic::docs::snippet;
+use crate::traffic::explain;
+use crate::traffic::probe::{self, Reach, ANSWER, SILENCE};
+use crate::traffic::topology::{Lan, Routed, CLIENT4, CLIENT6, GATEWAY_OUT, INSIDE, OUTSIDE};
 
 #[test]
 fn redirect_tcp_80_reaches_the_8080_listener_until_removed() {
@@ -53,7 +51,7 @@ fn without_masquerade(script: &str) -> String {
 }
 
 #[track_caller]
-fn connect(from: &common::netns::Netns, src: IpAddr, dst: IpAddr, port: u16, expected: Reach) {
+fn connect(from: &crate::common::netns::Netns, src: IpAddr, dst: IpAddr, port: u16, expected: Reach) {
     let reach = probe::tcp_connect(&from.name, src, SocketAddr::new(dst, port), expected.wait());
     assert_eq!(reach, expected, "tcp {src} → {dst}:{port}");
 }
@@ -64,7 +62,7 @@ fn masquerade_hides_the_inside_network_behind_the_gateway() {
         return;
     }
     let net = Routed::new("nft");
-    let web = traffic::listen::Tcp::bind(&net.outside.name, 80);
+    let web = crate::traffic::listen::Tcp::bind(&net.outside.name, 80);
     let script = snippet("vpn-gateway");
 
     // Forwarded but not translated: the outside host has no route back.
@@ -90,7 +88,7 @@ fn forward_tcp_reaches_the_inside_host_through_the_gateway() {
         return;
     }
     let net = Routed::new("legacy");
-    let ssh = traffic::listen::Tcp::bind(&net.inside.name, 22);
+    let ssh = crate::traffic::listen::Tcp::bind(&net.inside.name, 22);
     // No firewall, nothing listens on the gateway's 2222.
     connect(&net.outside, OUTSIDE, GATEWAY_OUT, 2222, Reach::Refused);
 

@@ -4,9 +4,8 @@
 //! else's rules and chains must come through untouched. Seeded, so a
 //! failure names the seed that reproduces it.
 
-mod common;
 
-use common::netns::{kernel_available, Netns, FLAVORS};
+use crate::common::netns::{kernel_available, Netns, FLAVORS};
 use fwscript::apply;
 use fwscript::backend::iptables::{Flavor, Iptables};
 use fwscript::backend::Backend;

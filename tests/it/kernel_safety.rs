@@ -2,13 +2,12 @@
 //! lockout guard, confirm-or-roll-back, and rollback. Needs root; skips
 //! loudly without it (fails under CI).
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::netns::{kernel_available, Netns, Run, FLAVORS};
+use crate::common::netns::{kernel_available, Netns, Run, FLAVORS};
 
 /// The rules before: port 80 and SSH from the office.
 const BEFORE: &str = "allow_tcp(80);\nssh_from([\"203.0.113.7\", \"2001:db8::7\"]);\n";

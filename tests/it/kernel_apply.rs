@@ -1,13 +1,12 @@
 //! Apply against real kernels, one throwaway network namespace per case and
 //! iptables backend. Needs root; skips loudly without it (fails under CI).
 
-mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::netns::{kernel_available, Netns, FLAVORS};
+use crate::common::netns::{kernel_available, Netns, FLAVORS};
 use fwscript::apply::{self, ApplyError};
 use fwscript::backend::iptables::{Flavor, Iptables};
 use fwscript::netfilter::{Family, Table};
@@ -49,7 +48,7 @@ impl Case {
         self.script.to_str().unwrap()
     }
 
-    fn run(&self, netns: &Netns, args: &[&str]) -> common::netns::Run {
+    fn run(&self, netns: &Netns, args: &[&str]) -> crate::common::netns::Run {
         let mut all = args.to_vec();
         if !matches!(args, ["reset"]) {
             all.push(self.script());
@@ -378,7 +377,7 @@ fn a_held_xtables_lock_is_a_clear_error_not_a_hang() {
         .unwrap();
     let _ = holder.kill();
     let _ = holder.wait();
-    let run = common::netns::Run::from(output).expect(1);
+    let run = crate::common::netns::Run::from(output).expect(1);
     assert!(run.stderr.contains("xtables lock"), "{run:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(!netns.save("ipv4", false).contains("FWS-"));
@@ -396,7 +395,7 @@ fn try_applies_in_a_namespace_of_its_own_and_removes_it() {
         .args(["try", case.script()])
         .output()
         .unwrap();
-    let run = common::netns::Run::from(output).expect(0);
+    let run = crate::common::netns::Run::from(output).expect(0);
     assert!(run.stdout.contains("# iptables-save"), "{run:?}");
     assert!(run.stdout.contains("# ip6tables-save"), "{run:?}");
     assert!(run

@@ -3,13 +3,12 @@
 //! the rules, drift is repaired, SIGHUP re-evaluates, SIGTERM leaves the
 //! rules. Polls with deadlines; never sleeps for a fixed time.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::netns::{kernel_available, Netns};
+use crate::common::netns::{kernel_available, Netns};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 

@@ -2,13 +2,11 @@
 //! block, limit_tcp, a port range, and a re-applied script changing what
 //! gets through. Needs root; skips loudly without it (fails under CI).
 
-mod common;
-mod traffic;
 
-use common::netns::kernel_available;
-use traffic::docs::snippet;
-use traffic::probe::Reach::{Filtered, Open};
-use traffic::topology::{Lan, CLIENT4, CLIENT6, OTHER4, OTHER6};
+use crate::common::netns::kernel_available;
+use crate::traffic::docs::snippet;
+use crate::traffic::probe::Reach::{Filtered, Open};
+use crate::traffic::topology::{Lan, CLIENT4, CLIENT6, OTHER4, OTHER6};
 
 #[test]
 fn ping_is_closed_by_default_and_open_with_allow_ping() {

@@ -2,17 +2,15 @@
 //! namespace connects to a server namespace over IPv4 and IPv6, with each
 //! iptables backend. Needs root; skips loudly without it (fails under CI).
 
-mod common;
-mod traffic;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::netns::{kernel_available, FLAVORS};
-use traffic::docs::snippet;
-use traffic::probe::Reach::{Filtered, Open};
-use traffic::probe::{tcp_connect, SILENCE};
-use traffic::topology::{Lan, CLIENT4, CLIENT6, OFFICE4, OFFICE6, SERVER4};
+use crate::common::netns::{kernel_available, FLAVORS};
+use crate::traffic::docs::snippet;
+use crate::traffic::probe::Reach::{Filtered, Open};
+use crate::traffic::probe::{tcp_connect, SILENCE};
+use crate::traffic::topology::{Lan, CLIENT4, CLIENT6, OFFICE4, OFFICE6, SERVER4};
 
 /// The ports the tutorial opens to everyone.
 const OPEN: [u16; 8] = [80, 443, 25, 465, 110, 995, 143, 993];

@@ -2,13 +2,11 @@
 //! block passes `fwscript check`, is named, and is applied by a traffic
 //! test that sends packets through it.
 
-mod common;
-mod traffic;
 
 use std::path::Path;
 use std::process::Command;
 
-use traffic::docs::tutorial;
+use crate::traffic::docs::tutorial;
 
 #[test]
 fn every_snippet_passes_check() {
@@ -34,7 +32,7 @@ fn every_snippet_passes_check() {
 
 #[test]
 fn every_snippet_is_named_and_exercised_by_a_traffic_test() {
-    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
     let sources: String = std::fs::read_dir(&tests)
         .unwrap()
         .map(|entry| entry.unwrap().path())

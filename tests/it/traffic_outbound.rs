@@ -3,16 +3,14 @@
 //! namespace connects to listeners in the client namespace. Needs root;
 //! skips loudly without it (fails under CI).
 
-mod common;
-mod traffic;
 
 use std::net::{IpAddr, SocketAddr};
 
-use common::netns::kernel_available;
-use traffic::docs::snippet;
-use traffic::probe::{self, Reach, ANSWER, SILENCE};
-use traffic::topology::{Lan, CLIENT4, CLIENT6};
-use traffic::{explain, listen};
+use crate::common::netns::kernel_available;
+use crate::traffic::docs::snippet;
+use crate::traffic::probe::{self, Reach, ANSWER, SILENCE};
+use crate::traffic::topology::{Lan, CLIENT4, CLIENT6};
+use crate::traffic::{explain, listen};
 
 /// A TCP connect from the server to `port` of `dst` (a client address).
 #[track_caller]

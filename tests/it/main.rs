@@ -1,0 +1,24 @@
+//! The integration tests: one binary, so CI links once. Pure tests run
+//! the built `fwscript` or the library; `kernel_*` and `traffic_*` tests
+//! create throwaway network namespaces (root only; under `CI=true` they
+//! never skip).
+
+mod common;
+mod traffic;
+
+mod cli;
+mod examples;
+mod explain;
+mod golden;
+mod kernel_apply;
+mod kernel_diff_random;
+mod kernel_render;
+mod kernel_safety;
+mod kernel_watch;
+mod script_errors;
+mod traffic_nat;
+mod traffic_outbound;
+mod traffic_rules;
+mod traffic_scans;
+mod traffic_tutorial;
+mod tutorial_doc;
