@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use fwscript::apply;
 use fwscript::backend::iptables::{Flavor, Iptables};
 use fwscript::backend::{Backend, BackendError};
+use fwscript::forms::KernelForms;
 use fwscript::netfilter::Family;
 use fwscript::ruleset::Ruleset;
 use fwscript::{render, script, transaction};
@@ -170,7 +171,7 @@ fn main() {
 
 /// Survey and apply; returns the number of changes written.
 fn run_apply(backend: &dyn Backend, desired: &[Ruleset]) -> usize {
-    let survey = apply::survey(backend, desired.to_vec()).unwrap();
+    let survey = apply::survey(backend, desired.to_vec(), &KernelForms::default()).unwrap();
     apply::apply(backend, &survey).unwrap();
     survey.change_count()
 }

@@ -7,7 +7,9 @@
 //! [`FamilySurvey::live`]) sees exactly what will be written.
 
 use crate::backend::{Backend, BackendError};
-use crate::diff::{diff, foreign_warnings, restore_input, Change, Changeset, ForeignWarning};
+use crate::diff::{diff, restore_input, Change, Changeset};
+use crate::foreign::{foreign_warnings, summarise, ForeignWarning};
+use crate::forms::KernelForms;
 use crate::live::LiveState;
 use crate::netfilter::{Family, Table};
 use crate::ruleset::{Origin, Ruleset};
@@ -20,6 +22,9 @@ pub struct Survey {
     /// Families this host cannot do, with the reason; their half of the
     /// script is not applied.
     pub skipped: Vec<(Family, String)>,
+    /// Foreign rules that change what the script means, both families, a
+    /// known neighbour's summed up in one line.
+    pub warnings: Vec<ForeignWarning>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,7 +33,6 @@ pub struct FamilySurvey {
     pub live: LiveState,
     pub desired: Ruleset,
     pub changes: Changeset,
-    pub warnings: Vec<ForeignWarning>,
 }
 
 impl Survey {
@@ -49,7 +53,7 @@ impl Survey {
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &ForeignWarning> {
-        self.families.iter().flat_map(|f| &f.warnings)
+        self.warnings.iter()
     }
 }
 
@@ -106,8 +110,13 @@ fn rollback_note(restored: &[Family]) -> String {
 }
 
 /// Reads every available family once (both at the same time) and diffs it
-/// against its desired ruleset.
-pub fn survey(backend: &dyn Backend, desired: Vec<Ruleset>) -> Result<Survey, ApplyError> {
+/// against its desired ruleset; `forms` (the kernel's texts of fwscript's
+/// rules from its last verified write) find rules changed behind its back.
+pub fn survey(
+    backend: &dyn Backend,
+    desired: Vec<Ruleset>,
+    forms: &KernelForms,
+) -> Result<Survey, ApplyError> {
     let mut skipped = Vec::new();
     let mut wanted = Vec::new();
     for ruleset in desired {
@@ -118,27 +127,36 @@ pub fn survey(backend: &dyn Backend, desired: Vec<Ruleset>) -> Result<Survey, Ap
     }
     let families: Vec<Family> = wanted.iter().map(|r| r.family).collect();
     let lives = read_all(backend, &families)?;
+    let mut warnings = Vec::new();
     let families = lives
         .into_iter()
         .zip(wanted)
-        .map(|(live, desired)| FamilySurvey {
-            changes: diff(&live, &desired),
-            warnings: foreign_warnings(&live, &desired),
-            live,
-            desired,
+        .map(|(live, desired)| {
+            warnings.extend(foreign_warnings(&live, &desired));
+            FamilySurvey {
+                changes: diff(&live, &desired, forms),
+                live,
+                desired,
+            }
         })
         .collect();
-    Ok(Survey { families, skipped })
+    Ok(Survey {
+        families,
+        skipped,
+        warnings: summarise(warnings),
+    })
 }
 
-/// Writes what the survey found, then verifies. Returns the families
-/// written; none when the kernel was in sync.
+/// Writes what the survey found, then verifies. Returns each family written
+/// as read back right after its write, verified (what a caller records as
+/// the kernel's forms of fwscript's rules); none when the kernel was in
+/// sync.
 ///
 /// The families are written at the same time: each restore is its own
 /// process and kernel transaction, neither waits on the other, and when
 /// either fails every family that was written is put back from the
 /// snapshot. Each family is read back as soon as its write is done.
-pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<Family>, ApplyError> {
+pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, ApplyError> {
     let pending: Vec<&FamilySurvey> = survey
         .families
         .iter()
@@ -174,7 +192,7 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<Family>, Appl
     for (family, live) in read_back {
         let live = live?;
         verify(&live, &family.desired)?;
-        families.push(live.family);
+        families.push(live);
     }
     Ok(families)
 }
@@ -239,7 +257,7 @@ fn put_back(
 fn restore_snapshot(backend: &dyn Backend, family: &FamilySurvey) -> Result<bool, ApplyError> {
     let name = family.live.family;
     let now = read(backend, name)?;
-    let back = diff(&now, &family.live.owned());
+    let back = diff(&now, &family.live.owned(), &KernelForms::default());
     if back.is_empty() {
         return Ok(false);
     }
@@ -255,9 +273,10 @@ fn restore_snapshot(backend: &dyn Backend, family: &FamilySurvey) -> Result<bool
     Ok(true)
 }
 
-/// The read-back must need no change at all.
+/// The read-back must need no change at all. By ids only: the texts just
+/// read are the kernel's forms of what was just written.
 fn verify(live: &LiveState, desired: &Ruleset) -> Result<(), ApplyError> {
-    let left = diff(live, desired);
+    let left = diff(live, desired, &KernelForms::default());
     let first = left
         .changes()
         .next()
@@ -301,7 +320,7 @@ mod tests {
     use super::*;
     use crate::backend::fake::Fake;
     use crate::netfilter::{Hook, Policy};
-    use crate::ruleset::{HookRule, OwnedChain, OwnedRule, RuleId, TableRuleset};
+    use crate::ruleset::{HookRule, OwnedChain, OwnedRule, Placement, RuleId, TableRuleset};
 
     fn rule(family: Family, chain: &str, text: &str, line: usize) -> OwnedRule {
         let id = RuleId::compute(family, Table::Filter, chain, text, 0);
@@ -323,6 +342,7 @@ mod tests {
         table.policies.insert(Hook::Input, Policy::Drop);
         table.hooks.push(HookRule {
             hook: Hook::Input,
+            placement: Placement::Bottom,
             rule: OwnedRule {
                 spec: format!("-m comment --comment \"fws:{hook_id}\" -j FWS-INPUT"),
                 id: hook_id,
@@ -353,9 +373,14 @@ mod tests {
         Family::ALL.map(|f| ruleset(f, ports)).to_vec()
     }
 
+    fn survey(backend: &dyn Backend, desired: Vec<Ruleset>) -> Result<Survey, ApplyError> {
+        super::survey(backend, desired, &KernelForms::default())
+    }
+
     fn run(backend: &Fake, desired: Vec<Ruleset>) -> Result<Vec<Family>, ApplyError> {
         let survey = survey(backend, desired)?;
-        apply(backend, &survey)
+        let read_back = apply(backend, &survey)?;
+        Ok(read_back.iter().map(|live| live.family).collect())
     }
 
     const FOREIGN: &str =
@@ -373,17 +398,17 @@ mod tests {
         let filter = &after.tables[&Table::Filter];
         assert_eq!(filter.chain("INPUT").unwrap().policy, Some(Policy::Drop));
         assert_eq!(filter.chain("FWS-INPUT").unwrap().rules.len(), 2);
-        // Foreign state untouched, the hook above it.
+        // Foreign state untouched, the accepting hook below it.
         assert_eq!(filter.chain("f2b-sshd").unwrap().rules.len(), 1);
         assert_eq!(filter.chain("FORWARD").unwrap().policy, Some(Policy::Drop));
         let input = &filter.chain("INPUT").unwrap().rules;
-        assert!(input[0].id.is_some());
-        assert_eq!(input[1].spec, "-p tcp -j f2b-sshd");
+        assert_eq!(input[0].spec, "-p tcp -j f2b-sshd");
+        assert!(input[1].id.is_some());
 
         let saves = fake.saves();
         let survey = survey(&fake, both(&[22, 80])).unwrap();
         assert!(survey.in_sync());
-        assert_eq!(apply(&fake, &survey).unwrap(), []);
+        assert!(apply(&fake, &survey).unwrap().is_empty());
         assert_eq!(fake.restores().len(), 2, "a second apply writes nothing");
         assert_eq!(fake.saves(), saves + 2, "and reads each family once");
     }
@@ -456,7 +481,9 @@ mod tests {
         let survey = survey(&fake, both(&[22])).unwrap();
         assert_eq!(survey.skipped.len(), 1);
         assert_eq!(survey.skipped[0].0, Family::Ipv6);
-        assert_eq!(apply(&fake, &survey).unwrap(), [Family::Ipv4]);
+        let read_back = apply(&fake, &survey).unwrap();
+        assert_eq!(read_back.len(), 1);
+        assert_eq!(read_back[0], fake.state(Family::Ipv4), "what was read back");
     }
 
     #[test]

@@ -8,9 +8,11 @@ use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
-use crate::live::{ForeignRule, LiveChain, LiveRule, LiveState, LiveTable};
+pub use crate::foreign::{foreign_warnings, ForeignWarning};
+use crate::forms::{FamilyForms, KernelForms};
+use crate::live::{LiveChain, LiveRule, LiveState, LiveTable};
 use crate::netfilter::{Family, Hook, Policy, Table};
-use crate::ruleset::{Origin, OwnedRule, RuleId, Ruleset, TableRuleset};
+use crate::ruleset::{HookRule, Origin, OwnedRule, Placement, RuleId, Ruleset, TableRuleset};
 
 /// Every edit one family needs, table by table, in the order they must run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,17 +52,37 @@ pub enum Change {
         /// `None`: the rule carries no fwscript id, someone added it by hand
         /// (drift).
         id: Option<RuleId>,
+        /// The rule carries a known id, but the kernel's text of it is not
+        /// what it was after fwscript wrote it: someone changed it behind
+        /// fwscript's back (`iptables -R` keeping the comment).
+        changed: bool,
     },
-    /// A jump into an owned chain, put at the top of a built-in chain.
+    /// A jump into an owned chain: at the top of a built-in chain
+    /// (`-I CHAIN 1`) or at its end (`-A CHAIN`).
     InsertHook {
         hook: Hook,
+        placement: Placement,
         rule: OwnedRule,
     },
-    /// A stale or duplicate jump, deleted by its text: its position in a
-    /// built-in chain shared with other programs is not fwscript's to rely on.
+    /// The accepting hook, back to the end of its built-in chain from above
+    /// rules that came after it: deleted by its text and appended, in the
+    /// same atomic table block.
+    MoveHook {
+        hook: Hook,
+        /// Its text as the kernel printed it, to delete it by.
+        spec: String,
+        rule: OwnedRule,
+        /// How many rules it moves below.
+        below: usize,
+    },
+    /// A stale, duplicate or changed jump, deleted by its text: its position
+    /// in a built-in chain shared with other programs is not fwscript's to
+    /// rely on.
     DeleteHook {
         hook: Hook,
         spec: String,
+        /// Changed behind fwscript's back, as for [`Change::DeleteRule`].
+        changed: bool,
     },
     /// Flush, then delete an owned chain the script no longer has.
     DeleteChain {
@@ -83,6 +105,7 @@ impl Change {
             | Change::DeleteRule { chain, .. }
             | Change::DeleteChain { chain, .. } => chain,
             Change::InsertHook { hook, .. }
+            | Change::MoveHook { hook, .. }
             | Change::DeleteHook { hook, .. }
             | Change::SetPolicy { hook, .. } => hook.chain_name(),
         }
@@ -105,16 +128,45 @@ impl fmt::Display for Change {
             Change::CreateChain { chain } => write!(f, "create chain {chain}"),
             Change::InsertRule { position, rule, .. } => write!(f, "+ {position}: {}", rule.spec),
             Change::DeleteRule {
-                position, spec, id, ..
+                position,
+                spec,
+                id,
+                changed,
+                ..
             } => {
-                let why = if id.is_some() {
-                    "no longer in the script"
-                } else {
-                    "drift, not written by fwscript"
+                let why = match (id, changed) {
+                    (None, _) => "drift, not written by fwscript",
+                    (Some(_), true) => CHANGED,
+                    (Some(_), false) => "no longer in the script",
                 };
                 write!(f, "- {position}: {spec} ({why})")
             }
-            Change::InsertHook { rule, .. } => write!(f, "+ 1: {} (hook)", rule.spec),
+            Change::InsertHook {
+                placement: Placement::Top,
+                rule,
+                ..
+            } => write!(f, "+ 1: {} (hook on top: denials first)", rule.spec),
+            Change::InsertHook {
+                placement: Placement::Bottom,
+                rule,
+                ..
+            } => write!(
+                f,
+                "+ end: {} (hook at the end: permissions last)",
+                rule.spec
+            ),
+            Change::MoveHook { spec, below, .. } => {
+                let rules = if *below == 1 { "rule" } else { "rules" };
+                write!(
+                    f,
+                    "~ end: {spec} (hook moved to the end, below the {below} {rules} added after it)"
+                )
+            }
+            Change::DeleteHook {
+                spec,
+                changed: true,
+                ..
+            } => write!(f, "- {spec} ({CHANGED})"),
             Change::DeleteHook { spec, .. } => write!(f, "- {spec} (stale hook)"),
             Change::DeleteChain { chain, rules } => {
                 write!(f, "delete chain {chain} ({rules} rules)")
@@ -123,6 +175,10 @@ impl fmt::Display for Change {
         }
     }
 }
+
+/// Why a rule with a known id goes when its text is not the kernel's form of
+/// it from fwscript's last write.
+const CHANGED: &str = "changed behind fwscript's back";
 
 impl Changeset {
     pub fn is_empty(&self) -> bool {
@@ -141,9 +197,13 @@ impl Changeset {
 }
 
 /// The changes that make what fwscript owns in `live` equal `desired`.
-/// Foreign rules and chains are never part of them.
-pub fn diff(live: &LiveState, desired: &Ruleset) -> Changeset {
+/// Foreign rules and chains are never part of them. `forms` are the
+/// kernel's texts of fwscript's rules from its last verified write: a rule
+/// whose text differs from its recorded form is replaced (drift by
+/// content); pass [`KernelForms::default`] to compare ids only.
+pub fn diff(live: &LiveState, desired: &Ruleset, forms: &KernelForms) -> Changeset {
     debug_assert_eq!(live.family, desired.family);
+    let forms = forms.family(live.family);
     let names: BTreeSet<Table> = live
         .tables
         .keys()
@@ -159,6 +219,7 @@ pub fn diff(live: &LiveState, desired: &Ruleset) -> Changeset {
             changes: diff_table(
                 live.tables.get(&table).unwrap_or(&empty_live),
                 desired.tables.get(&table).unwrap_or(&empty_desired),
+                forms,
             ),
         })
         .filter(|t| !t.changes.is_empty())
@@ -169,7 +230,15 @@ pub fn diff(live: &LiveState, desired: &Ruleset) -> Changeset {
     }
 }
 
-fn diff_table(live: &LiveTable, desired: &TableRuleset) -> Vec<Change> {
+/// Whether `rule` carries a known id whose recorded form it no longer has.
+fn changed(rule: &LiveRule, forms: Option<FamilyForms>) -> bool {
+    match (forms, &rule.id) {
+        (Some(forms), Some(id)) => forms.changed(id, &rule.spec),
+        _ => false,
+    }
+}
+
+fn diff_table(live: &LiveTable, desired: &TableRuleset, forms: Option<FamilyForms>) -> Vec<Change> {
     let mut changes = Vec::new();
 
     // Chains first, so every jump below has its target.
@@ -182,7 +251,7 @@ fn diff_table(live: &LiveTable, desired: &TableRuleset) -> Vec<Change> {
     }
     for chain in &desired.chains {
         let live_rules = live.chain(&chain.name).map_or(&[][..], |c| &c.rules[..]);
-        edit_chain(&chain.name, live_rules, &chain.rules, &mut changes);
+        edit_chain(&chain.name, live_rules, &chain.rules, forms, &mut changes);
     }
 
     // Hooks once the chains they enter are complete.
@@ -192,24 +261,11 @@ fn diff_table(live: &LiveTable, desired: &TableRuleset) -> Vec<Change> {
         .chain(desired.hooks.iter().map(|h| h.hook))
         .collect();
     for hook in hooks {
-        let wanted = desired.hook(hook).map(|h| &h.rule);
-        let mut kept = false;
-        for (_, _, rule) in live.hooks().filter(|(h, _, _)| *h == hook) {
-            let keep = !kept && wanted.is_some_and(|w| rule.id.as_ref() == Some(&w.id));
-            kept |= keep;
-            if !keep {
-                changes.push(Change::DeleteHook {
-                    hook,
-                    spec: rule.spec.clone(),
-                });
-            }
-        }
-        if let (Some(rule), false) = (wanted, kept) {
-            changes.push(Change::InsertHook {
-                hook,
-                rule: rule.clone(),
-            });
-        }
+        let rules = live
+            .builtin_chains()
+            .find(|(h, _)| *h == hook)
+            .map_or(&[][..], |(_, c)| &c.rules[..]);
+        edit_hooks(hook, rules, desired, forms, &mut changes);
     }
 
     // Chains go last, after every jump into them is gone.
@@ -235,22 +291,101 @@ fn diff_table(live: &LiveTable, desired: &TableRuleset) -> Vec<Change> {
     changes
 }
 
+/// fwscript's jumps in one built-in chain `rules` (the hook contract): the
+/// top hook is inserted at position 1 when missing and left where found;
+/// the bottom hook is appended when missing and moved back to the end when
+/// anything sits below it; every other jump fwscript owns there goes.
+///
+/// Every edit here works by text or at a fixed end (`-D CHAIN SPEC`,
+/// `-I CHAIN 1`, `-A CHAIN`), never at a computed position, since other
+/// programs edit the chain too. A delete by text removes the first rule
+/// with that text, so of identical copies the last one is kept.
+fn edit_hooks(
+    hook: Hook,
+    rules: &[LiveRule],
+    desired: &TableRuleset,
+    forms: Option<FamilyForms>,
+    changes: &mut Vec<Change>,
+) {
+    let wanted: Vec<&HookRule> = [Placement::Top, Placement::Bottom]
+        .into_iter()
+        .filter_map(|placement| desired.hook(hook, placement))
+        .collect();
+    let kept: Vec<(&HookRule, Option<usize>)> = wanted
+        .iter()
+        .map(|&want| {
+            let at = rules
+                .iter()
+                .rposition(|rule| rule.id.as_ref() == Some(&want.rule.id) && !changed(rule, forms));
+            (want, at)
+        })
+        .collect();
+    let is_kept = |index: usize| kept.iter().any(|&(_, at)| at == Some(index));
+    for (index, rule) in rules.iter().enumerate() {
+        if rule.id.is_some() && !is_kept(index) {
+            changes.push(Change::DeleteHook {
+                hook,
+                spec: rule.spec.clone(),
+                changed: changed(rule, forms),
+            });
+        }
+    }
+    for &(want, at) in &kept {
+        match (want.placement, at) {
+            (_, None) => changes.push(Change::InsertHook {
+                hook,
+                placement: want.placement,
+                rule: want.rule.clone(),
+            }),
+            (Placement::Top, Some(_)) => {}
+            (Placement::Bottom, Some(at)) => {
+                // What stays below it once the stale hooks are gone.
+                let below = rules[at + 1..]
+                    .iter()
+                    .enumerate()
+                    .filter(|&(offset, rule)| rule.id.is_none() || is_kept(at + 1 + offset))
+                    .count();
+                if below > 0 {
+                    changes.push(Change::MoveHook {
+                        hook,
+                        spec: rules[at].spec.clone(),
+                        rule: want.rule.clone(),
+                        below,
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// The minimal edit of one owned chain: keep the longest common subsequence
 /// of ids in place (their counters keep counting), delete the other live
-/// rules, insert the missing ones.
-fn edit_chain(chain: &str, live: &[LiveRule], desired: &[OwnedRule], changes: &mut Vec<Change>) {
-    let kept = common_subsequence(live, desired);
+/// rules, insert the missing ones. A rule whose text changed behind
+/// fwscript's back is not kept.
+fn edit_chain(
+    chain: &str,
+    live: &[LiveRule],
+    desired: &[OwnedRule],
+    forms: Option<FamilyForms>,
+    changes: &mut Vec<Change>,
+) {
+    let ids: Vec<Option<&RuleId>> = live
+        .iter()
+        .map(|rule| rule.id.as_ref().filter(|_| !changed(rule, forms)))
+        .collect();
+    let kept = common_subsequence(&ids, desired);
     let (mut i, mut j) = (0, 0);
     // `position` is the 0-based index the walk has reached in the chain as
     // edited so far, `len` that chain's length.
     let (mut position, mut len) = (0, live.len());
     for &(keep_i, keep_j) in kept.iter().chain([(live.len(), desired.len())].iter()) {
-        for rule in &live[i..keep_i] {
+        for (rule, id) in live[i..keep_i].iter().zip(&ids[i..keep_i]) {
             changes.push(Change::DeleteRule {
                 chain: chain.to_string(),
                 position: position + 1,
                 spec: rule.spec.clone(),
                 id: rule.id.clone(),
+                changed: rule.id.is_some() && id.is_none(),
             });
             len -= 1;
         }
@@ -275,7 +410,7 @@ fn edit_chain(chain: &str, live: &[LiveRule], desired: &[OwnedRule], changes: &m
 /// into them), so this is a longest increasing subsequence of the desired
 /// indices in live order: O(n log n), exact, and fast on a 10,000-rule
 /// chain replaced wholesale, where a generic O(ND) diff is not.
-fn common_subsequence(live: &[LiveRule], desired: &[OwnedRule]) -> Vec<(usize, usize)> {
+fn common_subsequence(live: &[Option<&RuleId>], desired: &[OwnedRule]) -> Vec<(usize, usize)> {
     let mut index: HashMap<&RuleId, usize> = HashMap::with_capacity(desired.len());
     for (j, rule) in desired.iter().enumerate() {
         index.entry(&rule.id).or_insert(j);
@@ -283,7 +418,7 @@ fn common_subsequence(live: &[LiveRule], desired: &[OwnedRule]) -> Vec<(usize, u
     let pairs: Vec<(usize, usize)> = live
         .iter()
         .enumerate()
-        .filter_map(|(i, rule)| Some((i, *index.get(rule.id.as_ref()?)?)))
+        .filter_map(|(i, id)| Some((i, *index.get((*id)?)?)))
         .collect();
 
     // Patience: `tails[k]` is the pair ending the best increasing run of
@@ -308,67 +443,6 @@ fn common_subsequence(live: &[LiveRule], desired: &[OwnedRule]) -> Vec<(usize, u
     }
     run.reverse();
     run
-}
-
-/// A foreign rule in a built-in chain that fwscript hooks: it decides
-/// packets before fwscript (above the hook) or sees what fwscript's chains
-/// let through (below).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ForeignWarning {
-    pub family: Family,
-    pub table: Table,
-    pub chain: Hook,
-    pub position: usize,
-    pub spec: String,
-    pub above_hook: bool,
-}
-
-impl fmt::Display for ForeignWarning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let effect = if self.above_hook {
-            "above fwscript's hook: packets it matches never reach the script's rules"
-        } else {
-            "below fwscript's hook"
-        };
-        write!(
-            f,
-            "{} {} {} rule {} is not fwscript's ({effect}): `{}`",
-            self.family, self.table, self.chain, self.position, self.spec
-        )
-    }
-}
-
-/// Foreign rules in the built-in chains `desired` hooks, for `plan` to show.
-pub fn foreign_warnings(live: &LiveState, desired: &Ruleset) -> Vec<ForeignWarning> {
-    let mut warnings = Vec::new();
-    for (&table, wanted) in &desired.tables {
-        let Some(live_table) = live.table(table) else {
-            continue;
-        };
-        for hook in &wanted.hooks {
-            // Where the hook will be: where it is now, or at the top.
-            let hook_position = live_table
-                .hooks()
-                .find(|(h, _, rule)| *h == hook.hook && rule.id.as_ref() == Some(&hook.rule.id))
-                .map_or(0, |(_, position, _)| position);
-            for ForeignRule {
-                hook: chain,
-                position,
-                spec,
-            } in live_table.foreign_rules(hook.hook)
-            {
-                warnings.push(ForeignWarning {
-                    family: live.family,
-                    table,
-                    chain,
-                    position,
-                    spec,
-                    above_hook: position < hook_position,
-                });
-            }
-        }
-    }
-    warnings
 }
 
 /// A changeset as `iptables-restore --noflush` input, with the script origin
@@ -426,12 +500,27 @@ pub fn restore_input(changes: &Changeset) -> RestoreInput {
                 Change::DeleteRule {
                     chain, position, ..
                 } => line(&mut input, format_args!("-D {chain} {position}"), None),
-                Change::InsertHook { hook, rule } => line(
+                Change::InsertHook {
+                    hook,
+                    placement: Placement::Top,
+                    rule,
+                } => line(
                     &mut input,
                     format_args!("-I {hook} 1 {}", rule.spec),
                     origin,
                 ),
-                Change::DeleteHook { hook, spec } => {
+                Change::InsertHook {
+                    hook,
+                    placement: Placement::Bottom,
+                    rule,
+                } => line(&mut input, format_args!("-A {hook} {}", rule.spec), origin),
+                Change::MoveHook {
+                    hook, spec, rule, ..
+                } => {
+                    line(&mut input, format_args!("-D {hook} {spec}"), None);
+                    line(&mut input, format_args!("-A {hook} {}", rule.spec), None);
+                }
+                Change::DeleteHook { hook, spec, .. } => {
                     line(&mut input, format_args!("-D {hook} {spec}"), None)
                 }
                 // Flushed here, deleted below once every doomed chain is
@@ -457,7 +546,12 @@ pub fn restore_input(changes: &Changeset) -> RestoreInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::LiveChain;
     use crate::ruleset::{HookRule, OwnedChain};
+
+    fn diff(live: &LiveState, desired: &Ruleset) -> Changeset {
+        super::diff(live, desired, &KernelForms::default())
+    }
 
     fn id(n: u32) -> RuleId {
         RuleId::from_comment(&format!("fws:{n:012x}")).unwrap()
@@ -480,17 +574,65 @@ mod tests {
     }
 
     fn hook_rule(hook: Hook, n: u32) -> HookRule {
+        jump_hook(hook, n, &hook.owned_chain())
+    }
+
+    fn jump_hook(hook: Hook, n: u32, target: &str) -> HookRule {
         HookRule {
             hook,
+            placement: Placement::of(Table::Filter, target),
             rule: OwnedRule {
                 id: id(n),
-                spec: format!(
-                    "-m comment --comment \"fws:{n:012x}\" -j {}",
-                    hook.owned_chain()
-                ),
+                spec: format!("-m comment --comment \"fws:{n:012x}\" -j {target}"),
                 origin: None,
             },
         }
+    }
+
+    /// The deny hook of [`with_deny`].
+    fn deny_spec() -> String {
+        jump_hook(Hook::Input, 2000, "FWS-INPUT-DENY").rule.spec
+    }
+
+    /// `desired(rules)` plus a deny stage dropping 198.51.100.1, reached
+    /// from the top of INPUT.
+    fn with_deny(rules: &[u32]) -> Ruleset {
+        let mut ruleset = desired(rules);
+        let filter = ruleset.tables.get_mut(&Table::Filter).unwrap();
+        filter
+            .hooks
+            .insert(0, jump_hook(Hook::Input, 2000, "FWS-INPUT-DENY"));
+        filter.chains.push(OwnedChain {
+            name: "FWS-INPUT-DENY".into(),
+            rules: vec![OwnedRule {
+                id: id(2001),
+                spec: format!(
+                    "-s 198.51.100.1/32 -m comment --comment \"fws:{:012x}\" -j DROP",
+                    2001
+                ),
+                origin: None,
+            }],
+        });
+        ruleset
+    }
+
+    /// Runs the hook edits of a changeset on INPUT the way the kernel does:
+    /// `-I 1`, `-A`, and `-D` by text removing the first rule with it.
+    fn replay_input(mut input: Vec<String>, changes: &Changeset) -> Vec<String> {
+        for line in restore_input(changes).text.lines() {
+            if let Some(spec) = line.strip_prefix("-I INPUT 1 ") {
+                input.insert(0, spec.to_string());
+            } else if let Some(spec) = line.strip_prefix("-A INPUT ") {
+                input.push(spec.to_string());
+            } else if let Some(spec) = line.strip_prefix("-D INPUT ") {
+                let at = input
+                    .iter()
+                    .position(|r| r == spec)
+                    .expect("deleted rule exists");
+                input.remove(at);
+            }
+        }
+        input
     }
 
     /// A desired ruleset: filter, INPUT DROP, hook 1000 into FWS-INPUT with
@@ -565,7 +707,7 @@ mod tests {
         assert_eq!(
             input.text,
             format!(
-                "*filter\n-N FWS-INPUT\n-A FWS-INPUT {}\n-A FWS-INPUT {}\n-I INPUT 1 {}\n-P INPUT DROP\nCOMMIT\n",
+                "*filter\n-N FWS-INPUT\n-A FWS-INPUT {}\n-A FWS-INPUT {}\n-A INPUT {}\n-P INPUT DROP\nCOMMIT\n",
                 spec(1),
                 spec(2),
                 hook_spec()
@@ -622,11 +764,10 @@ mod tests {
                 .changes()
                 .filter(|(_, c)| matches!(c, Change::InsertRule { .. } | Change::DeleteRule { .. }))
                 .count();
-            let lcs = common_subsequence(
-                &live_rules(from),
-                &desired(to).tables[&Table::Filter].chains[0].rules,
-            )
-            .len();
+            let live = live_rules(from);
+            let ids: Vec<Option<&RuleId>> = live.iter().map(|r| r.id.as_ref()).collect();
+            let lcs =
+                common_subsequence(&ids, &desired(to).tables[&Table::Filter].chains[0].rules).len();
             assert_eq!(edits, from.len() + to.len() - 2 * lcs, "{from:?} -> {to:?}");
         }
         // A reorder moves the fewest rules.
@@ -653,41 +794,272 @@ mod tests {
     }
 
     #[test]
-    fn hook_stays_where_it_is() {
+    fn an_accepting_hook_below_foreign_rules_stays() {
         let input = vec!["-i lo -j ACCEPT".to_string(), hook_spec()];
         let state = live_with(&input, &specs(&[1]));
         assert!(diff(&state, &desired(&[1])).is_empty());
     }
 
     #[test]
-    fn missing_hook_goes_on_top_and_stale_ones_go() {
+    fn a_missing_accepting_hook_is_appended_and_stale_ones_go() {
         let stale = hook_rule(Hook::Input, 999).rule.spec;
-        let foreign = "-i lo -j ACCEPT".to_string();
+        let foreign = "-p tcp -j f2b-sshd".to_string();
         let state = live_with(&[foreign.clone(), stale.clone()], &specs(&[1]));
         let changes = diff(&state, &desired(&[1]));
         let text = restore_input(&changes).text;
         assert_eq!(
             text,
             format!(
-                "*filter\n-D INPUT {stale}\n-I INPUT 1 {}\nCOMMIT\n",
+                "*filter\n-D INPUT {stale}\n-A INPUT {}\nCOMMIT\n",
                 hook_spec()
             )
         );
         assert!(!text.contains(&format!("-D INPUT {foreign}")));
+        assert_eq!(
+            replay_input(vec![foreign.clone(), stale], &changes),
+            [foreign, hook_spec()]
+        );
     }
 
     #[test]
-    fn duplicate_hooks_keep_the_first() {
+    fn an_accepting_hook_with_rules_after_it_moves_to_the_end() {
+        // An admin's `iptables -A INPUT -s X -j DROP` after fwscript applied.
+        let ban = "-s 192.0.2.3/32 -j DROP".to_string();
+        let input = vec![hook_spec(), ban.clone()];
+        let state = live_with(&input, &specs(&[1]));
+        let changes = diff(&state, &desired(&[1]));
+        assert_eq!(
+            changes.tables[0].changes,
+            [Change::MoveHook {
+                hook: Hook::Input,
+                spec: hook_spec(),
+                rule: hook_rule(Hook::Input, 1000).rule,
+                below: 1,
+            }]
+        );
+        assert_eq!(
+            restore_input(&changes).text,
+            format!("*filter\n-D INPUT {0}\n-A INPUT {0}\nCOMMIT\n", hook_spec())
+        );
+        assert_eq!(replay_input(input, &changes), [ban, hook_spec()]);
+        assert!(changes.tables[0].changes[0]
+            .to_string()
+            .contains("below the 1 rule added after it"));
+    }
+
+    #[test]
+    fn a_deny_hook_goes_on_top_when_missing_and_stays_where_found() {
+        let f2b = "-p tcp -m multiport --dports 22 -j f2b-sshd".to_string();
+        // Missing: inserted at 1, above fail2ban's jump (it only drops).
+        let state = live_with(&[f2b.clone(), hook_spec()], &specs(&[1]));
+        let changes = diff(&state, &with_deny(&[1]));
+        let text = restore_input(&changes).text;
+        assert!(
+            text.contains(&format!("-I INPUT 1 {}\n", deny_spec())),
+            "{text}"
+        );
+        assert!(!text.contains("-D INPUT"), "{text}");
+        let input = replay_input(vec![f2b.clone(), hook_spec()], &changes);
+        assert_eq!(input, [deny_spec(), f2b.clone(), hook_spec()]);
+
+        // fail2ban started later inserts above it: both stay where they are.
+        let input = vec![f2b.clone(), deny_spec(), hook_spec()];
+        let mut state = live_with(&input, &specs(&[1]));
+        add_chain(&mut state, "FWS-INPUT-DENY", &[deny_rule()]);
+        assert!(diff(&state, &with_deny(&[1])).is_empty());
+    }
+
+    fn deny_rule() -> String {
+        format!(
+            "-s 198.51.100.1/32 -m comment --comment \"fws:{:012x}\" -j DROP",
+            2001
+        )
+    }
+
+    fn add_chain(state: &mut LiveState, name: &str, rules: &[String]) {
+        let filter = state.tables.get_mut(&Table::Filter).unwrap();
+        filter.chains.push(LiveChain {
+            name: name.into(),
+            policy: None,
+            rules: rules.iter().cloned().map(LiveRule::new).collect(),
+        });
+    }
+
+    #[test]
+    fn every_order_of_hooks_and_foreign_rules_ends_in_the_contract() {
+        // Whatever the order INPUT holds fwscript's hooks and foreign rules
+        // in, one diff leaves: the deny hook where it was (or on top), every
+        // foreign rule in its order, and the accepting hook last.
+        let foreign = [
+            "-p tcp -m multiport --dports 22 -j f2b-sshd".to_string(),
+            "-s 192.0.2.3/32 -j DROP".to_string(),
+            "-i lo -j ACCEPT".to_string(),
+        ];
+        let stale = hook_rule(Hook::Input, 999).rule.spec;
+        let pieces: Vec<String> = foreign
+            .iter()
+            .cloned()
+            .chain([deny_spec(), hook_spec(), hook_spec(), stale])
+            .collect();
+        let mut orders = 0;
+        // Every subset and order of up to 4 pieces.
+        for mask in 1u32..(1 << pieces.len()) {
+            let chosen: Vec<&String> = (0..pieces.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| &pieces[i])
+                .collect();
+            if chosen.len() > 4 {
+                continue;
+            }
+            for order in permutations(chosen.len()) {
+                let input: Vec<String> = order.iter().map(|&i| chosen[i].clone()).collect();
+                let mut state = live_with(&input, &specs(&[1]));
+                add_chain(&mut state, "FWS-INPUT-DENY", &[deny_rule()]);
+                let changes = diff(&state, &with_deny(&[1]));
+                let after = replay_input(input.clone(), &changes);
+                orders += 1;
+                let foreign_before: Vec<&String> =
+                    input.iter().filter(|r| foreign.contains(r)).collect();
+                let foreign_after: Vec<&String> =
+                    after.iter().filter(|r| foreign.contains(r)).collect();
+                assert_eq!(foreign_after, foreign_before, "{input:#?}");
+                assert_eq!(after.last(), Some(&hook_spec()), "{input:#?} -> {after:#?}");
+                assert_eq!(
+                    after.iter().filter(|r| r.contains("fws:")).count(),
+                    2,
+                    "{input:#?} -> {after:#?}"
+                );
+                let deny_at = after.iter().position(|r| *r == deny_spec()).unwrap();
+                match input.iter().position(|r| *r == deny_spec()) {
+                    None => assert_eq!(deny_at, 0, "{input:#?}"),
+                    // Left where found: the same foreign rules above it.
+                    Some(was) => assert_eq!(
+                        after[..deny_at]
+                            .iter()
+                            .filter(|r| foreign.contains(r))
+                            .count(),
+                        input[..was].iter().filter(|r| foreign.contains(r)).count(),
+                        "{input:#?} -> {after:#?}"
+                    ),
+                }
+                // And a second diff finds nothing to do.
+                let mut again = live_with(&after, &specs(&[1]));
+                add_chain(&mut again, "FWS-INPUT-DENY", &[deny_rule()]);
+                assert!(diff(&again, &with_deny(&[1])).is_empty(), "{after:#?}");
+            }
+        }
+        assert!(orders > 500, "{orders}");
+    }
+
+    /// Every order of `0..n`.
+    fn permutations(n: usize) -> Vec<Vec<usize>> {
+        if n == 0 {
+            return vec![Vec::new()];
+        }
+        let mut all = Vec::new();
+        for rest in permutations(n - 1) {
+            for at in 0..=rest.len() {
+                let mut order = rest.clone();
+                order.insert(at, n - 1);
+                all.push(order);
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn duplicate_hooks_keep_one() {
         let foreign = "-i lo -j ACCEPT".to_string();
-        let state = live_with(&[hook_spec(), foreign, hook_spec()], &specs(&[1]));
+        let input = vec![hook_spec(), foreign.clone(), hook_spec()];
+        let state = live_with(&input, &specs(&[1]));
         let changes = diff(&state, &desired(&[1]));
         assert_eq!(
             changes.tables[0].changes,
             [Change::DeleteHook {
                 hook: Hook::Input,
-                spec: hook_spec()
+                spec: hook_spec(),
+                changed: false,
             }]
         );
+        // The kernel deletes the first copy: the last, below the foreign
+        // rule, stays.
+        assert_eq!(replay_input(input, &changes), [foreign, hook_spec()]);
+    }
+
+    /// Forms recorded from `state` as it is: what apply records after a
+    /// verified write.
+    fn forms_of(state: &LiveState) -> KernelForms {
+        KernelForms::default().recorded([state])
+    }
+
+    #[test]
+    fn a_rule_changed_behind_fwscripts_back_is_replaced() {
+        let ssh = format!(
+            "-s 198.51.100.1/32 -p tcp -m tcp --dport 22 -m comment --comment \"fws:{:012x}\" -j ACCEPT",
+            2
+        );
+        let written = live_with(&[hook_spec()], &[spec(1), ssh.clone(), spec(3)]);
+        let forms = forms_of(&written);
+        // `iptables -R FWS-INPUT 2` without the source, keeping the comment.
+        let opened = ssh.replace("-s 198.51.100.1/32 ", "");
+        let state = live_with(&[hook_spec()], &[spec(1), opened.clone(), spec(3)]);
+        let mut want = desired(&[1, 2, 3]);
+        want.tables.get_mut(&Table::Filter).unwrap().chains[0].rules[1].spec = ssh.clone();
+
+        // Ids alone see nothing.
+        assert!(diff(&state, &want).is_empty());
+        let changes = super::diff(&state, &want, &forms);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let text: Vec<String> = changes.changes().map(|(_, c)| c.to_string()).collect();
+        assert_eq!(
+            text[0],
+            format!("- 2: {opened} (changed behind fwscript's back)")
+        );
+        assert!(matches!(
+            &changes.tables[0].changes[0],
+            Change::DeleteRule {
+                changed: true,
+                id: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(
+            restore_input(&changes).text,
+            format!("*filter\n-D FWS-INPUT 2\n-I FWS-INPUT 2 {ssh}\nCOMMIT\n")
+        );
+        // The kernel as written is in sync with its own forms.
+        assert!(super::diff(&written, &want, &forms).is_empty());
+    }
+
+    #[test]
+    fn a_hook_changed_behind_fwscripts_back_is_replaced() {
+        let written = live_with(&[hook_spec()], &specs(&[1]));
+        let forms = forms_of(&written);
+        // Narrowed to one source: everyone else now skips the script.
+        let narrowed = format!("-s 192.0.2.9/32 {}", hook_spec());
+        let state = live_with(&[narrowed.clone()], &specs(&[1]));
+        assert!(diff(&state, &desired(&[1])).is_empty());
+        let changes = super::diff(&state, &desired(&[1]), &forms);
+        assert_eq!(
+            restore_input(&changes).text,
+            format!(
+                "*filter\n-D INPUT {narrowed}\n-A INPUT {}\nCOMMIT\n",
+                hook_spec()
+            )
+        );
+        assert!(changes.tables[0].changes[0]
+            .to_string()
+            .ends_with("(changed behind fwscript's back)"));
+    }
+
+    #[test]
+    fn forms_of_the_other_family_or_none_change_nothing() {
+        let written = live_with(&[hook_spec()], &specs(&[1]));
+        let mut v6 = written.clone();
+        v6.family = Family::Ipv6;
+        let forms = forms_of(&v6);
+        let opened = live_with(&[hook_spec()], &[format!("-p tcp {}", spec(1))]);
+        assert!(super::diff(&opened, &desired(&[1]), &forms).is_empty());
     }
 
     #[test]
@@ -748,22 +1120,6 @@ mod tests {
         nat.policies.insert(Hook::Prerouting, Policy::Accept);
         ruleset.tables.insert(Table::Nat, nat);
         assert!(diff(&LiveState::empty(Family::Ipv4), &ruleset).is_empty());
-    }
-
-    #[test]
-    fn warns_about_foreign_rules_around_the_hook() {
-        let input = vec![
-            "-j ACCEPT".to_string(),
-            hook_spec(),
-            "-p tcp -j f2b-sshd".to_string(),
-        ];
-        let state = live_with(&input, &specs(&[1]));
-        let warnings = foreign_warnings(&state, &desired(&[1]));
-        assert_eq!(warnings.len(), 2);
-        assert!(warnings[0].above_hook);
-        assert_eq!(warnings[0].position, 1);
-        assert!(!warnings[1].above_hook);
-        assert!(warnings[0].to_string().contains("never reach"));
     }
 
     #[test]

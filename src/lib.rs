@@ -15,6 +15,8 @@ pub mod daemon;
 pub mod diff;
 pub mod error;
 pub mod explain;
+pub mod foreign;
+pub mod forms;
 pub mod guard;
 pub mod live;
 pub mod logging;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::netfilter::{is_owned_chain, Family, Hook, Policy, Table};
-use crate::ruleset::{HookRule, OwnedChain, OwnedRule, RuleId, Ruleset, TableRuleset};
+use crate::ruleset::{HookRule, OwnedChain, OwnedRule, Placement, RuleId, Ruleset, TableRuleset};
 
 /// One family's tables as the kernel has them now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,42 @@ impl LiveRule {
         let spec = spec.into();
         let id = comment_id(&spec);
         LiveRule { spec, id }
+    }
+
+    /// The rule's target: what follows `-j` (or `-g`), `None` for a rule
+    /// without one.
+    pub fn target(&self) -> Option<String> {
+        let words = words(&self.spec);
+        let at = words
+            .iter()
+            .position(|w| !w.quoted && (w.text == "-j" || w.text == "-g"))?;
+        Some(words.get(at + 1)?.text.clone())
+    }
+
+    /// Whether the rule matches every packet: nothing but a comment before
+    /// its target.
+    pub fn matches_everything(&self) -> bool {
+        let words = words(&self.spec);
+        let mut rest = words
+            .iter()
+            .take_while(|w| w.quoted || (w.text != "-j" && w.text != "-g"));
+        let mut only_comment = true;
+        while let Some(word) = rest.next() {
+            match word.text.as_str() {
+                "-m" if !word.quoted => {
+                    // `-m comment --comment TEXT` matches everything.
+                    let module = rest.next().map(|w| w.text.as_str());
+                    if module != Some("comment") {
+                        only_comment = false;
+                    }
+                }
+                "--comment" if !word.quoted => {
+                    rest.next();
+                }
+                _ => only_comment = false,
+            }
+        }
+        only_comment
     }
 }
 
@@ -174,7 +210,7 @@ impl LiveState {
         let mut tables: BTreeMap<Table, TableRuleset> = self
             .tables
             .iter()
-            .map(|(&table, live)| (table, live.owned()))
+            .map(|(&table, live)| (table, live.owned(table)))
             .collect();
         tables.entry(Table::Filter).or_insert_with(|| TableRuleset {
             policies: Table::Filter
@@ -238,20 +274,23 @@ impl LiveTable {
             .collect()
     }
 
-    fn owned(&self) -> TableRuleset {
+    fn owned(&self, table: Table) -> TableRuleset {
         let policies = self
             .builtin_chains()
             .filter_map(|(hook, chain)| chain.policy.map(|p| (hook, p)))
             .collect();
-        let hooks = self
+        let mut hooks: Vec<HookRule> = self
             .hooks()
             .filter_map(|(hook, _, rule)| {
                 Some(HookRule {
                     hook,
+                    placement: Placement::of(table, &rule.target().unwrap_or_default()),
                     rule: owned_rule(rule)?,
                 })
             })
             .collect();
+        // Top hooks first, as render lists them.
+        hooks.sort_by_key(|h| (h.hook, h.placement));
         let chains = self
             .owned_chains()
             .map(|chain| OwnedChain {

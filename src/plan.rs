@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::netfilter::{Family, Hook, Policy, Table, OWNED_PREFIX};
 pub use crate::ruleset::Origin;
+use crate::ruleset::Placement;
 
 /// The evaluated script: the owned state it asks for in both families.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,9 +48,24 @@ pub struct TablePlan {
     /// Built-in chain policies the script (or baseline) decides.
     pub policies: BTreeMap<Hook, ChainPolicy>,
     /// Owned chains in evaluation order: for each hook its entry chain
-    /// (`FWS-INPUT`), which jumps to one chain per non-empty stage
-    /// (`FWS-INPUT-DENY`, …).
+    /// (`FWS-INPUT`), which jumps to one chain per non-empty stage in the
+    /// order the kernel evaluates them (`FWS-INPUT-DENY`,
+    /// `FWS-INPUT-BASE`, …). In the kernel, the jump to a stage that can
+    /// only drop is taken from the top of the built-in chain instead of
+    /// from the entry chain (see [`TablePlan::hooks`]); read in order, the
+    /// entry chain is what the kernel does with a packet that no foreign
+    /// rule decides.
     pub chains: Vec<ChainPlan>,
+}
+
+/// A jump from a built-in chain into an owned chain, and where in the
+/// built-in chain it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedHook {
+    pub hook: Hook,
+    pub placement: Placement,
+    /// The owned chain it jumps to.
+    pub chain: String,
 }
 
 impl TablePlan {
@@ -57,12 +73,71 @@ impl TablePlan {
         self.chains.iter().find(|c| c.name == name)
     }
 
-    /// The hooks this table needs: built-in chains with an entry chain.
-    pub fn hooks(&self) -> impl Iterator<Item = Hook> + '_ {
-        self.chains
+    /// The hooks this table needs (the hook contract: denials first,
+    /// permissions last). For each built-in chain with an entry chain: a
+    /// jump at the top to each stage the entry chain starts with that can
+    /// only drop (the deny stage), then one jump to the entry chain for
+    /// the rest, at the end of a filter chain and at the top of a nat or
+    /// mangle one (see [`Placement::of`]). An entry chain left with nothing
+    /// else gets no hook.
+    pub fn hooks(&self, table: Table) -> Vec<PlannedHook> {
+        let mut hooks = Vec::new();
+        for entry in self.chains.iter().filter(|c| c.stage.is_none()) {
+            let lifted = self.lifted(table, entry);
+            hooks.extend(lifted.iter().map(|&chain| PlannedHook {
+                hook: entry.hook,
+                placement: Placement::Top,
+                chain: chain.to_string(),
+            }));
+            if entry.rules.len() > lifted.len() {
+                hooks.push(PlannedHook {
+                    hook: entry.hook,
+                    placement: Placement::of(table, &entry.name),
+                    chain: entry.name.clone(),
+                });
+            }
+        }
+        hooks
+    }
+
+    /// The stage chains a filter entry chain starts with that the kernel
+    /// reaches from the top of the built-in chain instead: leading jumps to
+    /// deny stages that can never accept. nat and mangle have no stages.
+    pub fn lifted<'a>(&'a self, table: Table, entry: &'a ChainPlan) -> Vec<&'a str> {
+        if table != Table::Filter || entry.stage.is_some() {
+            return Vec::new();
+        }
+        entry
+            .rules
             .iter()
-            .filter(|c| c.stage.is_none())
-            .map(|c| c.hook)
+            .map_while(|rule| match &rule.action {
+                Action::Jump { chain }
+                    if rule.matches == Matches::default()
+                        && self
+                            .chain(chain)
+                            .is_some_and(|c| c.stage == Some(Stage::Deny))
+                        && self.only_drops(chain, 0) =>
+                {
+                    Some(chain.as_str())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether an owned chain can only drop, reject or hand the packet
+    /// back, never accept (following its jumps into owned chains).
+    fn only_drops(&self, chain: &str, depth: usize) -> bool {
+        let Some(chain) = self.chain(chain).filter(|_| depth < 8) else {
+            return false;
+        };
+        chain.rules.iter().all(|rule| match &rule.action {
+            Action::Drop | Action::Reject | Action::Return | Action::Log { .. } | Action::None => {
+                true
+            }
+            Action::Jump { chain } => self.only_drops(chain, depth + 1),
+            _ => false,
+        })
     }
 }
 
@@ -89,17 +164,21 @@ pub struct ChainPlan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
-    Baseline,
     Deny,
+    Baseline,
     Limit,
     Allow,
     Log,
 }
 
 impl Stage {
+    /// In the order the kernel evaluates them: the deny stage ahead of
+    /// everything, since its jump sits at the top of the built-in chain,
+    /// above every foreign rule; then what can accept, reached from the
+    /// end of the built-in chain.
     pub const ALL: [Stage; 5] = [
-        Stage::Baseline,
         Stage::Deny,
+        Stage::Baseline,
         Stage::Limit,
         Stage::Allow,
         Stage::Log,

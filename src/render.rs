@@ -33,28 +33,37 @@ fn render_table(plan: &TablePlan, family: Family, table: Table) -> TableRuleset 
         .iter()
         .map(|(&hook, p)| (hook, p.policy))
         .collect();
-    let hooks = plan
-        .hooks()
-        .map(|hook| {
+    let planned = plan.hooks(table);
+    let hooks = planned
+        .iter()
+        .map(|planned| {
             let mut ids = IdAllocator::default();
             let spec = RuleText {
                 matches: String::new(),
                 comment: None,
-                target: format!("-j {}", hook.owned_chain()),
+                target: format!("-j {}", planned.chain),
             };
             HookRule {
-                hook,
-                rule: spec.into_owned(&mut ids, family, table, hook.chain_name(), None),
+                hook: planned.hook,
+                placement: planned.placement,
+                rule: spec.into_owned(&mut ids, family, table, planned.hook.chain_name(), None),
             }
         })
         .collect();
     let chains = plan
         .chains
         .iter()
-        .map(|chain| {
+        .filter_map(|chain| {
+            // The kernel reaches the deny stage from the built-in chain's
+            // top, not through the entry chain; an entry chain left with
+            // nothing else is not needed at all.
+            let lifted = plan.lifted(table, chain);
+            let hooked = chain.stage.is_some() || planned.iter().any(|h| h.chain == chain.name);
+            if !hooked {
+                return None;
+            }
             let mut ids = IdAllocator::default();
-            let rules = chain
-                .rules
+            let rules = chain.rules[lifted.len()..]
                 .iter()
                 .map(|rule| {
                     rule_text(rule).into_owned(
@@ -66,10 +75,10 @@ fn render_table(plan: &TablePlan, family: Family, table: Table) -> TableRuleset 
                     )
                 })
                 .collect();
-            OwnedChain {
+            Some(OwnedChain {
                 name: chain.name.clone(),
                 rules,
-            }
+            })
         })
         .collect();
     TableRuleset {
@@ -275,7 +284,7 @@ pub fn restore_file(ruleset: &Ruleset) -> String {
         for chain in &rules.chains {
             let _ = writeln!(out, ":{} - [0:0]", chain.name);
         }
-        for HookRule { hook, rule } in &rules.hooks {
+        for HookRule { hook, rule, .. } in &rules.hooks {
             let _ = writeln!(out, "-A {hook} {}", rule.spec);
         }
         for chain in &rules.chains {
@@ -304,4 +313,170 @@ pub fn restore_text<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> Stri
         out.push_str(&restore_file(ruleset));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netfilter::Hook;
+    use crate::ruleset::Placement;
+
+    fn render(script: &str) -> [Ruleset; 2] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fw.rhai");
+        std::fs::write(&path, script).expect("write script");
+        let plan = crate::script::evaluate(&path).unwrap_or_else(|err| panic!("{err}"));
+        Family::ALL.map(|family| ruleset(&plan, family))
+    }
+
+    /// `(built-in chain, placement, target)` of a table's hooks.
+    fn hooks(ruleset: &Ruleset, table: Table) -> Vec<(Hook, Placement, String)> {
+        ruleset.tables[&table]
+            .hooks
+            .iter()
+            .map(|h| {
+                let target = h.rule.spec.rsplit(' ').next().unwrap().to_string();
+                (h.hook, h.placement, target)
+            })
+            .collect()
+    }
+
+    fn chain<'a>(ruleset: &'a Ruleset, table: Table, name: &str) -> Option<&'a OwnedChain> {
+        ruleset.tables[&table].chain(name)
+    }
+
+    fn targets(chain: &OwnedChain) -> Vec<&str> {
+        chain
+            .rules
+            .iter()
+            .map(|r| r.spec.rsplit(' ').next().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn denials_are_hooked_on_top_and_permissions_at_the_end() {
+        let [v4, v6] = render("allow_tcp(80);\nblock(\"198.51.100.0/24\");\ndrop_scans();\n");
+        use Placement::{Bottom, Top};
+        assert_eq!(
+            hooks(&v4, Table::Filter),
+            [
+                (Hook::Input, Top, "FWS-INPUT-DENY".to_string()),
+                (Hook::Input, Bottom, "FWS-INPUT".to_string()),
+                (Hook::Forward, Bottom, "FWS-FORWARD".to_string()),
+            ]
+        );
+        // The entry chain holds only what can accept; the deny stage is
+        // reached from the top of INPUT, not through it.
+        let entry = chain(&v4, Table::Filter, "FWS-INPUT").unwrap();
+        assert_eq!(targets(entry), ["FWS-INPUT-BASE", "FWS-INPUT-ALLOW"]);
+        assert_eq!(
+            hooks(&v6, Table::Filter)[0].2,
+            "FWS-INPUT-DENY",
+            "drop_scans"
+        );
+        // A full restore file lists the top hook first.
+        let text = restore_file(&v4);
+        let deny = text.find("-A INPUT -m comment").unwrap();
+        assert!(text[deny..]
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("-j FWS-INPUT-DENY"));
+        assert!(text[deny..]
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("-j FWS-INPUT"));
+    }
+
+    #[test]
+    fn a_script_without_denials_has_one_hook_per_chain_at_the_end() {
+        let [v4, _] = render("allow_tcp(80);\n");
+        assert!(hooks(&v4, Table::Filter)
+            .iter()
+            .all(|(_, placement, _)| *placement == Placement::Bottom));
+        assert!(chain(&v4, Table::Filter, "FWS-INPUT-DENY").is_none());
+    }
+
+    #[test]
+    fn jumps_and_returns_sit_with_the_permissions() {
+        let [v4, _] = render(
+            "rule(#{ proto: \"tcp\", dport: 25, action: \"jump:NFQUEUE\" });\n\
+             rule(#{ proto: \"tcp\", dport: 26, action: \"return\" });\n\
+             rule(#{ proto: \"tcp\", dport: 27, action: \"reject\" });\n",
+        );
+        let allow = chain(&v4, Table::Filter, "FWS-INPUT-ALLOW").unwrap();
+        assert_eq!(targets(allow), ["NFQUEUE", "RETURN"]);
+        let deny = chain(&v4, Table::Filter, "FWS-INPUT-DENY").unwrap();
+        assert_eq!(targets(deny), ["REJECT"]);
+    }
+
+    #[test]
+    fn an_output_chain_with_only_denials_has_only_a_top_hook() {
+        let [v4, _] =
+            render("rule(#{ chain: \"output\", dst: \"198.51.100.7\", action: \"drop\" });\n");
+        let output: Vec<_> = hooks(&v4, Table::Filter)
+            .into_iter()
+            .filter(|h| h.0 == Hook::Output)
+            .collect();
+        assert_eq!(
+            output,
+            [(Hook::Output, Placement::Top, "FWS-OUTPUT-DENY".to_string())]
+        );
+        assert!(chain(&v4, Table::Filter, "FWS-OUTPUT").is_none());
+        // Every jump has its target.
+        for chain in &v4.tables[&Table::Filter].chains {
+            for target in targets(chain) {
+                if target.starts_with("FWS-") {
+                    assert!(
+                        v4.tables[&Table::Filter].chain(target).is_some(),
+                        "{target}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nat_keeps_one_hook_on_top() {
+        let [v4, _] = render("redirect_tcp(80, 8080);\n");
+        assert_eq!(
+            hooks(&v4, Table::Nat),
+            [(
+                Hook::Prerouting,
+                Placement::Top,
+                "FWS-PREROUTING".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_chunked_deny_stage_is_still_hooked_on_top() {
+        let addrs: Vec<String> = (0..1500)
+            .map(|i| format!("\"10.{}.{}.1\"", i / 256, i % 256))
+            .collect();
+        let [v4, _] = render(&format!("block([{}]);\nallow_tcp(80);\n", addrs.join(", ")));
+        assert_eq!(hooks(&v4, Table::Filter)[0].2, "FWS-INPUT-DENY");
+        let deny = chain(&v4, Table::Filter, "FWS-INPUT-DENY").unwrap();
+        assert!(targets(deny)
+            .iter()
+            .all(|t| t.starts_with("FWS-INPUT-DENY-")));
+    }
+
+    #[test]
+    fn the_kernel_reads_hooks_back_in_the_placement_render_gave_them() {
+        let [v4, _] =
+            render("allow_tcp(80);\nblock(\"198.51.100.0/24\");\nredirect_tcp(80, 8080);\n");
+        let live = crate::live::LiveState::parse(Family::Ipv4, &restore_file(&v4)).unwrap();
+        let owned = live.owned();
+        for table in [Table::Filter, Table::Nat] {
+            assert_eq!(owned.tables[&table].hooks, {
+                let mut hooks = v4.tables[&table].hooks.clone();
+                for hook in &mut hooks {
+                    hook.rule.origin = None;
+                }
+                hooks
+            });
+        }
+    }
 }

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::netfilter::{Family, Hook, Policy, Table, ID_TAG};
+use crate::netfilter::{Family, Hook, Policy, Table, ID_TAG, OWNED_PREFIX};
 
 /// Where in the user's script a rule came from (the call site, never a line
 /// inside stdlib/).
@@ -75,6 +75,16 @@ impl RuleId {
     }
 }
 
+/// Read back from the state folder: only a well-formed id is one.
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RuleId, D::Error> {
+        let hex = String::deserialize(deserializer)?;
+        RuleId::from_comment(&format!("{ID_TAG}{hex}"))
+            .filter(|id| id.0 == hex)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{hex}` is not a rule id")))
+    }
+}
+
 impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -93,10 +103,52 @@ pub struct OwnedRule {
     pub origin: Option<Origin>,
 }
 
+/// Where a hook sits in its built-in chain. fwscript's denials come first
+/// and its permissions last, so that nothing it accepts skips a ban another
+/// program (fail2ban, sshguard, an admin) put in the same chain, whichever
+/// was there first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// Inserted at position 1 when missing, left where found: the jump to
+    /// a chain that can only drop, which bypasses nobody's ban.
+    Top,
+    /// Kept the last rule of the chain, moved below any rule that lands
+    /// after it: the jump to everything that can accept.
+    Bottom,
+}
+
+impl Placement {
+    /// The placement of a hook that jumps to `target` in `table`. In the
+    /// filter table the entry chain (`FWS-INPUT`) holds everything that can
+    /// accept and goes last; every other hook (to a deny stage, or the one
+    /// hook of a nat or mangle chain) goes on top. Render and the reading
+    /// of the kernel both place hooks by this rule, so a snapshot read back
+    /// from the kernel puts its hooks where render would.
+    pub fn of(table: Table, target: &str) -> Placement {
+        let entry = target
+            .strip_prefix(OWNED_PREFIX)
+            .and_then(Hook::parse_chain)
+            .is_some();
+        match (table, entry) {
+            (Table::Filter, true) => Placement::Bottom,
+            _ => Placement::Top,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Top => "top",
+            Placement::Bottom => "bottom",
+        }
+    }
+}
+
 /// A jump from a built-in chain into fwscript's own chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HookRule {
     pub hook: Hook,
+    pub placement: Placement,
     pub rule: OwnedRule,
 }
 
@@ -112,7 +164,8 @@ pub struct TableRuleset {
     /// Policies of built-in chains that fwscript decides; the others are left
     /// alone.
     pub policies: BTreeMap<Hook, Policy>,
-    /// At most one hook per built-in chain.
+    /// At most one hook per built-in chain and placement, in the order of
+    /// the built-in chains, each chain's top hook before its bottom one.
     pub hooks: Vec<HookRule>,
     /// Owned chains, in the order they are declared and shown.
     pub chains: Vec<OwnedChain>,
@@ -123,8 +176,10 @@ impl TableRuleset {
         self.chains.iter().find(|c| c.name == name)
     }
 
-    pub fn hook(&self, hook: Hook) -> Option<&HookRule> {
-        self.hooks.iter().find(|h| h.hook == hook)
+    pub fn hook(&self, hook: Hook, placement: Placement) -> Option<&HookRule> {
+        self.hooks
+            .iter()
+            .find(|h| h.hook == hook && h.placement == placement)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -212,5 +267,30 @@ mod tests {
         assert_eq!(RuleId::from_comment("fws:xyz"), None);
         assert_eq!(RuleId::from_comment("f2b-sshd"), None);
         assert_eq!(RuleId::from_comment("fws:0123456789AB"), None);
+    }
+
+    #[test]
+    fn ids_deserialize_only_when_well_formed() {
+        let id: RuleId = serde_json::from_str("\"0123456789ab\"").unwrap();
+        assert_eq!(id.as_str(), "0123456789ab");
+        for bad in ["\"0123456789AB\"", "\"0123\"", "\"0123456789ab x\"", "7"] {
+            assert!(serde_json::from_str::<RuleId>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_a_filter_entry_chain_is_hooked_at_the_bottom() {
+        assert_eq!(Placement::of(Table::Filter, "FWS-INPUT"), Placement::Bottom);
+        assert_eq!(
+            Placement::of(Table::Filter, "FWS-FORWARD"),
+            Placement::Bottom
+        );
+        assert_eq!(
+            Placement::of(Table::Filter, "FWS-INPUT-DENY"),
+            Placement::Top
+        );
+        assert_eq!(Placement::of(Table::Nat, "FWS-PREROUTING"), Placement::Top);
+        assert_eq!(Placement::of(Table::Mangle, "FWS-INPUT"), Placement::Top);
+        assert_eq!(Placement::of(Table::Filter, "f2b-sshd"), Placement::Top);
     }
 }

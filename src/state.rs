@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::forms::KernelForms;
 use crate::netfilter::Family;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,7 @@ const REJECTED: &str = "rejected.json";
 const SNAPSHOT: &str = "snapshot.json";
 const PENDING: &str = "pending-confirm.json";
 const LAST_PLAN: &str = "last-plan.rules";
+const KERNEL_FORMS: &str = "kernel-forms.json";
 
 pub struct StateDir {
     path: PathBuf,
@@ -146,6 +148,16 @@ impl StateDir {
 
     pub fn last_plan(&self) -> Result<Option<String>, StateError> {
         self.read(LAST_PLAN)
+    }
+
+    /// The kernel's forms of fwscript's rules after the last verified write,
+    /// to find rules changed behind its back; empty before the first.
+    pub fn kernel_forms(&self) -> Result<KernelForms, StateError> {
+        Ok(self.read_json(KERNEL_FORMS)?.unwrap_or_default())
+    }
+
+    pub fn save_kernel_forms(&self, forms: &KernelForms) -> Result<(), StateError> {
+        self.write_json(KERNEL_FORMS, forms)
     }
 
     fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, StateError> {

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::apply::{self, Survey};
 use crate::backend::Backend;
 use crate::error::Error;
+use crate::forms::KernelForms;
 use crate::guard::{self, SshSession};
 use crate::netfilter::Family;
 use crate::plan::Plan;
@@ -69,7 +70,8 @@ pub fn write(
     state: Option<&StateDir>,
     dry_run: bool,
 ) -> Result<Transaction, Error> {
-    let survey = apply::survey(backend, desired)?;
+    let forms = recorded_forms(state);
+    let survey = apply::survey(backend, desired, &forms)?;
     if dry_run || survey.in_sync() {
         return Ok(Transaction {
             survey,
@@ -79,8 +81,26 @@ pub fn write(
     if let Some(state) = state {
         state.save_snapshot(&snapshot(&survey, script))?;
     }
-    let written = apply::apply(backend, &survey)?;
+    let read_back = apply::apply(backend, &survey)?;
+    if let Some(state) = state {
+        state.save_kernel_forms(&forms.recorded(&read_back))?;
+    }
+    let written = read_back.iter().map(|live| live.family).collect();
     Ok(Transaction { survey, written })
+}
+
+/// The kernel's forms of fwscript's rules from its last verified write. They
+/// only find drift by content: unreadable ones are not worth failing an
+/// apply over, and without them every rule with a known id counts as
+/// fwscript's.
+pub fn recorded_forms(state: Option<&StateDir>) -> KernelForms {
+    let Some(state) = state else {
+        return KernelForms::default();
+    };
+    state.kernel_forms().unwrap_or_else(|err| {
+        tracing::warn!("{err}; rules changed behind fwscript's back go unseen this time");
+        KernelForms::default()
+    })
 }
 
 fn snapshot(survey: &Survey, script: &Path) -> Snapshot {

@@ -18,6 +18,7 @@ use crate::backend::{Backend, BackendError};
 use crate::cli::{ApplyArgs, PlanArgs, WatchArgs};
 use crate::diff::{Change, ForeignWarning};
 use crate::error::Error;
+use crate::forms::KernelForms;
 use crate::guard::SshSession;
 use crate::netfilter::{Family, Hook, Policy, Table};
 use crate::plan::Plan;
@@ -27,10 +28,16 @@ use crate::state::StateDir;
 use crate::transaction::{self, Mode, Transaction};
 use crate::{confirm, daemon};
 
-pub fn plan(args: &PlanArgs) -> Result<Outcome, Error> {
+pub fn plan(args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
     let plan = script::evaluate(&args.script)?;
     let backend = Iptables::detect(None)?;
-    let survey = apply::survey(&backend, transaction::desired(&plan))?;
+    // Read only: a state folder that does not exist yet is not made.
+    let state = state_dir
+        .is_dir()
+        .then(|| StateDir::open(state_dir))
+        .transpose()?;
+    let forms = transaction::recorded_forms(state.as_ref());
+    let survey = apply::survey(&backend, transaction::desired(&plan), &forms)?;
     let pending = !survey.in_sync();
     if args.json {
         print_json(&survey, pending)?;
@@ -130,7 +137,11 @@ pub fn try_script(path: &Path) -> Result<Outcome, Error> {
     let plan = script::evaluate(path)?;
     let netns = Netns::create()?;
     let backend = Iptables::detect(Some(&netns.name))?;
-    let survey = apply::survey(&backend, transaction::desired(&plan))?;
+    let survey = apply::survey(
+        &backend,
+        transaction::desired(&plan),
+        &KernelForms::default(),
+    )?;
     let mut out = format!("in a new network namespace `{}`:\n", netns.name);
     out.push_str(&describe(&survey, Some(&plan)));
     apply::apply(&backend, &survey)?;

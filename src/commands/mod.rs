@@ -32,7 +32,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Check(args) => script::check(&args.script),
         Command::Render(args) => script::render(&args.script, args.family.map(Into::into)),
         Command::Functions => script::functions(),
-        Command::Plan(args) => kernel::plan(&args),
+        Command::Plan(args) => kernel::plan(&args, &cli.state_dir),
         Command::Apply(args) => kernel::apply(&args, &cli.state_dir),
         Command::Try(args) => kernel::try_script(&args.script),
         Command::Reset => kernel::reset(&cli.state_dir),

@@ -1,6 +1,8 @@
 //! What a script asks for while it runs, and how that becomes a [`Plan`]:
-//! the baseline of DESIGN.md 2.1 first, then the user's rules in their
-//! stages, each stage its own owned chain.
+//! the user's rules in their stages, each stage its own owned chain, in the
+//! order the kernel evaluates them: the deny stage first (its jump sits at
+//! the top of the built-in chain), then the baseline of DESIGN.md 2.1 and
+//! the stages that can accept (reached from the end of the built-in chain).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -136,7 +138,10 @@ impl Collector {
     }
 }
 
-/// The entry chain for `hook` and one chain per non-empty stage.
+/// The entry chain for `hook` and one chain per non-empty stage, the entry
+/// chain jumping to them in [`Stage::ALL`] order: deny, baseline, limit,
+/// allow, log. Render lifts the jump to the deny stage out of the entry
+/// chain to the top of the built-in chain ([`TablePlan::hooks`]).
 fn staged_chains(hook: Hook, baseline: Vec<Rule>, user: &[&PlacedRule]) -> Vec<ChainPlan> {
     let mut stages: Vec<ChainPlan> = Vec::new();
     for stage in Stage::ALL {

@@ -464,9 +464,14 @@ fn endpoint(spec: &Spec) -> Checked<crate::plan::Endpoint> {
 }
 
 /// Rules land in a stage by what they do: drops first, then accepts.
+/// The stage a `rule()` lands in by its action. Only what can never
+/// accept goes to the deny stage, whose jump sits at the top of the
+/// built-in chain, above other programs' bans: a jump (to a foreign chain,
+/// NFQUEUE) or a return may accept, so it sits with the permissions, below
+/// every foreign rule.
 fn stage_of(action: &Action) -> Stage {
     match action {
-        Action::Drop | Action::Reject | Action::Jump { .. } => Stage::Deny,
+        Action::Drop | Action::Reject => Stage::Deny,
         _ => Stage::Allow,
     }
 }

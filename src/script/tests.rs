@@ -74,7 +74,7 @@ fn block_lands_before_allow_whatever_the_script_order() {
         .collect();
     assert_eq!(
         order,
-        ["FWS-INPUT-BASE", "FWS-INPUT-DENY", "FWS-INPUT-ALLOW"]
+        ["FWS-INPUT-DENY", "FWS-INPUT-BASE", "FWS-INPUT-ALLOW"]
     );
     // The IPv4 block has no IPv6 half.
     assert!(chain(&plan, Family::Ipv6, Table::Filter, "FWS-INPUT-DENY").is_none());

@@ -1,7 +1,6 @@
 //! Apply against real kernels, one throwaway network namespace per case and
 //! iptables backend. Needs root; skips loudly without it (fails under CI).
 
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::netns::{kernel_available, Netns, FLAVORS};
 use fwscript::apply::{self, ApplyError};
 use fwscript::backend::iptables::{Flavor, Iptables};
+use fwscript::forms::KernelForms;
 use fwscript::netfilter::{Family, Table};
 use fwscript::ruleset::{OwnedRule, RuleId};
 use fwscript::{render, script};
@@ -316,7 +316,7 @@ fn a_rejected_ipv6_write_puts_ipv4_back() {
         allow.rules.push(rejected_by_ip6tables());
 
         let backend = Iptables::new(kind, Some(&netns.name)).unwrap();
-        let survey = apply::survey(&backend, desired).unwrap();
+        let survey = apply::survey(&backend, desired, &KernelForms::default()).unwrap();
         let error = apply::apply(&backend, &survey).unwrap_err();
         match &error {
             ApplyError::Write {

@@ -4,15 +4,15 @@
 //! else's rules and chains must come through untouched. Seeded, so a
 //! failure names the seed that reproduces it.
 
-
 use crate::common::netns::{kernel_available, Netns, FLAVORS};
 use fwscript::apply;
 use fwscript::backend::iptables::{Flavor, Iptables};
 use fwscript::backend::Backend;
+use fwscript::forms::KernelForms;
 use fwscript::live::LiveState;
 use fwscript::netfilter::{Family, Hook, Policy, Table};
 use fwscript::ruleset::{
-    id_comment, HookRule, OwnedChain, OwnedRule, RuleId, Ruleset, TableRuleset,
+    id_comment, HookRule, OwnedChain, OwnedRule, Placement, RuleId, Ruleset, TableRuleset,
 };
 
 const ROUNDS: usize = 40;
@@ -153,6 +153,7 @@ fn hook(family: Family, hook: Hook) -> HookRule {
     chain.push("", &format!("-j {}", hook.owned_chain()));
     HookRule {
         hook,
+        placement: Placement::Bottom,
         rule: chain.rules.remove(0),
     }
 }
@@ -246,7 +247,7 @@ fn random_targets_and_drift_always_verify_and_keep_foreign_rules() {
                 random_ruleset(&mut rng, Family::Ipv4),
                 random_ruleset(&mut rng, Family::Ipv6),
             ];
-            let survey = apply::survey(&backend, desired.clone()).unwrap();
+            let survey = apply::survey(&backend, desired.clone(), &KernelForms::default()).unwrap();
             changes += survey.change_count();
             apply::apply(&backend, &survey)
                 .unwrap_or_else(|err| panic!("{flavor}, seed {seed:#x}, round {round}: {err}"));
