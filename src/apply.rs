@@ -534,4 +534,235 @@ mod tests {
             "{error:?}"
         );
     }
+
+    /// `ruleset(family, ports)` plus a deny stage dropping `blocked`,
+    /// reached from the top of INPUT.
+    fn with_block(family: Family, ports: &[u16], blocked: &str) -> Ruleset {
+        let mut ruleset = ruleset(family, ports);
+        let filter = ruleset.tables.get_mut(&Table::Filter).unwrap();
+        let hook_id = RuleId::compute(family, Table::Filter, "INPUT", "deny hook", 0);
+        filter.hooks.insert(
+            0,
+            HookRule {
+                hook: Hook::Input,
+                placement: Placement::Top,
+                rule: OwnedRule {
+                    spec: format!("-m comment --comment \"fws:{hook_id}\" -j FWS-INPUT-DENY"),
+                    id: hook_id,
+                    origin: None,
+                },
+            },
+        );
+        let id = RuleId::compute(family, Table::Filter, "FWS-INPUT-DENY", blocked, 0);
+        filter.chains.push(OwnedChain {
+            name: "FWS-INPUT-DENY".into(),
+            rules: vec![OwnedRule {
+                spec: format!("-s {blocked} -m comment --comment \"fws:{id}\" -j DROP"),
+                id,
+                origin: None,
+            }],
+        });
+        ruleset
+    }
+
+    fn blocking(ports: &[u16]) -> Vec<Ruleset> {
+        vec![
+            with_block(Family::Ipv4, ports, "198.51.100.1/32"),
+            with_block(Family::Ipv6, ports, "2001:db8:1::1/128"),
+        ]
+    }
+
+    /// What fail2ban's iptables-multiport action runs at its start: its
+    /// chain, and a jump inserted at the top of INPUT (if missing).
+    fn fail2ban_starts(fake: &Fake) {
+        for family in Family::ALL {
+            let input = fake.state(family);
+            let has_chain = input
+                .table(Table::Filter)
+                .is_some_and(|t| t.chain("f2b-sshd").is_some());
+            let mut text = String::from("*filter\n");
+            if !has_chain {
+                text.push_str("-N f2b-sshd\n-A f2b-sshd -j RETURN\n");
+            }
+            text.push_str("-I INPUT 1 -p tcp -m multiport --dports 22 -j f2b-sshd\nCOMMIT\n");
+            fake.restore(family, &text).unwrap();
+        }
+    }
+
+    /// fail2ban bans an address: a rule at the top of its chain.
+    fn ban(fake: &Fake, n: u8) {
+        for (family, addr) in [
+            (Family::Ipv4, format!("192.0.2.{n}/32")),
+            (Family::Ipv6, format!("2001:db8::{n}/128")),
+        ] {
+            let text = format!("*filter\n-I f2b-sshd 1 -s {addr} -j REJECT\nCOMMIT\n");
+            fake.restore(family, &text).unwrap();
+        }
+    }
+
+    /// INPUT of each family, each rule named by what it is.
+    fn input(fake: &Fake) -> [Vec<&'static str>; 2] {
+        Family::ALL.map(|family| {
+            let state = fake.state(family);
+            state.tables[&Table::Filter]
+                .chain("INPUT")
+                .unwrap()
+                .rules
+                .iter()
+                .map(|rule| match rule.target().as_deref() {
+                    Some("FWS-INPUT-DENY") => "deny hook",
+                    Some("FWS-INPUT") => "accept hook",
+                    Some("f2b-sshd") => "f2b",
+                    _ if rule.spec.contains("fws:") => "other fwscript",
+                    _ => "admin",
+                })
+                .collect()
+        })
+    }
+
+    #[track_caller]
+    fn assert_input(fake: &Fake, expected: &[&str]) {
+        let [v4, v6] = input(fake);
+        assert_eq!(v4, expected, "ipv4");
+        assert_eq!(v6, expected, "ipv6");
+    }
+
+    #[test]
+    fn fail2ban_started_before_fwscript_keeps_its_bans_ahead_of_every_accept() {
+        let fake = Fake::new();
+        fail2ban_starts(&fake);
+        ban(&fake, 2);
+        run(&fake, blocking(&[22, 80])).unwrap();
+        assert_input(&fake, &["deny hook", "f2b", "accept hook"]);
+        assert!(survey_in_sync(&fake, blocking(&[22, 80])));
+    }
+
+    #[test]
+    fn fail2ban_started_after_fwscript_goes_on_top_and_stays_there() {
+        let fake = Fake::new();
+        run(&fake, both(&[22])).unwrap();
+        fail2ban_starts(&fake);
+        ban(&fake, 2);
+        assert_input(&fake, &["f2b", "accept hook"]);
+        // An edit adding a deny stage puts its hook above fail2ban's jump,
+        // which only drops, and leaves the rest.
+        run(&fake, blocking(&[22, 80])).unwrap();
+        assert_input(&fake, &["deny hook", "f2b", "accept hook"]);
+        assert_eq!(run(&fake, blocking(&[22, 80])).unwrap(), []);
+    }
+
+    #[test]
+    fn a_reset_and_a_new_ban_then_an_apply_keep_the_bans_ahead() {
+        let fake = Fake::new();
+        fail2ban_starts(&fake);
+        run(&fake, blocking(&[22])).unwrap();
+        let reset: Vec<Ruleset> = Family::ALL.map(Ruleset::empty).to_vec();
+        run(&fake, reset).unwrap();
+        assert_input(&fake, &["f2b"]);
+        ban(&fake, 3);
+        // A second fail2ban jump, as a restarted jail whose check missed
+        // its first one would add: on top as well.
+        fail2ban_starts(&fake);
+        run(&fake, blocking(&[22])).unwrap();
+        assert_input(&fake, &["deny hook", "f2b", "f2b", "accept hook"]);
+    }
+
+    #[test]
+    fn a_rollback_puts_the_accepting_hook_last_too() {
+        let fake = Fake::new();
+        run(&fake, both(&[22])).unwrap();
+        fail2ban_starts(&fake);
+        // The snapshot apply keeps before the next write.
+        let before = survey(&fake, blocking(&[22, 80])).unwrap();
+        let snapshot: Vec<Ruleset> = before.families.iter().map(|f| f.live.owned()).collect();
+        apply(&fake, &before).unwrap();
+        // An admin's ban appended after fwscript's hook meanwhile.
+        for family in Family::ALL {
+            fake.restore(family, "*filter\n-A INPUT -i eth9 -j DROP\nCOMMIT\n")
+                .unwrap();
+        }
+        assert_input(&fake, &["deny hook", "f2b", "accept hook", "admin"]);
+        run(&fake, snapshot).unwrap();
+        assert_input(&fake, &["f2b", "admin", "accept hook"]);
+    }
+
+    #[test]
+    fn an_admins_appended_ban_moves_the_accepting_hook_below_it() {
+        let fake = Fake::new();
+        run(&fake, blocking(&[22])).unwrap();
+        for family in Family::ALL {
+            fake.restore(family, "*filter\n-A INPUT -i eth9 -j DROP\nCOMMIT\n")
+                .unwrap();
+        }
+        let survey = survey(&fake, blocking(&[22])).unwrap();
+        assert_eq!(survey.change_count(), 2, "one move per family");
+        assert!(survey
+            .warnings()
+            .all(|w| w.kind == crate::foreign::WarningKind::AfterAcceptHook));
+        apply(&fake, &survey).unwrap();
+        assert_input(&fake, &["deny hook", "admin", "accept hook"]);
+        assert!(survey_in_sync(&fake, blocking(&[22])));
+    }
+
+    #[test]
+    fn the_old_layout_with_its_hook_on_top_is_brought_to_the_contract() {
+        // What an earlier fwscript wrote: one hook at position 1 into an
+        // entry chain that jumped to the deny stage too, above fail2ban.
+        let fake = Fake::new();
+        fail2ban_starts(&fake);
+        let desired = blocking(&[22]);
+        for (family, ruleset) in Family::ALL.into_iter().zip(&desired) {
+            let filter = &ruleset.tables[&Table::Filter];
+            let accept_hook = &filter.hook(Hook::Input, Placement::Bottom).unwrap().rule;
+            let mut text = String::from("*filter\n-N FWS-INPUT\n-N FWS-INPUT-DENY\n");
+            for rule in &filter.chain("FWS-INPUT-DENY").unwrap().rules {
+                text.push_str(&format!("-A FWS-INPUT-DENY {}\n", rule.spec));
+            }
+            text.push_str(
+                "-A FWS-INPUT -m comment --comment \"fws:0123456789ab\" -j FWS-INPUT-DENY\n",
+            );
+            for rule in &filter.chain("FWS-INPUT").unwrap().rules {
+                text.push_str(&format!("-A FWS-INPUT {}\n", rule.spec));
+            }
+            text.push_str(&format!("-I INPUT 1 {}\nCOMMIT\n", accept_hook.spec));
+            fake.restore(family, &text).unwrap();
+        }
+        assert_input(&fake, &["accept hook", "f2b"]);
+        run(&fake, desired.clone()).unwrap();
+        assert_input(&fake, &["deny hook", "f2b", "accept hook"]);
+        assert!(survey_in_sync(&fake, desired));
+    }
+
+    #[test]
+    fn a_rule_changed_behind_fwscripts_back_is_put_right() {
+        let fake = Fake::new();
+        let survey1 = survey(&fake, both(&[22, 80])).unwrap();
+        let read_back = apply(&fake, &survey1).unwrap();
+        let forms = KernelForms::default().recorded(&read_back);
+        // `iptables -R` of the first allow rule, comment kept, port changed.
+        let state = fake.state(Family::Ipv4);
+        let first = &state.tables[&Table::Filter]
+            .chain("FWS-INPUT")
+            .unwrap()
+            .rules[0];
+        let opened = first.spec.replace("--dport 22", "--dport 23");
+        fake.restore(
+            Family::Ipv4,
+            &format!("*filter\n-R FWS-INPUT 1 {opened}\nCOMMIT\n"),
+        )
+        .unwrap();
+        assert!(
+            survey_in_sync(&fake, both(&[22, 80])),
+            "ids alone see nothing"
+        );
+        let survey2 = super::survey(&fake, both(&[22, 80]), &forms).unwrap();
+        let changes: Vec<String> = survey2.changes().map(|(_, _, c)| c.to_string()).collect();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(
+            changes[0].ends_with("(changed behind fwscript's back)"),
+            "{changes:?}"
+        );
+        apply(&fake, &survey2).unwrap();
+        assert_eq!(fake.state(Family::Ipv4), read_back[0]);
+    }
 }

@@ -197,7 +197,7 @@ fn run(table: &mut LiveTable, line: &str) -> Result<(), &'static str> {
                 .ok_or("policy of a user chain")?;
             chain.policy = Some(policy);
         }
-        "-A" | "-I" | "-D" => {
+        "-A" | "-I" | "-D" | "-R" => {
             let target = jump_target(args);
             if let Some(target) = target {
                 let known = table.chain(target).is_some()
@@ -217,6 +217,14 @@ fn run(table: &mut LiveTable, line: &str) -> Result<(), &'static str> {
                     }
                     rules.insert(position - 1, LiveRule::new(spec));
                 }
+                "-R" => {
+                    let (position, spec) = args.split_once(' ').ok_or("-R without a rule")?;
+                    let position: usize = position.parse().map_err(|_| "bad position")?;
+                    if position == 0 || position > rules.len() {
+                        return Err("index of replacement too big");
+                    }
+                    rules[position - 1] = LiveRule::new(spec);
+                }
                 _ => match args.parse::<usize>() {
                     Ok(position) => {
                         if position == 0 || position > rules.len() {
@@ -224,6 +232,8 @@ fn run(table: &mut LiveTable, line: &str) -> Result<(), &'static str> {
                         }
                         rules.remove(position - 1);
                     }
+                    // By text: the first rule that reads so, as the
+                    // kernel deletes the first that matches.
                     Err(_) => {
                         let index = rules
                             .iter()
@@ -266,6 +276,30 @@ mod tests {
         assert!(fake.state(Family::Ipv4).tables[&Table::Filter]
             .chain("FWS-A")
             .is_none());
+    }
+
+    #[test]
+    fn deletes_by_text_the_first_copy_and_replaces_by_position() {
+        let fake = Fake::new();
+        let input = "*filter\n-A INPUT -s 192.0.2.1/32 -j DROP\n-A INPUT -j ACCEPT\n\
+                     -A INPUT -s 192.0.2.1/32 -j DROP\nCOMMIT\n";
+        fake.restore(Family::Ipv4, input).unwrap();
+        fake.restore(
+            Family::Ipv4,
+            "*filter\n-D INPUT -s 192.0.2.1/32 -j DROP\n-R INPUT 1 -i lo -j ACCEPT\nCOMMIT\n",
+        )
+        .unwrap();
+        let rules: Vec<String> = fake.state(Family::Ipv4).tables[&Table::Filter]
+            .chain("INPUT")
+            .unwrap()
+            .rules
+            .iter()
+            .map(|r| r.spec.clone())
+            .collect();
+        assert_eq!(rules, ["-i lo -j ACCEPT", "-s 192.0.2.1/32 -j DROP"]);
+        assert!(fake
+            .restore(Family::Ipv4, "*filter\n-R INPUT 3 -j DROP\nCOMMIT\n")
+            .is_err());
     }
 
     #[test]
