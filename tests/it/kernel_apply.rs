@@ -200,31 +200,58 @@ fn foreign_rules_and_chains_survive_apply_and_reset() {
         let [v4, v6] = netns.saves();
         let case = Case::new(SCRIPT);
         let applied = case.run(&netns, &["apply"]).expect(0);
+        // fail2ban's jump is no alarm; the hand-typed accept is.
         assert!(
-            applied.stderr.contains("rule 1 is not fwscript's"),
+            applied
+                .stderr
+                .contains("rule 2 is not fwscript's and comes before its accepting hook"),
             "{applied:?}"
         );
+        assert!(!applied.stderr.contains("f2b-sshd"), "{applied:?}");
         let [v4_applied, v6_applied] = netns.saves();
         assert_eq!(foreign_lines(&v4_applied), foreign_lines(&v4), "{flavor}");
         assert_eq!(foreign_lines(&v6_applied), foreign_lines(&v6), "{flavor}");
-        // The hook went on top, above fail2ban's jump.
-        let input: Vec<&str> = rules(&v4_applied)
-            .into_iter()
-            .filter(|l| l.starts_with("-A INPUT "))
-            .collect();
-        assert!(input[0].ends_with("-j FWS-INPUT"), "{input:?}");
-        assert!(input[1].ends_with("-j f2b-sshd"), "{input:?}");
+        // The deny hook went on top, the accepting hook to the end, below
+        // fail2ban's jump.
+        let input = |save: &str| -> Vec<String> {
+            rules(save)
+                .into_iter()
+                .filter(|l| l.starts_with("-A INPUT "))
+                .map(|l| l.trim_start_matches("-A INPUT ").to_string())
+                .collect()
+        };
+        let v4_input = input(&v4_applied);
+        assert!(v4_input[0].ends_with("-j FWS-INPUT-DENY"), "{v4_input:?}");
+        assert!(v4_input[1].ends_with("-j f2b-sshd"), "{v4_input:?}");
+        assert!(v4_input[3].ends_with("-j FWS-INPUT"), "{v4_input:?}");
+        let v6_input = input(&v6_applied);
+        assert!(v6_input[1].ends_with("-j f2b-sshd"), "{v6_input:?}");
+        assert!(v6_input[2].ends_with("-j FWS-INPUT"), "{v6_input:?}");
 
-        // Someone moves fwscript's jump below fail2ban's: it stays there.
-        let hook = input[0].trim_start_matches("-A INPUT ");
-        netns.sh(&format!("$IPT -D INPUT 1 && $IPT -I INPUT 2 {hook}"));
+        // Someone moves the deny hook below fail2ban's jump: it stays there.
+        let deny = &v4_input[0];
+        netns.sh(&format!("$IPT -D INPUT 1 && $IPT -I INPUT 2 {deny}"));
         let moved = netns.save("ipv4", false);
         let again = case.run(&netns, &["apply"]).expect(0);
         assert_eq!(
             again.stdout, "no changes\n",
-            "{flavor}: a moved hook is left alone"
+            "{flavor}: a moved deny hook is left alone"
         );
         assert_eq!(netns.save("ipv4", false), moved);
+        // Someone moves the accepting hook to the top: it goes back to the
+        // end, where nothing it accepts skips a foreign rule.
+        let accept = &v4_input[3];
+        netns.sh(&format!(
+            "$IPT -D INPUT {accept} && $IPT -I INPUT 1 {accept}"
+        ));
+        let plan = case.run(&netns, &["plan"]).expect(2);
+        assert!(
+            plan.stdout
+                .contains("hook moved to the end, below the 3 rules added after it"),
+            "{plan:?}"
+        );
+        case.run(&netns, &["apply"]).expect(0);
+        assert_eq!(netns.save("ipv4", false), moved, "{flavor}");
 
         let reset = case.run(&netns, &["reset"]).expect(0);
         assert!(reset.stdout.contains("applied"), "{reset:?}");

@@ -264,7 +264,7 @@ fn drift_is_repaired_within_the_resync_period() {
     // `iptables -F INPUT`: the hook is gone.
     daemon.netns.sh("$IPT -F INPUT");
     daemon.wait_rules("hook put back", |r| r == wanted[0]);
-    daemon.wait_log("INPUT: + 1:", 1);
+    daemon.wait_log("INPUT: + end:", 1);
 }
 
 #[test]
