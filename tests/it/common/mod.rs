@@ -1,3 +1,4 @@
 //! Shared helpers for the integration tests.
 
+pub mod fail2ban;
 pub mod netns;

@@ -147,6 +147,17 @@ impl Lan {
         self.script.as_deref()
     }
 
+    /// `fwscript ARGS…` on the server with this topology's state folder,
+    /// whatever its exit.
+    pub fn fwscript(&self, args: &[&str]) -> Run {
+        self.work.run(&self.server, args, &[])
+    }
+
+    /// The folder the scripts and the state folder (`state`) live in.
+    pub fn dir(&self) -> &Path {
+        self.work.dir.path()
+    }
+
     /// `fwscript reset` on the server.
     pub fn reset(&mut self) -> Run {
         self.script = None;
