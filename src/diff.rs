@@ -1037,7 +1037,7 @@ mod tests {
         let forms = forms_of(&written);
         // Narrowed to one source: everyone else now skips the script.
         let narrowed = format!("-s 192.0.2.9/32 {}", hook_spec());
-        let state = live_with(&[narrowed.clone()], &specs(&[1]));
+        let state = live_with(std::slice::from_ref(&narrowed), &specs(&[1]));
         assert!(diff(&state, &desired(&[1])).is_empty());
         let changes = super::diff(&state, &desired(&[1]), &forms);
         assert_eq!(

@@ -458,12 +458,14 @@ mod tests {
     /// INPUT: a deny hook on top, an accepting hook into baseline and
     /// allow stages at the end; FORWARD: an accepting hook.
     fn desired() -> Ruleset {
-        let mut filter = TableRuleset::default();
-        filter.hooks = vec![
-            hook(Hook::Input, 1, "FWS-INPUT-DENY"),
-            hook(Hook::Input, 2, "FWS-INPUT"),
-            hook(Hook::Forward, 3, "FWS-FORWARD"),
-        ];
+        let mut filter = TableRuleset {
+            hooks: vec![
+                hook(Hook::Input, 1, "FWS-INPUT-DENY"),
+                hook(Hook::Input, 2, "FWS-INPUT"),
+                hook(Hook::Forward, 3, "FWS-FORWARD"),
+            ],
+            ..TableRuleset::default()
+        };
         for name in [
             "FWS-INPUT",
             "FWS-INPUT-DENY",

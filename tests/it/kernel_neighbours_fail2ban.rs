@@ -6,12 +6,10 @@
 //! under CI).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::common::fail2ban::{self, Fail2ban};
 use crate::common::netns::{kernel_available, FLAVORS};
+use crate::common::watch::Watch;
 use crate::traffic::probe::Reach::{Filtered, Open, Refused};
 use crate::traffic::topology::{Lan, CLIENT4, CLIENT6, OFFICE4, OFFICE6, OTHER4, OTHER6};
 
@@ -133,59 +131,6 @@ fn bans_hold_across_reset_reapply_and_rollback() {
     }
 }
 
-/// `fwscript watch` on the Lan's server, with its state folder.
-struct Watch {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Watch {
-    fn start(lan: &Lan, script: &str, resync: u32) -> Watch {
-        let path = lan.dir().join("fw.rhai");
-        std::fs::write(&path, script).unwrap();
-        let log = lan.dir().join("watch.log");
-        let child = lan
-            .server
-            .command(env!("CARGO_BIN_EXE_fwscript"))
-            .arg("--state-dir")
-            .arg(lan.dir().join("state"))
-            .args(["watch", "--resync", &resync.to_string()])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the daemon starts");
-        let watch = Watch { child, log };
-        watch.wait_log("applied", 1);
-        watch
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    #[track_caller]
-    fn wait_log(&self, needle: &str, times: usize) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.log().matches(needle).count() < times {
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` ×{times} in the daemon log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn bans_hold_through_watch_resyncs() {
     if !available() {
@@ -194,7 +139,7 @@ fn bans_hold_through_watch_resyncs() {
     for flavor in FLAVORS {
         let lan = Lan::new(flavor);
         let _web = lan.listen_tcp(PORT);
-        let watch = Watch::start(&lan, SCRIPT, 1);
+        let watch = Watch::start(&lan.server, lan.dir(), SCRIPT, 1);
         let f2b = Fail2ban::start(&lan.server, "8080");
         f2b.ban(CLIENT4);
         f2b.ban(CLIENT6);

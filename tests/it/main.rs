@@ -12,6 +12,8 @@ mod explain;
 mod golden;
 mod kernel_apply;
 mod kernel_diff_random;
+mod kernel_neighbours;
+mod kernel_neighbours_docker;
 mod kernel_neighbours_fail2ban;
 mod kernel_render;
 mod kernel_safety;

@@ -2,3 +2,4 @@
 
 pub mod fail2ban;
 pub mod netns;
+pub mod watch;
