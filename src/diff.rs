@@ -159,7 +159,7 @@ impl fmt::Display for Change {
                 let rules = if *below == 1 { "rule" } else { "rules" };
                 write!(
                     f,
-                    "~ end: {spec} (hook moved to the end, below the {below} {rules} added after it)"
+                    "~ end: {spec} (hook moved to the end, below the {below} {rules} that came after it)"
                 )
             }
             Change::DeleteHook {
@@ -844,7 +844,7 @@ mod tests {
         assert_eq!(replay_input(input, &changes), [ban, hook_spec()]);
         assert!(changes.tables[0].changes[0]
             .to_string()
-            .contains("below the 1 rule added after it"));
+            .contains("below the 1 rule that came after it"));
     }
 
     #[test]

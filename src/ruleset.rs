@@ -135,13 +135,6 @@ impl Placement {
             _ => Placement::Top,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Placement::Top => "top",
-            Placement::Bottom => "bottom",
-        }
-    }
 }
 
 /// A jump from a built-in chain into fwscript's own chain.

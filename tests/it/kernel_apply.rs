@@ -247,7 +247,7 @@ fn foreign_rules_and_chains_survive_apply_and_reset() {
         let plan = case.run(&netns, &["plan"]).expect(2);
         assert!(
             plan.stdout
-                .contains("hook moved to the end, below the 3 rules added after it"),
+                .contains("hook moved to the end, below the 3 rules that came after it"),
             "{plan:?}"
         );
         case.run(&netns, &["apply"]).expect(0);

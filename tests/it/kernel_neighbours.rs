@@ -50,7 +50,7 @@ fn an_admins_drop_appended_after_fwscript_is_honoured_after_the_next_apply() {
         );
         assert!(
             plan.stdout
-                .contains("hook moved to the end, below the 1 rule added after it"),
+                .contains("hook moved to the end, below the 1 rule that came after it"),
             "{plan:#?}"
         );
         assert!(plan.stdout.contains("2 changes pending"), "{plan:#?}");
@@ -155,6 +155,22 @@ fn a_rule_changed_behind_fwscripts_back_is_seen_and_put_right() {
             "{flavor}: as fwscript wrote it"
         );
         lan.fwscript(&["plan", &script]).expect(0);
+
+        // The forms only find drift: a damaged file is a warning, and the
+        // rules are compared by id as before.
+        let forms = lan.dir().join("state/kernel-forms.json");
+        assert!(forms.is_file());
+        std::fs::write(&forms, "{ half").unwrap();
+        let plan = lan.fwscript(&["plan", &script]).expect(0);
+        assert!(
+            plan.stderr.contains("kernel-forms.json` is damaged")
+                && plan.stderr.contains("go unseen this time"),
+            "{plan:#?}"
+        );
+        // The next write records them afresh.
+        lan.apply(&format!("{SSH}allow_tcp(8080);\n")).expect(0);
+        let text = std::fs::read_to_string(&forms).unwrap();
+        assert!(text.starts_with("{\n  \"ipv4\": {"), "{text}");
     }
 }
 
