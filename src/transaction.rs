@@ -1,19 +1,32 @@
-//! One apply, as `apply`, `watch` and `rollback` all run it (ruleset →
-//! survey → **guard → snapshot → write → remember**): the single path that
-//! changes the kernel, so the daemon cannot drift from the command.
+//! One write, as every command that changes the kernel runs it (rulesets →
+//! survey → **stage records → snapshot → write → commit records**): the
+//! single path that changes the kernel, so `apply`, `watch`, `reset`,
+//! `rollback`, the confirm timer and the boot fallback cannot drift apart.
+//!
+//! Everything the state folder must learn from a write is written to new
+//! files *before* the kernel is touched (a full disk fails there, with
+//! nothing changed) and put in place by renames after the write is
+//! verified. Should that last step still fail, the error says that the
+//! kernel *was* changed and what it now holds.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sha2::{Digest, Sha256};
+
 use crate::apply::{self, Survey};
 use crate::backend::Backend;
+use crate::diff::Change;
 use crate::error::Error;
 use crate::guard::{self, SshSession};
 use crate::netfilter::Family;
 use crate::plan::Plan;
 use crate::render;
 use crate::ruleset::Ruleset;
-use crate::state::{FamilySnapshot, Snapshot, StateDir};
+use crate::state::{
+    boot_id, Applied, FamilySnapshot, LastGood, Locked, OriginalPolicies, PendingConfirm,
+    PlanRecords, RulesRecord, Snapshot, StateError,
+};
 
 /// What the caller wants done besides reading.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,6 +44,46 @@ pub struct Transaction {
     pub written: Vec<Family>,
 }
 
+/// A write and what the state folder should remember of it.
+#[derive(Debug)]
+pub struct Intent {
+    pub rulesets: Vec<Ruleset>,
+    /// What is written, for people: a script's path, `(reset)`, …
+    pub script: String,
+    /// The command writing it.
+    pub command: &'static str,
+    /// What the write becomes once it holds.
+    pub keep: Keep,
+    /// Keep a snapshot of the kernel as it was, for `rollback`.
+    pub snapshot: bool,
+    /// The original policies to remember afterwards; `None`: learn those
+    /// this write changes for the first time.
+    pub policies: Option<OriginalPolicies>,
+    /// Whether the kernel write waits for the state folder. A plan's apply
+    /// does: it needs its snapshot to be undone. Putting rules *back*
+    /// (rollback, an expired confirm, the boot fallback) does not: the
+    /// kernel matters more than the bookkeeping, so it writes anyway and
+    /// then says what it could not record.
+    pub records: Records,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Records {
+    Required,
+    BestEffort,
+}
+
+/// What a successful write means for the last good ruleset.
+#[derive(Debug, Clone)]
+pub enum Keep {
+    /// It is the new last good ruleset.
+    Good { digest: String },
+    /// It waits for `fwscript confirm`; the last good one stays.
+    Pending(PendingConfirm),
+    /// It does not change what counts as good (`reset`).
+    Unchanged,
+}
+
 /// What each family should own under `plan`.
 pub fn desired(plan: &Plan) -> Vec<Ruleset> {
     Family::ALL
@@ -38,55 +91,218 @@ pub fn desired(plan: &Plan) -> Vec<Ruleset> {
         .to_vec()
 }
 
-/// Brings the kernel to `plan`. With a state folder, the kernel as it was
-/// is kept for `rollback` and the plan is remembered.
+/// The restore files of rulesets, both families, as the state folder keeps
+/// them and as their digest is taken.
+pub fn rules_text(rulesets: &[Ruleset]) -> String {
+    render::restore_text(rulesets)
+}
+
+/// A digest of everything a plan writes, to recognise it later.
+pub fn digest(rules_text: &str) -> String {
+    let digest = Sha256::digest(rules_text.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Brings the kernel to `plan` after the lockout guard agrees.
 pub fn apply_plan(
     backend: &dyn Backend,
     plan: &Plan,
-    script: &Path,
-    state: Option<&StateDir>,
+    intent: Intent,
+    state: Option<&Locked>,
     mode: Mode,
 ) -> Result<Transaction, Error> {
     if let Some(session) = mode.guard {
         guard::check(plan, session)?;
     }
-    let transaction = write(backend, desired(plan), script, state, mode.dry_run)?;
-    if let (Some(state), false) = (state, transaction.written.is_empty()) {
-        // The rulesets the survey already rendered: no second render of a
-        // big plan on the hot path of every write.
-        let applied = transaction.survey.families.iter().map(|f| &f.desired);
-        state.save_last_plan(&render::restore_text(applied))?;
-    }
-    Ok(transaction)
+    write(backend, intent, state, mode.dry_run)
 }
 
-/// Brings the kernel to `desired` (a plan's, an empty one for `reset`, a
-/// snapshot's for `rollback`), keeping a snapshot first when it writes.
+/// The intent of applying `plan`, made from `script`.
+pub fn plan_intent(plan: &Plan, script: &Path, command: &'static str) -> (Intent, String) {
+    let rulesets = desired(plan);
+    let digest = digest(&rules_text(&rulesets));
+    let intent = Intent {
+        rulesets,
+        script: script.display().to_string(),
+        command,
+        keep: Keep::Good {
+            digest: digest.clone(),
+        },
+        snapshot: true,
+        policies: None,
+        records: Records::Required,
+    };
+    (intent, digest)
+}
+
+/// Brings the kernel to the intent's rulesets, keeping a snapshot first and
+/// recording what was written.
 pub fn write(
     backend: &dyn Backend,
-    desired: Vec<Ruleset>,
-    script: &Path,
-    state: Option<&StateDir>,
+    intent: Intent,
+    state: Option<&Locked>,
     dry_run: bool,
 ) -> Result<Transaction, Error> {
-    let survey = apply::survey(backend, desired)?;
+    let survey = apply::survey(backend, intent.rulesets.clone())?;
     if dry_run || survey.in_sync() {
+        if let (Some(state), false) = (state, dry_run) {
+            adopt_if_unrecorded(state, &intent)?;
+        }
         return Ok(Transaction {
             survey,
             written: Vec::new(),
         });
     }
-    if let Some(state) = state {
-        state.save_snapshot(&snapshot(&survey, script))?;
+    let Some(state) = state else {
+        let written = apply::apply(backend, &survey)?;
+        return Ok(Transaction { survey, written });
+    };
+    // Before the kernel: a folder that cannot take them fails here, and
+    // nothing has changed — or, for rules put back, is noted for after.
+    let mut unrecorded = None;
+    let mut prepare = |result: Result<(), StateError>| -> Result<(), Error> {
+        match (result, intent.records) {
+            (Ok(()), _) => Ok(()),
+            (Err(source), Records::Required) => Err(Error::NotWritten { source }),
+            (Err(source), Records::BestEffort) => {
+                unrecorded.get_or_insert(source);
+                Ok(())
+            }
+        }
+    };
+    let mut staged = None;
+    let records = records(state, &intent, &survey);
+    prepare(
+        records
+            .and_then(|r| state.stage_plan(&r))
+            .map(|s| staged = Some(s)),
+    )?;
+    if intent.snapshot {
+        prepare(state.save_snapshot(&snapshot(&survey, &intent.script)))?;
     }
     let written = apply::apply(backend, &survey)?;
-    Ok(Transaction { survey, written })
+    let transaction = Transaction { survey, written };
+    if let Some(staged) = staged {
+        if let Err(source) = staged.commit() {
+            unrecorded.get_or_insert(source);
+        }
+    }
+    match unrecorded {
+        None => Ok(transaction),
+        Some(source) => Err(Error::Unrecorded {
+            holds: holds(&intent, &transaction),
+            source,
+        }),
+    }
 }
 
-fn snapshot(survey: &Survey, script: &Path) -> Snapshot {
+/// A kernel already in sync with a plan the state folder does not know as
+/// good (the folder was lost, or this is a first run on a configured host):
+/// remember it, so a boot can fall back to it.
+fn adopt_if_unrecorded(state: &Locked, intent: &Intent) -> Result<(), Error> {
+    let Keep::Good { digest } = &intent.keep else {
+        return Ok(());
+    };
+    let known = state
+        .last_good()?
+        .is_some_and(|good| &good.digest == digest);
+    if known || state.pending_confirm()?.is_some() {
+        return Ok(());
+    }
+    let records = PlanRecords {
+        applied: None,
+        rules: Some(RulesRecord {
+            text: rules_text(&intent.rulesets),
+            last_good: Some(last_good(intent, digest)),
+        }),
+        pending: None,
+        policies: None,
+    };
+    state.stage_plan(&records)?.commit()?;
+    Ok(())
+}
+
+fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecords, StateError> {
+    let rules = match &intent.keep {
+        Keep::Good { digest } => Some(RulesRecord {
+            text: rules_text(&intent.rulesets),
+            last_good: Some(last_good(intent, digest)),
+        }),
+        Keep::Pending(_) => Some(RulesRecord {
+            text: rules_text(&intent.rulesets),
+            last_good: None,
+        }),
+        Keep::Unchanged => None,
+    };
+    let digest = match &intent.keep {
+        Keep::Good { digest } => digest.clone(),
+        Keep::Pending(pending) => pending.plan_digest.clone(),
+        Keep::Unchanged => String::new(),
+    };
+    let policies = match &intent.policies {
+        Some(replacement) => Some(replacement.clone()),
+        None => learnt_policies(state.original_policies()?, survey),
+    };
+    Ok(PlanRecords {
+        applied: Some(Applied {
+            script: intent.script.clone(),
+            command: intent.command.to_string(),
+            at: now(),
+            digest,
+            boot_id: boot_id(),
+        }),
+        rules,
+        pending: match &intent.keep {
+            Keep::Pending(pending) => Some(pending.clone()),
+            _ => None,
+        },
+        policies,
+    })
+}
+
+fn last_good(intent: &Intent, digest: &str) -> LastGood {
+    LastGood {
+        script: intent.script.clone(),
+        applied_at: now(),
+        digest: digest.to_string(),
+    }
+}
+
+/// The policies a write changes for the first time, added to those known:
+/// `None` when it teaches nothing new.
+fn learnt_policies(mut known: OriginalPolicies, survey: &Survey) -> Option<OriginalPolicies> {
+    let mut learnt = false;
+    for (family, table, change) in survey.changes() {
+        if let Change::SetPolicy { hook, from, .. } = change {
+            learnt |= known.remember(family, table, *hook, *from);
+        }
+    }
+    learnt.then_some(known)
+}
+
+/// What the kernel holds after a write, in words, for an error that comes
+/// after it.
+fn holds(intent: &Intent, transaction: &Transaction) -> String {
+    let what = match intent.command {
+        "reset" => "nothing of fwscript's".to_string(),
+        // Stand-ins like `(last good: fw.rhai)` describe themselves.
+        _ if intent.script.starts_with('(') => intent
+            .script
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .to_string(),
+        _ => format!("the rules of `{}`", intent.script),
+    };
+    format!(
+        "it now holds {what} ({} changes written and verified)",
+        transaction.survey.change_count()
+    )
+}
+
+fn snapshot(survey: &Survey, script: &str) -> Snapshot {
     Snapshot {
         taken_at: now(),
-        script: script.display().to_string(),
+        script: script.to_string(),
         families: survey
             .families
             .iter()

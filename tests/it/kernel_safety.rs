@@ -2,7 +2,6 @@
 //! lockout guard, confirm-or-roll-back, and rollback. Needs root; skips
 //! loudly without it (fails under CI).
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -294,5 +293,6 @@ fn state_files_are_private() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&host.state()), 0o700);
     assert_eq!(mode(&host.state().join("snapshot.json")), 0o600);
-    assert_eq!(mode(&host.state().join("last-plan.rules")), 0o600);
+    assert_eq!(mode(&host.state().join("last-good.rules")), 0o600);
+    assert_eq!(mode(&host.state().join("applied.json")), 0o600);
 }
