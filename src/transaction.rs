@@ -319,3 +319,91 @@ pub fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::backend::fake::Fake;
+    use crate::backend::BackendError;
+    use crate::state::StateDir;
+
+    /// A kernel that takes the write, while something takes the state
+    /// folder's staged files away (a disk failing between the steps).
+    struct Sabotage {
+        kernel: Fake,
+        folder: PathBuf,
+    }
+
+    impl Backend for Sabotage {
+        fn availability(&self, family: Family) -> Result<(), String> {
+            self.kernel.availability(family)
+        }
+        fn save(&self, family: Family) -> Result<String, BackendError> {
+            self.kernel.save(family)
+        }
+        fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
+            for entry in std::fs::read_dir(&self.folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            self.kernel.restore(family, input)
+        }
+    }
+
+    #[test]
+    fn a_record_lost_after_the_write_says_the_kernel_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("state")).unwrap();
+        let backend = Sabotage {
+            kernel: Fake::new(),
+            folder: state.path().to_path_buf(),
+        };
+        let plan = crate::script::emergency_plan(22);
+        let (intent, _) = plan_intent(&plan, Path::new("fw.rhai"), "apply");
+        let locked = state.lock("test").unwrap();
+        let err = write(&backend, intent, Some(&locked), false).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(
+                "error: the kernel was changed: it now holds the rules of `fw.rhai` ("
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("but the state folder could not record it"),
+            "{message}"
+        );
+        assert!(
+            !backend.kernel.state(Family::Ipv4).tables.is_empty(),
+            "the write did happen"
+        );
+    }
+
+    #[test]
+    fn only_first_changes_teach_original_policies() {
+        let backend = Fake::new().with_save(
+            Family::Ipv4,
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+        );
+        let plan = crate::script::emergency_plan(22);
+        let survey = apply::survey(&backend, desired(&plan)).unwrap();
+        let learnt = learnt_policies(OriginalPolicies::default(), &survey).unwrap();
+        use crate::netfilter::{Hook, Policy, Table};
+        assert_eq!(
+            learnt.get(Family::Ipv4, Table::Filter, Hook::Input),
+            Some(Policy::Accept)
+        );
+        // FORWARD was DROP already (Docker's): nothing changed, nothing learnt.
+        assert_eq!(learnt.get(Family::Ipv4, Table::Filter, Hook::Forward), None);
+        // A fresh IPv6 table counts as ACCEPT.
+        assert_eq!(
+            learnt.get(Family::Ipv6, Table::Filter, Hook::Input),
+            Some(Policy::Accept)
+        );
+        assert!(learnt_policies(learnt, &survey).is_none(), "nothing new");
+    }
+}

@@ -87,11 +87,12 @@ pub fn apply(args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
     };
     let transaction = transaction::apply_plan(&backend, &plan, intent, Some(&locked), mode)?;
     let outcome = report::report(&transaction, Some(&plan), false, args.json)?;
-    if let (Some(pending), false) = (pending, transaction.written.is_empty()) {
+    if let (Some(pending), Some(secs), false) =
+        (pending, args.confirm, transaction.written.is_empty())
+    {
         confirm::start_timer(&backend, &locked, &pending)?;
         eprintln!(
-            "run `fwscript confirm` within {} s to keep these rules; otherwise the rules from before come back",
-            pending.deadline.saturating_sub(transaction::now())
+            "run `fwscript confirm` within {secs} s to keep these rules; otherwise the rules from before come back"
         );
     }
     Ok(outcome)

@@ -40,6 +40,8 @@ use watcher::{folders_of, FolderWatcher};
 pub enum Event {
     /// Scripts or modules in a watched folder changed.
     Changed(Vec<PathBuf>),
+    /// Things were created, removed or renamed: maybe a watched folder.
+    Moved(Vec<PathBuf>),
     WatchFailed(String),
     Reload,
     Stop(&'static str),
@@ -76,6 +78,9 @@ struct Daemon<'a> {
     report: Reporter,
     /// Families this host cannot do, each logged once.
     skipped: HashSet<Family>,
+    /// The start-up line naming the watched folders was logged; changes
+    /// to them are logged from then on.
+    announced: bool,
 }
 
 /// Why the daemon writes: for the log line.
@@ -138,6 +143,7 @@ pub fn watch(
         resync,
         watcher,
         skipped: HashSet::new(),
+        announced: false,
     };
     // Watched before the first evaluation, so fixing a script that never
     // worked is seen too.
@@ -149,6 +155,7 @@ pub fn watch(
         daemon.watched(),
         resync.as_secs()
     );
+    daemon.announced = true;
     let outcome = daemon.run(&inbox);
     let _ = daemon.state.clear_daemon();
     outcome
@@ -183,6 +190,11 @@ impl Daemon<'_> {
                     tracing::info!("changed: {}", names.join(", "));
                     self.reevaluate();
                     next_resync = Instant::now() + self.resync;
+                }
+                Ok(Event::Moved(paths)) => {
+                    if self.watcher.forget(&paths) {
+                        self.rearm();
+                    }
                 }
                 Ok(Event::Reload) => {
                     tracing::info!(
@@ -223,6 +235,18 @@ impl Daemon<'_> {
                 Err(RecvTimeoutError::Disconnected) => return Err(DaemonError::Stopped.into()),
             }
         }
+    }
+
+    /// Watches replaced or reappeared folders again, and evaluates what is
+    /// in them now.
+    fn rearm(&mut self) {
+        let rearmed = self.watcher.rearm_changed();
+        if rearmed.is_empty() {
+            return;
+        }
+        let names: Vec<String> = rearmed.iter().map(|p| p.display().to_string()).collect();
+        tracing::info!("watching again, it was replaced: {}", names.join(", "));
+        self.reevaluate();
     }
 
     /// Evaluates the script; a good one becomes what the kernel should
@@ -295,10 +319,7 @@ impl Daemon<'_> {
                     self.report
                         .write_failed(&one_line(&err), retry.backoff, &self.state);
                 } else {
-                    tracing::error!(
-                        "the fallback could not be applied either: {}",
-                        one_line(&err)
-                    );
+                    self.report.fallback_failed(&one_line(&err));
                 }
             }
         }
@@ -380,7 +401,7 @@ impl Daemon<'_> {
         for problem in problems {
             tracing::error!("{problem}; trying again every second");
         }
-        if !before.is_empty() && before != self.watcher.folders() {
+        if self.announced && before != self.watcher.folders() {
             tracing::info!("now watching: {}", self.watched());
         }
     }

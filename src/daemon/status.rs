@@ -18,6 +18,7 @@ pub struct Reporter {
     /// The last write failure logged, so a retry that fails the same way
     /// says nothing new.
     logged_failure: Option<String>,
+    logged_fallback_failure: Option<String>,
 }
 
 impl Reporter {
@@ -29,6 +30,7 @@ impl Reporter {
             kernel: None,
             ready: false,
             logged_failure: None,
+            logged_fallback_failure: None,
         }
     }
 
@@ -50,6 +52,7 @@ impl Reporter {
             self.write_error = None;
             self.logged_failure = None;
         }
+        self.logged_fallback_failure = None;
         self.kernel = Some(kernel);
         self.publish(state);
     }
@@ -66,6 +69,17 @@ impl Reporter {
         }
         self.write_error = Some((message.to_string(), retry_in));
         self.publish(state);
+    }
+
+    /// The fallback could not be written either, while the script's plan
+    /// waits for its retry: logged once per distinct failure.
+    pub fn fallback_failed(&mut self, message: &str) {
+        if self.logged_fallback_failure.as_deref() == Some(message) {
+            tracing::debug!("the fallback is still not applied: {message}");
+        } else {
+            tracing::error!("the fallback could not be applied either: {message}");
+            self.logged_fallback_failure = Some(message.to_string());
+        }
     }
 
     /// The one line systemd shows: what went wrong, then what the kernel

@@ -34,28 +34,33 @@ pub struct FolderWatcher {
 impl FolderWatcher {
     pub fn new(events: Sender<Event>) -> Result<FolderWatcher, String> {
         let handler = move |result: DebounceEventResult| {
-            let event = match result {
-                Ok(events) => {
-                    let paths: BTreeSet<PathBuf> = events
-                        .iter()
-                        .filter(|e| is_change(&e.event.kind))
-                        .flat_map(|e| e.event.paths.iter().cloned())
-                        .filter(|p| is_script(p))
-                        .collect();
-                    if paths.is_empty() {
-                        return;
-                    }
-                    Event::Changed(paths.into_iter().collect())
+            let events_of_this_burst = match result {
+                Ok(events) => events,
+                Err(errors) => {
+                    let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+                    let _ = events.send(Event::WatchFailed(message.join("; ")));
+                    return;
                 }
-                Err(errors) => Event::WatchFailed(
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
             };
-            let _ = events.send(event);
+            let mut scripts = BTreeSet::new();
+            let mut moved = BTreeSet::new();
+            for event in &events_of_this_burst {
+                for path in &event.event.paths {
+                    if is_script(path) && is_change(&event.event.kind) {
+                        scripts.insert(path.clone());
+                    } else if is_move(&event.event.kind) {
+                        moved.insert(path.clone());
+                    }
+                }
+            }
+            // Folders first: a replaced folder must be watched again before
+            // the changes in it are evaluated.
+            if !moved.is_empty() {
+                let _ = events.send(Event::Moved(moved.into_iter().collect()));
+            }
+            if !scripts.is_empty() {
+                let _ = events.send(Event::Changed(scripts.into_iter().collect()));
+            }
         };
         // A tick of half the debounce: the watcher thread naps between checks
         // instead of spinning.
@@ -114,7 +119,10 @@ impl FolderWatcher {
                 let _ = self.debouncer.unwatch(&folder);
             }
             let identity = match now {
-                Some(_) => self.arm(&folder).ok(),
+                Some(_) => self
+                    .arm(&folder)
+                    .map_err(|err| tracing::debug!("{err}; trying again"))
+                    .ok(),
                 None => None,
             };
             if identity.is_some() {
@@ -123,6 +131,23 @@ impl FolderWatcher {
             self.folders.insert(folder, identity);
         }
         rearmed
+    }
+
+    /// Forgets the watches of wanted folders among `paths` (removed or
+    /// renamed away: a folder created again at the same path may even get
+    /// the same inode). Returns whether any was wanted; [`Self::rearm_changed`]
+    /// then watches them again where they are back.
+    pub fn forget(&mut self, paths: &[PathBuf]) -> bool {
+        let mut hit = false;
+        for path in paths {
+            if let Some(identity) = self.folders.get_mut(path) {
+                if identity.take().is_some() {
+                    let _ = self.debouncer.unwatch(path);
+                }
+                hit = true;
+            }
+        }
+        hit
     }
 
     /// Watches every folder anew (SIGHUP): whatever happened to them.
@@ -160,6 +185,16 @@ fn is_change(kind: &EventKind) -> bool {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
     }
+}
+
+/// Creations, removals and renames: how a folder is replaced.
+fn is_move(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Modify(notify_debouncer_full::notify::event::ModifyKind::Name(_))
+    )
 }
 
 /// Scripts and modules end in `.rhai`; an editor's swap and backup files

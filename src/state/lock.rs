@@ -48,8 +48,24 @@ impl WriterLock<'_> {
 
 impl Drop for WriterLock<'_> {
     fn drop(&mut self) {
+        // The holder's note goes first, so nobody reads a stale one.
+        let _ = rustix::fs::unlinkat(self.folder, HOLDER, rustix::fs::AtFlags::empty());
         let _ = rustix::fs::flock(self.folder, FlockOperation::Unlock);
     }
+}
+
+/// The note `lock-holder` holds: who, doing what, since when.
+pub fn holder_note(pid: u32, doing: &str, since: &str) -> String {
+    format!("pid {pid}, `fwscript {doing}` since {since}")
+}
+
+/// Reads a holder's note back, unless its process is gone (killed with
+/// the lock held: the kernel released the lock, the note stayed).
+pub fn live_holder(note: &str) -> Option<String> {
+    let pid = note.strip_prefix("pid ")?.split(',').next()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then(|| note.trim().to_string())
 }
 
 #[cfg(test)]

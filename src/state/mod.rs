@@ -37,8 +37,10 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("refusing to use the state folder `{path}`: {why}\n  = hint: {hint}")]
+    #[error("refusing to use the state {what} `{path}`: {why}\n  = hint: {hint}")]
     Untrusted {
+        /// `folder`, or `file` for one in it.
+        what: &'static str,
         path: PathBuf,
         why: String,
         hint: String,
@@ -138,6 +140,7 @@ impl StateDir {
 
     fn open_trusted(path: &Path) -> Result<StateDir, StateError> {
         let untrusted = |why: String, hint: String| StateError::Untrusted {
+            what: "folder",
             path: path.to_path_buf(),
             why,
             hint,
@@ -187,14 +190,14 @@ impl StateDir {
                 .read_text(lock::HOLDER)
                 .ok()
                 .flatten()
-                .map(|h| h.trim().to_string()),
+                .and_then(|note| lock::live_holder(&note)),
         })?;
         let locked = Locked { state: self, lock };
         // Best effort: on a full or read-only folder the lock still holds.
-        let holder = format!(
-            "pid {}, `fwscript {doing}` since {}",
+        let holder = lock::holder_note(
             std::process::id(),
-            crate::confirm::utc(crate::transaction::now())
+            doing,
+            &crate::confirm::utc(crate::transaction::now()),
         );
         let _ = locked.write(lock::HOLDER, holder.as_bytes());
         Ok(locked)
@@ -276,6 +279,7 @@ impl StateDir {
             Err(Errno::NOENT) => return Ok(None),
             Err(Errno::LOOP) => {
                 return Err(StateError::Untrusted {
+                    what: "file",
                     path: shown.clone(),
                     why: "it is a symlink, which fwscript never writes".into(),
                     hint: format!("look at it, then remove it: rm {}", shown.display()),
@@ -285,6 +289,7 @@ impl StateDir {
         };
         let stat =
             trust::check_file(&file, &shown, self.uid).map_err(|d| StateError::Untrusted {
+                what: "file",
                 path: shown.clone(),
                 why: d.why,
                 hint: d.hint,

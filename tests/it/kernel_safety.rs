@@ -159,10 +159,10 @@ fn an_unconfirmed_apply_rolls_back_by_itself() {
     let before = host.netns.saves();
 
     let run = host
-        .run(&["apply", "--confirm", "1", &host.script("after.rhai")])
+        .run(&["apply", "--confirm", "3", &host.script("after.rhai")])
         .expect(0);
     assert!(
-        run.stderr.contains("run `fwscript confirm` within 1 s"),
+        run.stderr.contains("run `fwscript confirm` within 3 s"),
         "{run:#?}"
     );
     assert!(
