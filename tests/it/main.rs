@@ -24,3 +24,4 @@ mod traffic_rules;
 mod traffic_scans;
 mod traffic_tutorial;
 mod tutorial_doc;
+mod units;
