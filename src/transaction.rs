@@ -48,7 +48,9 @@ pub fn apply_plan(
     mode: Mode,
 ) -> Result<Transaction, Error> {
     if let Some(session) = mode.guard {
-        guard::check(plan, session)?;
+        for warning in guard::check(plan, session)? {
+            tracing::warn!("{warning}");
+        }
     }
     let transaction = write(backend, desired(plan), script, state, mode.dry_run)?;
     if let (Some(state), false) = (state, transaction.written.is_empty()) {
