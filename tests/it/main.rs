@@ -16,6 +16,7 @@ mod kernel_render;
 mod kernel_safety;
 mod kernel_watch;
 mod script_errors;
+mod traffic_guard;
 mod traffic_nat;
 mod traffic_outbound;
 mod traffic_rules;
