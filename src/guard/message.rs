@@ -50,10 +50,10 @@ impl fmt::Display for Lockout {
                 answer,
             } => {
                 let doubts = worth_saying(&answer.doubts);
-                let modal = if doubts.is_empty() { "would" } else { "may" };
+                let (cut, modal) = modals(&doubts);
                 write!(
                     f,
-                    "refusing to apply: this SSH session could be cut off. {} {modal} be {} \
+                    "refusing to apply: this SSH session {cut} be cut off. {} {modal} be {} \
                      by {}",
                     subject(session, *leg),
                     verdict_word(answer.verdict),
@@ -68,7 +68,7 @@ impl fmt::Display for Lockout {
             }
             Lockout::Rewritten { session, rewrite } => {
                 let doubts = worth_saying(&rewrite.doubts);
-                let modal = if doubts.is_empty() { "would" } else { "may" };
+                let (cut, modal) = modals(&doubts);
                 let elsewhere = match &rewrite.action {
                     Action::Redirect { to_port } => format!("to port {to_port} instead"),
                     Action::Dnat { to } => format!("to {to} instead"),
@@ -79,7 +79,7 @@ impl fmt::Display for Lockout {
                 };
                 write!(
                     f,
-                    "refusing to apply: this SSH session could be cut off. {} {modal} send a \
+                    "refusing to apply: this SSH session {cut} be cut off. {} {modal} send a \
                      new connection from {} to port {} {elsewhere}",
                     rewrite.rule, session.client, session.server_port
                 )?;
@@ -98,6 +98,16 @@ impl fmt::Display for Lockout {
                 )
             }
         }
+    }
+}
+
+/// "would" for a certain outcome, "could"/"may" for one that rests on
+/// something the guard cannot know.
+fn modals(doubts: &[&Doubt]) -> (&'static str, &'static str) {
+    if doubts.is_empty() {
+        ("would", "would")
+    } else {
+        ("could", "may")
     }
 }
 

@@ -83,7 +83,7 @@ rule(#{ dst: "192.0.2.1", proto: "tcp", dport: 22, action: "drop" });"#,
     );
     assert_eq!(
         message(&lockout),
-        "refusing to apply: this SSH session could be cut off. A new connection from \
+        "refusing to apply: this SSH session would be cut off. A new connection from \
          192.0.2.2 to port 22 would be dropped by FWS-INPUT-DENY rule 1 (fw.rhai:2:1): \
          -d 192.0.2.1/32 -p tcp -m tcp --dport 22 -j DROP\n  \
          = hint: change the rule at fw.rhai:2:1 so it spares this session (192.0.2.2), or \
@@ -161,7 +161,7 @@ fn redirecting_the_ssh_port_is_refused() {
     assert_eq!(rewrite.rule.origin.as_ref().map(|o| o.line), Some(2));
     assert_eq!(
         message(&lockout),
-        "refusing to apply: this SSH session could be cut off. nat FWS-PREROUTING rule 1 \
+        "refusing to apply: this SSH session would be cut off. nat FWS-PREROUTING rule 1 \
          (fw.rhai:2:1): -p tcp -m tcp --dport 22 -j REDIRECT --to-ports 2222 would send a \
          new connection from 192.0.2.2 to port 22 to port 2222 instead\n  \
          = hint: keep port 22 out of the rewrite at fw.rhai:2:1, or first move the session \
@@ -208,7 +208,7 @@ allow_tcp(22);"#,
     assert_eq!(answer.hook, Hook::Output);
     assert_eq!(
         message(&lockout),
-        "refusing to apply: this SSH session could be cut off. This server's replies with \
+        "refusing to apply: this SSH session would be cut off. This server's replies with \
          SYN,ACK from port 22 to 192.0.2.2 would be dropped by policy DROP of OUTPUT \
          (fw.rhai:2:1)\n  \
          = hint: let the replies out first (keep the baseline's `established` rule, or \
