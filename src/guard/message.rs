@@ -181,7 +181,7 @@ fn write_doubts(
             DoubtKind::CannotFollow(target) => write!(
                 f,
                 "\n  {it} hands the packet to `{target}`, which cannot be followed offline: \
-                 whatever happens there counts as a drop"
+                 the guard assumes the worst of it"
             )?,
         }
     }
@@ -244,8 +244,7 @@ fn blocked_hint(session: &SshConnection, leg: Leg, answer: &Explanation) -> Stri
             session.server_port
         );
     }
-    let passed_over = answer
-        .doubts
+    let passed_over = worth_saying(&answer.doubts)
         .iter()
         .any(|d| matches!(d.kind, DoubtKind::MayNotMatch(_)));
     let cannot_follow = answer.doubts.iter().find_map(|d| match &d.kind {

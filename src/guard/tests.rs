@@ -188,7 +188,7 @@ fn a_jump_to_nfqueue_or_a_foreign_chain_is_refused() {
             text.contains(&format!(
                 "may be dropped by FWS-INPUT-DENY rule 1 (fw.rhai:2:1): -p tcp -m tcp --dport \
                  22 -j {target}\n  it hands the packet to `{target}`, which cannot be \
-                 followed offline: whatever happens there counts as a drop\n  = hint: change \
+                 followed offline: the guard assumes the worst of it\n  = hint: change \
                  the rule at fw.rhai:2:1 so this session does not go to `{target}`"
             )),
             "{text}"
@@ -377,4 +377,41 @@ fn the_other_ssh_port_is_the_one_protected() {
     let session = "192.0.2.2 50022 192.0.2.1 2222";
     assert!(check_as("allow_tcp(22);", session).is_err());
     assert_eq!(check_as("allow_tcp(2222);", session).unwrap(), []);
+}
+
+#[test]
+fn a_plan_without_ssh_is_refused_with_the_policy_and_ssh_from_as_the_way() {
+    let lockout = refusal("allow_tcp(80);");
+    assert_eq!(
+        message(&lockout),
+        "refusing to apply: this SSH session would be cut off. A new connection from \
+         192.0.2.2 to port 22 would be dropped by policy DROP of INPUT (baseline)\n  \
+         = hint: allow it first (for example `ssh_from(\"192.0.2.2\")`), or pass --force if \
+         you are sure"
+    );
+}
+
+#[test]
+fn a_jump_out_of_nat_prerouting_may_send_the_session_anywhere() {
+    let lockout = refusal(
+        r#"allow_tcp(22);
+rule(#{ table: "nat", chain: "prerouting", proto: "tcp", action: "jump:DOCKER" });"#,
+    );
+    let Lockout::Rewritten { rewrite, .. } = &lockout else {
+        panic!("expected a rewrite, got {lockout}");
+    };
+    assert_eq!(rewrite.rule.origin.as_ref().map(|o| o.line), Some(2));
+    let text = message(&lockout);
+    assert!(text.contains("could be cut off. nat FWS-PREROUTING rule 1 (fw.rhai:2:1): -p tcp -j DOCKER may send a new connection from 192.0.2.2 to port 22 to `DOCKER`, which cannot be followed offline"), "{text}");
+}
+
+#[test]
+fn mangle_is_walked_too() {
+    let lockout = refusal(
+        r#"allow_tcp(22);
+rule(#{ table: "mangle", chain: "prerouting", iface: "eth0", action: "drop" });"#,
+    );
+    let (_, answer) = blocked(&lockout);
+    assert_eq!(decided_line(answer), Some(2));
+    assert!(message(&lockout).contains("may be dropped by mangle FWS-PREROUTING rule 1"));
 }
