@@ -38,4 +38,16 @@ mod tests {
         assert!(!notes.insert("b".into()));
         assert_eq!(notes.into_vec(), ["b", "a"]);
     }
+
+    #[test]
+    fn a_note_is_looked_up_in_the_set_not_in_the_list() {
+        // Known to the set only: a scan of the list (what made explain
+        // quadratic) would take it as new.
+        let mut notes = Notes {
+            ordered: Vec::new(),
+            seen: HashSet::from(["made before".to_string()]),
+        };
+        assert!(!notes.insert("made before".into()));
+        assert!(notes.into_vec().is_empty());
+    }
 }
