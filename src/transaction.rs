@@ -112,7 +112,9 @@ pub fn apply_plan(
     mode: Mode,
 ) -> Result<Transaction, Error> {
     if let Some(session) = mode.guard {
-        guard::check(plan, session)?;
+        for warning in guard::check(plan, session)? {
+            tracing::warn!("{warning}");
+        }
     }
     write(backend, intent, state, mode.dry_run)
 }

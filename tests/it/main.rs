@@ -18,6 +18,7 @@ mod kernel_safety;
 mod kernel_state;
 mod kernel_watch;
 mod script_errors;
+mod traffic_guard;
 mod traffic_nat;
 mod traffic_outbound;
 mod traffic_rules;
