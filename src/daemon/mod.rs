@@ -135,7 +135,7 @@ pub fn watch(
     let mut daemon = Daemon {
         script: script.to_path_buf(),
         backend,
-        report: Reporter::new(record),
+        report: Reporter::new(record, &state),
         state,
         wanted: None,
         in_kernel: None,

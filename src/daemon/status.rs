@@ -22,7 +22,12 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(record: DaemonRecord) -> Reporter {
+    /// Records the daemon in the state folder at once, so an `apply` run
+    /// meanwhile can say a daemon will undo it.
+    pub fn new(record: DaemonRecord, state: &StateDir) -> Reporter {
+        if let Err(err) = state.save_daemon(&record) {
+            tracing::warn!("cannot record the daemon in the state folder: {err}");
+        }
         Reporter {
             record,
             script_error: None,
