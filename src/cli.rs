@@ -98,6 +98,11 @@ pub struct ApplyArgs {
     /// Apply even when the lockout guard refuses.
     #[arg(long)]
     pub force: bool,
+    /// This is the apply at boot: if the script cannot be applied, put the
+    /// last good ruleset (or the emergency one) in the kernel instead, and
+    /// still fail. Implied on the first run since a reboot.
+    #[arg(long)]
+    pub boot: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,31 +3,42 @@
 //! runs in time, and `rollback` puts it back on demand.
 //!
 //! The timer is a detached `fwscript` process, so it needs no terminal and
-//! survives the SSH session that ran the apply. Should it die (a crash, a
-//! reboot), the deadline is still in the state folder: the next `apply`,
-//! `reset`, `rollback`, `confirm` or `watch` sees it has passed and rolls
-//! back first, and the plan that was never confirmed is not applied again
-//! unattended (see docs/safety.md).
+//! survives the SSH session that ran the apply. Should it die, the deadline
+//! is still in the state folder: the next fwscript that writes sees it has
+//! passed and rolls back first. Should the machine reboot (or the kernel
+//! lose fwscript's rules) before the deadline, the unconfirmed change can
+//! never be confirmed: it counts as rejected at once and the last good
+//! ruleset goes back in, never nothing (see docs/safety.md).
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::backend::Backend;
 use crate::error::Error;
+use crate::fallback::{self, Fallback};
 use crate::live::LiveState;
-use crate::plan::Plan;
-use crate::render;
-use crate::state::{PendingConfirm, Rejected, StateDir};
-use crate::transaction::{self, now, Transaction};
+use crate::state::{boot_id, LastGood, Locked, PendingConfirm, Rejected, StateDir};
+use crate::transaction::{self, now, Intent, Keep, Records, Transaction};
+
+/// The longest `apply --confirm` may wait: a day. Longer is a mistake
+/// (a typo'd number) more often than a plan.
+pub const MAX_CONFIRM_SECS: u64 = 86_400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfirmError {
     #[error("there is nothing to confirm: no `apply --confirm` is waiting")]
     NothingPending,
+    #[error(
+        "there is nothing to confirm: the apply of `{script}` was not confirmed in time and \
+         the rules from before it are back"
+    )]
+    Expired { script: String },
+    #[error(
+        "there is nothing to confirm: the apply of `{script}` was lost when the kernel lost \
+         fwscript's rules (a reboot?); {fallback} is in the kernel now"
+    )]
+    Lost { script: String, fallback: String },
     #[error("there is no snapshot to roll back to: nothing has been applied with this state folder (`{0}`)")]
     NoSnapshot(String),
     #[error("the snapshot in the state folder is unreadable: {0}")]
@@ -43,7 +54,7 @@ pub enum ConfirmError {
          `fwscript confirm` to keep it or `fwscript rollback` to undo it, then try again"
     )]
     Pending { script: String, left: u64 },
-    #[error("cannot start the confirm timer: {0}")]
+    #[error("cannot start the confirm timer ({0}), so the change was rolled back at once")]
     Timer(std::io::Error),
 }
 
@@ -60,85 +71,135 @@ pub fn ensure_none_pending(state: &StateDir) -> Result<(), Error> {
     }
 }
 
-/// A digest of everything the plan writes, to recognise it later.
-pub fn digest(plan: &Plan) -> String {
-    let digest = Sha256::digest(render::restore_files(plan).as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-/// After an apply with `--confirm SECS`: remember the deadline and start
-/// the timer. Nothing to arm when nothing was written.
-pub fn arm(
-    state: &StateDir,
-    script: &Path,
-    plan: &Plan,
-    secs: u64,
-    transaction: &Transaction,
-) -> Result<bool, Error> {
-    if transaction.written.is_empty() {
-        return Ok(false);
-    }
-    let token = format!("{:x}{:x}", std::process::id(), now());
-    let pending = PendingConfirm {
+/// The record of an apply of `script` that `fwscript confirm` must keep
+/// within `secs`.
+pub fn pending(script: &str, secs: u64, digest: &str) -> PendingConfirm {
+    PendingConfirm {
         deadline: now() + secs,
-        token: token.clone(),
-        script: script.display().to_string(),
-        plan_digest: digest(plan),
-    };
-    state.save_pending_confirm(&pending)?;
-    let exe = std::env::current_exe().map_err(ConfirmError::Timer)?;
-    let mut timer = Command::new(exe);
-    timer
-        .arg("--state-dir")
-        .arg(state.path())
-        .args(["confirm-timer", &token])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; it detaches the timer from the
-    // session so a closed SSH connection does not take it down.
-    unsafe {
-        timer.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
+        token: format!("{:x}{:x}", std::process::id(), now()),
+        script: script.to_string(),
+        plan_digest: digest.to_string(),
+        boot_id: boot_id(),
     }
-    timer.spawn().map_err(ConfirmError::Timer)?;
-    Ok(true)
 }
 
-/// `fwscript confirm`: keep what the pending apply wrote.
-pub fn confirm(backend: &dyn Backend, state: &StateDir) -> Result<PendingConfirm, Error> {
-    if settle(backend, state)?.is_some() {
-        return Err(ConfirmError::NothingPending.into());
+/// After an apply with `--confirm` wrote: starts the timer. If it cannot
+/// start, nothing would ever roll back, so the change is rolled back now.
+pub fn start_timer(
+    backend: &dyn Backend,
+    state: &Locked,
+    pending: &PendingConfirm,
+) -> Result<(), Error> {
+    let spawned = std::env::current_exe().and_then(|exe| {
+        let mut timer = Command::new(exe);
+        timer
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["confirm-timer", &pending.token])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: setsid is async-signal-safe; it detaches the timer from
+        // the session so a closed SSH connection does not take it down.
+        unsafe {
+            timer.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        timer.spawn()
+    });
+    if let Err(err) = spawned {
+        expire(backend, state, pending)?;
+        return Err(ConfirmError::Timer(err).into());
+    }
+    Ok(())
+}
+
+/// `fwscript confirm`: keep what the pending apply wrote. The unconfirmed
+/// rules become the last good ruleset.
+pub fn confirm(backend: &dyn Backend, state: &Locked) -> Result<PendingConfirm, Error> {
+    match settle(backend, state)? {
+        Settled::Nothing => {}
+        Settled::Expired(pending) => {
+            return Err(ConfirmError::Expired {
+                script: pending.script,
+            }
+            .into())
+        }
+        Settled::Lost { pending, fallback } => {
+            return Err(ConfirmError::Lost {
+                script: pending.script,
+                fallback: fallback.describe(),
+            }
+            .into())
+        }
     }
     let pending = state
         .pending_confirm()?
         .ok_or(ConfirmError::NothingPending)?;
+    state.promote_pending(&LastGood {
+        script: pending.script.clone(),
+        applied_at: now(),
+        digest: pending.plan_digest.clone(),
+    })?;
     state.clear_pending_confirm()?;
     state.clear_rejected()?;
     Ok(pending)
 }
 
-/// Rolls back a pending confirm whose deadline has passed (its timer is
-/// gone, or this runs first). Returns what was rolled back.
-pub fn settle(backend: &dyn Backend, state: &StateDir) -> Result<Option<PendingConfirm>, Error> {
-    let Some(pending) = state.pending_confirm()? else {
-        return Ok(None);
-    };
-    if now() < pending.deadline {
-        return Ok(None);
-    }
-    expire(backend, state, &pending)?;
-    tracing::warn!(
-        "the apply of `{}` was not confirmed in time: the rules from before it are back",
-        pending.script
-    );
-    Ok(Some(pending))
+/// What [`settle`] found and did.
+#[derive(Debug)]
+pub enum Settled {
+    /// No confirm is pending, or one is and may still be confirmed.
+    Nothing,
+    /// Its deadline passed: the snapshot from before it is back.
+    Expired(PendingConfirm),
+    /// The kernel lost it (a reboot): the last good ruleset is back.
+    Lost {
+        pending: PendingConfirm,
+        fallback: Fallback,
+    },
 }
 
-fn expire(backend: &dyn Backend, state: &StateDir, pending: &PendingConfirm) -> Result<(), Error> {
-    rollback(backend, state)?;
+/// Ends a pending confirm that can no longer be confirmed: its deadline
+/// passed (its timer is gone, or this runs first), or the machine rebooted
+/// (the kernel no longer holds it). Either way it counts as rejected.
+pub fn settle(backend: &dyn Backend, state: &Locked) -> Result<Settled, Error> {
+    let Some(pending) = state.pending_confirm()? else {
+        return Ok(Settled::Nothing);
+    };
+    if now() >= pending.deadline {
+        expire(backend, state, &pending)?;
+        tracing::warn!(
+            "the apply of `{}` was not confirmed in time: the rules from before it are back",
+            pending.script
+        );
+        return Ok(Settled::Expired(pending));
+    }
+    let rebooted = !pending.boot_id.is_empty() && pending.boot_id != boot_id();
+    if !rebooted && fallback::kernel_holds_fwscript(backend)? {
+        return Ok(Settled::Nothing);
+    }
+    // The unconfirmed rules are gone from the kernel: they can never be
+    // confirmed, and what is in the kernel now is not a firewall.
+    reject(state, &pending)?;
+    let fallback = fallback::choose(state)?;
+    fallback::apply(backend, state, &fallback, "boot")?;
+    tracing::warn!(
+        "the apply of `{}` was never confirmed and the kernel lost it (a reboot?): {} is in the kernel",
+        pending.script,
+        fallback.describe()
+    );
+    Ok(Settled::Lost { pending, fallback })
+}
+
+fn expire(backend: &dyn Backend, state: &Locked, pending: &PendingConfirm) -> Result<(), Error> {
+    rollback(backend, state, "confirm-timer")?;
+    reject(state, pending)
+}
+
+fn reject(state: &Locked, pending: &PendingConfirm) -> Result<(), Error> {
     state.save_rejected(&Rejected {
         plan_digest: pending.plan_digest.clone(),
         rolled_back_at: now(),
@@ -157,19 +218,23 @@ pub fn run_timer(backend: &dyn Backend, state: &StateDir, token: &str) -> Result
         if pending.token != token {
             return Ok(());
         }
-        let now = now();
-        if now >= pending.deadline {
-            return expire(backend, state, &pending);
+        if now() >= pending.deadline {
+            let locked = state.lock("confirm-timer")?;
+            // Confirmed while this waited for the lock: nothing to do.
+            if locked.pending_confirm()?.is_some_and(|p| p.token == token) {
+                return expire(backend, &locked, &pending);
+            }
+            return Ok(());
         }
         // Short naps, so a confirm ends the timer within a second.
-        std::thread::sleep(Duration::from_secs((pending.deadline - now).min(1)));
+        std::thread::sleep(Duration::from_secs((pending.deadline - now()).min(1)));
     }
 }
 
 /// Refuses, unattended, the plan an expired confirm rolled back.
 pub fn refuse_unconfirmed_again(
     state: &StateDir,
-    plan: &Plan,
+    digest: &str,
     forced: bool,
     confirming: bool,
 ) -> Result<(), Error> {
@@ -177,33 +242,46 @@ pub fn refuse_unconfirmed_again(
         return Ok(());
     }
     match state.rejected()? {
-        Some(rejected) if rejected.plan_digest == digest(plan) => {
-            Err(ConfirmError::NeverConfirmed {
-                at: rejected.rolled_back_at,
-            }
-            .into())
+        Some(rejected) if rejected.plan_digest == digest => Err(ConfirmError::NeverConfirmed {
+            at: rejected.rolled_back_at,
         }
+        .into()),
         _ => Ok(()),
     }
 }
 
 /// Puts fwscript's part of the kernel back as the snapshot has it. Keeps no
-/// new snapshot, so a second rollback changes nothing.
-pub fn rollback(backend: &dyn Backend, state: &StateDir) -> Result<Transaction, Error> {
+/// new snapshot, so a second rollback changes nothing; what it puts back is
+/// the last good ruleset from then on.
+pub fn rollback(
+    backend: &dyn Backend,
+    state: &Locked,
+    command: &'static str,
+) -> Result<Transaction, Error> {
     let snapshot = state
         .snapshot()?
         .ok_or_else(|| ConfirmError::NoSnapshot(state.path().display().to_string()))?;
-    let desired = snapshot
+    let rulesets = snapshot
         .families
         .iter()
         .map(|f| LiveState::parse(f.family, &f.save).map(|live| live.owned()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| ConfirmError::BadSnapshot(err.to_string()))?;
-    transaction::write(backend, desired, Path::new(&snapshot.script), None, false)
+    let digest = transaction::digest(&transaction::rules_text(&rulesets));
+    let intent = Intent {
+        rulesets,
+        script: format!("(the rules from before `{}`)", snapshot.script),
+        command,
+        keep: Keep::Good { digest },
+        snapshot: false,
+        policies: None,
+        records: Records::BestEffort,
+    };
+    transaction::write(backend, intent, Some(state), false)
 }
 
 /// `2026-11-25 02:30:58 UTC`, from seconds since the epoch.
-fn utc(secs: u64) -> String {
+pub(crate) fn utc(secs: u64) -> String {
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Howard Hinnant's days-to-civil, for the proleptic Gregorian calendar.
     let z = days as i64 + 719_468;

@@ -24,4 +24,25 @@ pub enum Error {
     Confirm(#[from] crate::confirm::ConfirmError),
     #[error("error: {0}")]
     Daemon(#[from] crate::daemon::DaemonError),
+    /// The script could not be applied at boot; the fallback was.
+    #[error(
+        "{}\nnote: at boot the kernel must not stay open: {fallback} was applied instead",
+        .cause.to_string().trim_end()
+    )]
+    FellBack { cause: Box<Error>, fallback: String },
+    /// A state write that had to come before the kernel's failed: the
+    /// kernel was not touched.
+    #[error("error: {source}; nothing was changed")]
+    NotWritten { source: crate::state::StateError },
+    /// The kernel was written and verified, then recording it failed: the
+    /// message must say the kernel changed (DESIGN.md 4).
+    #[error(
+        "error: the kernel was changed: {holds}; but the state folder could not record it: \
+         {source}\n  = hint: `fwscript rollback` and `fwscript status` do not know of this \
+         change; make room in the state folder and apply again"
+    )]
+    Unrecorded {
+        holds: String,
+        source: crate::state::StateError,
+    },
 }

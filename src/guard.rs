@@ -1,85 +1,145 @@
 //! The lockout guard (plan → explain → **guard** → apply): run over SSH, an
-//! apply that would drop a new connection from this session's client to
-//! this server's SSH port is refused before anything is written
-//! (DESIGN.md 6).
+//! apply under which this session's client could not connect again, or its
+//! connection could not carry on, is refused before anything is written.
+//!
+//! It asks the `explain` evaluator in its pessimistic reading: whatever the
+//! guard cannot know offline (the interface the session arrives on, the
+//! port a new connection comes from, what a target outside the plan does)
+//! may take any value, and the verdict must be ACCEPT for all of them. A
+//! rate limit on the way is not a refusal but a warning, naming which of the
+//! client's connections it drops.
 
-use std::net::IpAddr;
+mod message;
+mod session;
 
-use crate::explain::{self, Explanation};
-use crate::plan::Plan;
+use std::collections::BTreeSet;
 
-/// This SSH session, from `SSH_CONNECTION`: "client port server port".
+pub use message::{Lockout, Warning};
+pub use session::{End, Malformed, SshConnection, SshSession};
+
+use crate::explain::{self, Explanation, Packet, Rates, Reading, Transport};
+use crate::netfilter::Hook;
+use crate::plan::{CtState, Plan, TcpFlag};
+
+/// A packet the session needs to get through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SshSession {
-    pub client: IpAddr,
-    pub server_port: u16,
+pub enum Leg {
+    /// The SYN that opens a new connection from the client.
+    NewConnection,
+    /// The client's packets once connected, with these flags.
+    FromClient(&'static [TcpFlag]),
+    /// This server's answers, from the handshake on, with these flags.
+    Reply(&'static [TcpFlag]),
 }
 
-impl SshSession {
-    /// `None` when not run over SSH, or when the variable is not what sshd
-    /// writes (then there is no session to protect).
-    pub fn from_env() -> Option<SshSession> {
-        SshSession::parse(&std::env::var("SSH_CONNECTION").ok()?)
-    }
+/// Every packet a working session sends or receives, by the flags iptables
+/// can tell apart: the handshake, data, acknowledgements and the close.
+const LEGS: [Leg; 8] = {
+    use TcpFlag::{Ack, Fin, Psh, Syn};
+    [
+        Leg::NewConnection,
+        Leg::FromClient(&[Ack]),
+        Leg::FromClient(&[Psh, Ack]),
+        Leg::FromClient(&[Fin, Ack]),
+        Leg::Reply(&[Syn, Ack]),
+        Leg::Reply(&[Ack]),
+        Leg::Reply(&[Psh, Ack]),
+        Leg::Reply(&[Fin, Ack]),
+    ]
+};
 
-    pub fn parse(text: &str) -> Option<SshSession> {
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        let [client, _client_port, _server, server_port] = fields[..] else {
-            return None;
+impl Leg {
+    /// The packet as iptables sees it, with what the guard cannot know
+    /// left out: the client's port of a new connection, and the interface
+    /// unless the session runs over loopback.
+    pub fn packet(self, session: &SshConnection) -> Packet {
+        let iface = session.is_loopback().then(|| "lo".to_string());
+        let (state, flags) = match self {
+            Leg::NewConnection => (CtState::New, &[TcpFlag::Syn][..]),
+            Leg::FromClient(flags) | Leg::Reply(flags) => (CtState::Established, flags),
         };
-        // sshd writes an IPv6 link-local client with its zone: `fe80::1%eth0`.
-        let client = client.split('%').next()?.parse().ok()?;
-        Some(SshSession {
-            client,
-            server_port: server_port.parse().ok()?,
-        })
+        let flags: BTreeSet<TcpFlag> = flags.iter().copied().collect();
+        // A new connection comes from whichever port the client picks.
+        let (ssh_port, client_port) = (Some(session.server_port), None);
+        let (src, dst, sport, dport, in_iface, out_iface) = match self {
+            Leg::NewConnection | Leg::FromClient(_) => (
+                session.client,
+                session.server,
+                client_port,
+                ssh_port,
+                iface,
+                None,
+            ),
+            Leg::Reply(_) => (
+                session.server,
+                session.client,
+                ssh_port,
+                client_port,
+                None,
+                iface,
+            ),
+        };
+        Packet {
+            family: session.family(),
+            src: Some(src),
+            dst: Some(dst),
+            transport: Transport::Tcp {
+                sport,
+                dport,
+                flags,
+            },
+            in_iface,
+            out_iface,
+            state,
+            dnat_from_port: None,
+        }
+    }
+
+    /// Where the packet enters: the client's come in, the replies go out.
+    pub fn hook(self) -> Hook {
+        match self {
+            Leg::NewConnection | Leg::FromClient(_) => Hook::Input,
+            Leg::Reply(_) => Hook::Output,
+        }
+    }
+
+    fn explain(self, plan: &Plan, session: &SshConnection, rates: Rates) -> Explanation {
+        explain::explain_as(
+            plan,
+            &self.packet(session),
+            self.hook(),
+            Reading::Pessimistic(rates),
+        )
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "refusing to apply: this SSH session would be cut off. A new connection from {client} to port \
-     {port} would be {verdict} by {decided_by}\n  = hint: allow it first (for example \
-     `ssh_from(\"{client}\")`), or pass --force if you are sure"
-)]
-pub struct Lockout {
-    pub client: IpAddr,
-    pub port: u16,
-    pub verdict: String,
-    pub decided_by: String,
-}
-
-/// Refuses a plan under which `session`'s client could not connect again.
-pub fn check(plan: &Plan, session: SshSession) -> Result<(), Lockout> {
-    let explanation: Explanation =
-        explain::would_accept_new_tcp(plan, session.client, session.server_port);
-    if explanation.accepts() {
-        return Ok(());
+/// Refuses a plan under which `session` could be cut off; otherwise the
+/// warnings about rate limits the session's client may run into.
+pub fn check(plan: &Plan, session: SshSession) -> Result<Vec<Warning>, Lockout> {
+    let session = match session {
+        SshSession::Connected(session) => session,
+        SshSession::Malformed(why) => return Err(Lockout::Malformed(why)),
+    };
+    for leg in LEGS {
+        let answer = leg.explain(plan, &session, Rates::FirstPacket);
+        if let Some(rewrite) = answer.rewritten_by {
+            return Err(Lockout::Rewritten {
+                session,
+                rewrite: Box::new(rewrite),
+            });
+        }
+        if !answer.accepts() {
+            return Err(Lockout::Blocked {
+                session,
+                leg,
+                answer: Box::new(answer),
+            });
+        }
     }
-    Err(Lockout {
-        client: session.client.to_canonical(),
-        port: session.server_port,
-        verdict: match explanation.verdict {
-            explain::Verdict::Reject => "rejected".into(),
-            _ => "dropped".into(),
-        },
-        decided_by: explanation.decided_by.to_string(),
-    })
+    // The first connection gets in; what of one after many?
+    let later = Leg::NewConnection.explain(plan, &session, Rates::Any);
+    Ok(message::rate_warnings(&session, &later))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssh_connection_is_read_as_sshd_writes_it() {
-        let session = SshSession::parse("203.0.113.7 51234 192.0.2.1 22").unwrap();
-        assert_eq!(session.client.to_string(), "203.0.113.7");
-        assert_eq!(session.server_port, 22);
-        let v6 = SshSession::parse("fe80::1%eth0 51234 fe80::2%eth0 2222").unwrap();
-        assert_eq!(v6.client.to_string(), "fe80::1");
-        assert_eq!(v6.server_port, 2222);
-        assert_eq!(SshSession::parse(""), None);
-        assert_eq!(SshSession::parse("nonsense 1 2 x"), None);
-    }
-}
+mod tests;

@@ -10,7 +10,11 @@ pub fn init(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // The watcher crates complain about watches the kernel already dropped
+    // with a deleted folder: expected, and handled by watching it again.
+    let quiet = "notify=error,notify_debouncer_full=error";
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},{quiet}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,20 +1,34 @@
-//! One apply, as `apply`, `watch` and `rollback` all run it (ruleset →
-//! survey → **guard → snapshot → write → remember**): the single path that
-//! changes the kernel, so the daemon cannot drift from the command.
+//! One write, as every command that changes the kernel runs it (rulesets →
+//! survey → **stage records → snapshot → write → commit records**): the
+//! single path that changes the kernel, so `apply`, `watch`, `reset`,
+//! `rollback`, the confirm timer and the boot fallback cannot drift apart.
+//!
+//! Everything the state folder must learn from a write is written to new
+//! files *before* the kernel is touched (a full disk fails there, with
+//! nothing changed) and put in place by renames after the write is
+//! verified. Should that last step still fail, the error says that the
+//! kernel *was* changed and what it now holds.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sha2::{Digest, Sha256};
+
 use crate::apply::{self, Survey};
 use crate::backend::Backend;
+use crate::diff::Change;
 use crate::error::Error;
 use crate::forms::KernelForms;
 use crate::guard::{self, SshSession};
+use crate::live::LiveState;
 use crate::netfilter::Family;
 use crate::plan::Plan;
 use crate::render;
 use crate::ruleset::Ruleset;
-use crate::state::{FamilySnapshot, Snapshot, StateDir};
+use crate::state::{
+    boot_id, Applied, FamilySnapshot, LastGood, Locked, OriginalPolicies, PendingConfirm,
+    PlanRecords, RulesRecord, Snapshot, StateDir, StateError,
+};
 
 /// What the caller wants done besides reading.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,6 +46,46 @@ pub struct Transaction {
     pub written: Vec<Family>,
 }
 
+/// A write and what the state folder should remember of it.
+#[derive(Debug)]
+pub struct Intent {
+    pub rulesets: Vec<Ruleset>,
+    /// What is written, for people: a script's path, `(reset)`, …
+    pub script: String,
+    /// The command writing it.
+    pub command: &'static str,
+    /// What the write becomes once it holds.
+    pub keep: Keep,
+    /// Keep a snapshot of the kernel as it was, for `rollback`.
+    pub snapshot: bool,
+    /// The original policies to remember afterwards; `None`: learn those
+    /// this write changes for the first time.
+    pub policies: Option<OriginalPolicies>,
+    /// Whether the kernel write waits for the state folder. A plan's apply
+    /// does: it needs its snapshot to be undone. Putting rules *back*
+    /// (rollback, an expired confirm, the boot fallback) does not: the
+    /// kernel matters more than the bookkeeping, so it writes anyway and
+    /// then says what it could not record.
+    pub records: Records,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Records {
+    Required,
+    BestEffort,
+}
+
+/// What a successful write means for the last good ruleset.
+#[derive(Debug, Clone)]
+pub enum Keep {
+    /// It is the new last good ruleset.
+    Good { digest: String },
+    /// It waits for `fwscript confirm`; the last good one stays.
+    Pending(PendingConfirm),
+    /// It does not change what counts as good (`reset`).
+    Unchanged,
+}
+
 /// What each family should own under `plan`.
 pub fn desired(plan: &Plan) -> Vec<Ruleset> {
     Family::ALL
@@ -39,59 +93,129 @@ pub fn desired(plan: &Plan) -> Vec<Ruleset> {
         .to_vec()
 }
 
-/// Brings the kernel to `plan`. With a state folder, the kernel as it was
-/// is kept for `rollback` and the plan is remembered.
+/// The restore files of rulesets, both families, as the state folder keeps
+/// them and as their digest is taken.
+pub fn rules_text(rulesets: &[Ruleset]) -> String {
+    render::restore_text(rulesets)
+}
+
+/// A digest of everything a plan writes, to recognise it later.
+pub fn digest(rules_text: &str) -> String {
+    let digest = Sha256::digest(rules_text.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Brings the kernel to `plan` after the lockout guard agrees.
 pub fn apply_plan(
     backend: &dyn Backend,
     plan: &Plan,
-    script: &Path,
-    state: Option<&StateDir>,
+    intent: Intent,
+    state: Option<&Locked>,
     mode: Mode,
 ) -> Result<Transaction, Error> {
     if let Some(session) = mode.guard {
-        guard::check(plan, session)?;
+        for warning in guard::check(plan, session)? {
+            tracing::warn!("{warning}");
+        }
     }
-    let transaction = write(backend, desired(plan), script, state, mode.dry_run)?;
-    if let (Some(state), false) = (state, transaction.written.is_empty()) {
-        // The rulesets the survey already rendered: no second render of a
-        // big plan on the hot path of every write.
-        let applied = transaction.survey.families.iter().map(|f| &f.desired);
-        state.save_last_plan(&render::restore_text(applied))?;
-    }
-    Ok(transaction)
+    write(backend, intent, state, mode.dry_run)
 }
 
-/// Brings the kernel to `desired` (a plan's, an empty one for `reset`, a
-/// snapshot's for `rollback`), keeping a snapshot first when it writes.
+/// The intent of applying `plan`, made from `script`.
+pub fn plan_intent(plan: &Plan, script: &Path, command: &'static str) -> (Intent, String) {
+    let rulesets = desired(plan);
+    let digest = digest(&rules_text(&rulesets));
+    let intent = Intent {
+        rulesets,
+        script: script.display().to_string(),
+        command,
+        keep: Keep::Good {
+            digest: digest.clone(),
+        },
+        snapshot: true,
+        policies: None,
+        records: Records::Required,
+    };
+    (intent, digest)
+}
+
+/// Brings the kernel to the intent's rulesets, keeping a snapshot first and
+/// recording what was written.
 pub fn write(
     backend: &dyn Backend,
-    desired: Vec<Ruleset>,
-    script: &Path,
-    state: Option<&StateDir>,
+    intent: Intent,
+    state: Option<&Locked>,
     dry_run: bool,
 ) -> Result<Transaction, Error> {
-    let forms = recorded_forms(state);
-    let survey = apply::survey(backend, desired, &forms)?;
+    let forms = recorded_forms(state.map(|locked| &**locked));
+    let survey = apply::survey(backend, intent.rulesets.clone(), &forms)?;
     if dry_run || survey.in_sync() {
+        if let (Some(state), false) = (state, dry_run) {
+            adopt_if_unrecorded(state, &intent)?;
+        }
         return Ok(Transaction {
             survey,
             written: Vec::new(),
         });
     }
-    if let Some(state) = state {
-        state.save_snapshot(&snapshot(&survey, script))?;
+    let Some(state) = state else {
+        let written = families(&apply::apply(backend, &survey)?);
+        return Ok(Transaction { survey, written });
+    };
+    // Before the kernel: a folder that cannot take them fails here, and
+    // nothing has changed — or, for rules put back, is noted for after.
+    let mut unrecorded = None;
+    let mut prepare = |result: Result<(), StateError>| -> Result<(), Error> {
+        match (result, intent.records) {
+            (Ok(()), _) => Ok(()),
+            (Err(source), Records::Required) => Err(Error::NotWritten { source }),
+            (Err(source), Records::BestEffort) => {
+                unrecorded.get_or_insert(source);
+                Ok(())
+            }
+        }
+    };
+    let mut staged = None;
+    let records = records(state, &intent, &survey);
+    prepare(
+        records
+            .and_then(|r| state.stage_plan(&r))
+            .map(|s| staged = Some(s)),
+    )?;
+    if intent.snapshot {
+        prepare(state.save_snapshot(&snapshot(&survey, &intent.script)))?;
     }
     let read_back = apply::apply(backend, &survey)?;
-    if let Some(state) = state {
-        state.save_kernel_forms(&forms.recorded(&read_back))?;
+    let transaction = Transaction {
+        survey,
+        written: families(&read_back),
+    };
+    if let Some(staged) = staged {
+        if let Err(source) = staged.commit() {
+            unrecorded.get_or_insert(source);
+        }
     }
-    let written = read_back.iter().map(|live| live.family).collect();
-    Ok(Transaction { survey, written })
+    // After the kernel, from what it read back. Old forms miss only the
+    // rules this write added, so a failure here costs a warning.
+    if let Err(err) = state.save_kernel_forms(&forms.recorded(&read_back)) {
+        tracing::warn!("{err}; rules changed behind fwscript's back may go unseen");
+    }
+    match unrecorded {
+        None => Ok(transaction),
+        Some(source) => Err(Error::Unrecorded {
+            holds: holds(&intent, &transaction),
+            source,
+        }),
+    }
+}
+
+fn families(read_back: &[LiveState]) -> Vec<Family> {
+    read_back.iter().map(|live| live.family).collect()
 }
 
 /// The kernel's forms of fwscript's rules from its last verified write. They
-/// only find drift by content: unreadable ones are not worth failing an
-/// apply over, and without them every rule with a known id counts as
+/// only find drift by content: unreadable ones are not worth failing a
+/// write over, and without them every rule with a known id counts as
 /// fwscript's.
 pub fn recorded_forms(state: Option<&StateDir>) -> KernelForms {
     let Some(state) = state else {
@@ -103,10 +227,113 @@ pub fn recorded_forms(state: Option<&StateDir>) -> KernelForms {
     })
 }
 
-fn snapshot(survey: &Survey, script: &Path) -> Snapshot {
+/// A kernel already in sync with a plan the state folder does not know as
+/// good (the folder was lost, or this is a first run on a configured host):
+/// remember it, so a boot can fall back to it.
+fn adopt_if_unrecorded(state: &Locked, intent: &Intent) -> Result<(), Error> {
+    let Keep::Good { digest } = &intent.keep else {
+        return Ok(());
+    };
+    let known = state
+        .last_good()?
+        .is_some_and(|good| &good.digest == digest);
+    if known || state.pending_confirm()?.is_some() {
+        return Ok(());
+    }
+    let records = PlanRecords {
+        applied: None,
+        rules: Some(RulesRecord {
+            text: rules_text(&intent.rulesets),
+            last_good: Some(last_good(intent, digest)),
+        }),
+        pending: None,
+        policies: None,
+    };
+    state.stage_plan(&records)?.commit()?;
+    Ok(())
+}
+
+fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecords, StateError> {
+    let rules = match &intent.keep {
+        Keep::Good { digest } => Some(RulesRecord {
+            text: rules_text(&intent.rulesets),
+            last_good: Some(last_good(intent, digest)),
+        }),
+        Keep::Pending(_) => Some(RulesRecord {
+            text: rules_text(&intent.rulesets),
+            last_good: None,
+        }),
+        Keep::Unchanged => None,
+    };
+    let digest = match &intent.keep {
+        Keep::Good { digest } => digest.clone(),
+        Keep::Pending(pending) => pending.plan_digest.clone(),
+        Keep::Unchanged => String::new(),
+    };
+    let policies = match &intent.policies {
+        Some(replacement) => Some(replacement.clone()),
+        None => learnt_policies(state.original_policies()?, survey),
+    };
+    Ok(PlanRecords {
+        applied: Some(Applied {
+            script: intent.script.clone(),
+            command: intent.command.to_string(),
+            at: now(),
+            digest,
+            boot_id: boot_id(),
+        }),
+        rules,
+        pending: match &intent.keep {
+            Keep::Pending(pending) => Some(pending.clone()),
+            _ => None,
+        },
+        policies,
+    })
+}
+
+fn last_good(intent: &Intent, digest: &str) -> LastGood {
+    LastGood {
+        script: intent.script.clone(),
+        applied_at: now(),
+        digest: digest.to_string(),
+    }
+}
+
+/// The policies a write changes for the first time, added to those known:
+/// `None` when it teaches nothing new.
+fn learnt_policies(mut known: OriginalPolicies, survey: &Survey) -> Option<OriginalPolicies> {
+    let mut learnt = false;
+    for (family, table, change) in survey.changes() {
+        if let Change::SetPolicy { hook, from, .. } = change {
+            learnt |= known.remember(family, table, *hook, *from);
+        }
+    }
+    learnt.then_some(known)
+}
+
+/// What the kernel holds after a write, in words, for an error that comes
+/// after it.
+fn holds(intent: &Intent, transaction: &Transaction) -> String {
+    let what = match intent.command {
+        "reset" => "nothing of fwscript's".to_string(),
+        // Stand-ins like `(last good: fw.rhai)` describe themselves.
+        _ if intent.script.starts_with('(') => intent
+            .script
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .to_string(),
+        _ => format!("the rules of `{}`", intent.script),
+    };
+    format!(
+        "it now holds {what} ({} changes written and verified)",
+        transaction.survey.change_count()
+    )
+}
+
+fn snapshot(survey: &Survey, script: &str) -> Snapshot {
     Snapshot {
         taken_at: now(),
-        script: script.display().to_string(),
+        script: script.to_string(),
         families: survey
             .families
             .iter()
@@ -122,4 +349,92 @@ pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::backend::fake::Fake;
+    use crate::backend::BackendError;
+    use crate::state::StateDir;
+
+    /// A kernel that takes the write, while something takes the state
+    /// folder's staged files away (a disk failing between the steps).
+    struct Sabotage {
+        kernel: Fake,
+        folder: PathBuf,
+    }
+
+    impl Backend for Sabotage {
+        fn availability(&self, family: Family) -> Result<(), String> {
+            self.kernel.availability(family)
+        }
+        fn save(&self, family: Family) -> Result<String, BackendError> {
+            self.kernel.save(family)
+        }
+        fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
+            for entry in std::fs::read_dir(&self.folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            self.kernel.restore(family, input)
+        }
+    }
+
+    #[test]
+    fn a_record_lost_after_the_write_says_the_kernel_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("state")).unwrap();
+        let backend = Sabotage {
+            kernel: Fake::new(),
+            folder: state.path().to_path_buf(),
+        };
+        let plan = crate::script::emergency_plan(22);
+        let (intent, _) = plan_intent(&plan, Path::new("fw.rhai"), "apply");
+        let locked = state.lock("test").unwrap();
+        let err = write(&backend, intent, Some(&locked), false).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(
+                "error: the kernel was changed: it now holds the rules of `fw.rhai` ("
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("but the state folder could not record it"),
+            "{message}"
+        );
+        assert!(
+            !backend.kernel.state(Family::Ipv4).tables.is_empty(),
+            "the write did happen"
+        );
+    }
+
+    #[test]
+    fn only_first_changes_teach_original_policies() {
+        let backend = Fake::new().with_save(
+            Family::Ipv4,
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+        );
+        let plan = crate::script::emergency_plan(22);
+        let survey = apply::survey(&backend, desired(&plan), &KernelForms::default()).unwrap();
+        let learnt = learnt_policies(OriginalPolicies::default(), &survey).unwrap();
+        use crate::netfilter::{Hook, Policy, Table};
+        assert_eq!(
+            learnt.get(Family::Ipv4, Table::Filter, Hook::Input),
+            Some(Policy::Accept)
+        );
+        // FORWARD was DROP already (Docker's): nothing changed, nothing learnt.
+        assert_eq!(learnt.get(Family::Ipv4, Table::Filter, Hook::Forward), None);
+        // A fresh IPv6 table counts as ACCEPT.
+        assert_eq!(
+            learnt.get(Family::Ipv6, Table::Filter, Hook::Input),
+            Some(Policy::Accept)
+        );
+        assert!(learnt_policies(learnt, &survey).is_none(), "nothing new");
+    }
 }

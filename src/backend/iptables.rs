@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::{Backend, BackendError};
+use crate::env::{self, DEFAULT_LOCK_WAIT};
 use crate::netfilter::Family;
 
 /// Which kernel interface the iptables tools drive. Rules written through
@@ -41,16 +42,6 @@ impl Flavor {
     }
 }
 
-/// The environment variable that forces a flavour (`nft` or `legacy`),
-/// for hosts where `iptables` is not the one the firewall lives in.
-pub const FLAVOR_VAR: &str = "FWSCRIPT_IPTABLES";
-
-/// How long `*-restore --wait` may wait for the xtables lock.
-pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
-
-/// The environment variable that overrides [`DEFAULT_LOCK_WAIT`], in seconds.
-pub const LOCK_WAIT_VAR: &str = "FWSCRIPT_LOCK_WAIT";
-
 /// A save of 100,000 rules with comments takes ~11 s on nf_tables
 /// (DESIGN.md 8); beyond this the tool is stuck, not slow.
 const TOOL_LIMIT: Duration = Duration::from_secs(120);
@@ -75,12 +66,12 @@ impl Iptables {
     /// Finds the tools of the flavour this host uses. With `netns`, every
     /// command runs as `ip netns exec NETNS …`.
     pub fn detect(netns: Option<&str>) -> Result<Iptables, BackendError> {
-        let flavor = match std::env::var(FLAVOR_VAR).ok().as_deref() {
+        let flavor = match std::env::var(env::IPTABLES).ok().as_deref() {
             Some("nft") => Flavor::Nft,
             Some("legacy") => Flavor::Legacy,
             Some(other) => {
                 return Err(BackendError::Failed {
-                    tool: FLAVOR_VAR.to_string(),
+                    tool: env::IPTABLES.to_string(),
                     message: format!("`{other}` is neither `nft` nor `legacy`"),
                 })
             }
@@ -92,10 +83,10 @@ impl Iptables {
                 Flavor::from_version(&output)
             }
         };
-        let lock_wait = std::env::var(LOCK_WAIT_VAR)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map_or(DEFAULT_LOCK_WAIT, Duration::from_secs);
+        let lock_wait = env::lock_wait().map_err(|message| BackendError::Failed {
+            tool: env::LOCK_WAIT.to_string(),
+            message,
+        })?;
         Ok(Iptables::new(flavor, netns)?.with_lock_wait(lock_wait))
     }
 

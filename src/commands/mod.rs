@@ -2,9 +2,14 @@
 //! DESIGN.md 5. Everything here is orchestration; the logic lives in the
 //! stage modules.
 
+mod apply;
+mod confirm;
 mod explain;
-mod kernel;
+mod report;
+mod reset;
 mod script;
+mod try_script;
+mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -32,14 +37,14 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Check(args) => script::check(&args.script),
         Command::Render(args) => script::render(&args.script, args.family.map(Into::into)),
         Command::Functions => script::functions(),
-        Command::Plan(args) => kernel::plan(&args, &cli.state_dir),
-        Command::Apply(args) => kernel::apply(&args, &cli.state_dir),
-        Command::Try(args) => kernel::try_script(&args.script),
-        Command::Reset => kernel::reset(&cli.state_dir),
-        Command::Confirm => kernel::confirm(&cli.state_dir),
-        Command::Rollback => kernel::rollback(&cli.state_dir),
-        Command::ConfirmTimer { token } => kernel::confirm_timer(&cli.state_dir, &token),
+        Command::Plan(args) => apply::plan(&args, &cli.state_dir),
+        Command::Apply(args) => apply::apply(&args, &cli.state_dir),
+        Command::Try(args) => try_script::try_script(&args.script),
+        Command::Reset => reset::reset(&cli.state_dir),
+        Command::Confirm => confirm::confirm(&cli.state_dir),
+        Command::Rollback => confirm::rollback(&cli.state_dir),
+        Command::ConfirmTimer { token } => confirm::confirm_timer(&cli.state_dir, &token),
         Command::Explain(args) => explain::explain(&args),
-        Command::Watch(args) => kernel::watch(&args, &cli.state_dir),
+        Command::Watch(args) => watch::watch(&args, &cli.state_dir),
     }
 }

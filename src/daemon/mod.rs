@@ -1,13 +1,19 @@
 //! The daemon (`fwscript watch`): the same pipeline as `apply` (script →
-//! plan → survey → guard → apply), driven by events instead of a command
-//! line: file changes, SIGHUP, and a resync timer that repairs drift.
-//! Nothing is written before the first evaluation succeeds; a script that
-//! fails keeps the last good rules; SIGTERM and SIGINT leave them in place.
+//! plan → survey → guard → write), driven by events instead of a command
+//! line: file changes, SIGHUP, retries and a resync timer that repairs
+//! drift.
+//!
+//! The host is never left open (DESIGN.md 7): a script that does not
+//! evaluate keeps the last good rules; at start, with nothing of the
+//! script's applied yet, the last good ruleset from the state folder (or
+//! the emergency one) goes in; a write that fails is tried again with
+//! backoff and at every resync. SIGTERM and SIGINT leave the rules in place.
 
+mod status;
 mod systemd;
 mod watcher;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -19,11 +25,14 @@ use crate::backend::Backend;
 use crate::confirm;
 use crate::diff::Change;
 use crate::error::Error;
+use crate::fallback::{self, Fallback};
 use crate::guard::SshSession;
+use crate::netfilter::Family;
 use crate::plan::Plan;
 use crate::script;
-use crate::state::StateDir;
+use crate::state::{DaemonRecord, StateDir};
 use crate::transaction::{self, Mode, Transaction};
+use status::Reporter;
 use watcher::{folders_of, FolderWatcher};
 
 /// What wakes the daemon.
@@ -31,19 +40,62 @@ use watcher::{folders_of, FolderWatcher};
 pub enum Event {
     /// Scripts or modules in a watched folder changed.
     Changed(Vec<PathBuf>),
+    /// Things were created, removed or renamed: maybe a watched folder.
+    Moved(Vec<PathBuf>),
     WatchFailed(String),
     Reload,
     Stop(&'static str),
+}
+
+/// How often watched folders are checked for having been deleted and
+/// created again (a deploy replacing a folder, `git checkout`): a few
+/// `stat`s, nothing a profiler would see.
+const FOLDER_CHECK: Duration = Duration::from_secs(1);
+
+/// The first wait before a failed write is tried again; it doubles up to
+/// the resync period.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// What the daemon last put in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InKernel {
+    Script,
+    Fallback,
 }
 
 struct Daemon<'a> {
     script: PathBuf,
     backend: &'a dyn Backend,
     state: StateDir,
-    /// The last plan that reached the kernel: what drift is measured against.
-    current: Option<Plan>,
+    /// The script's last good evaluation: what the kernel should hold.
+    wanted: Option<Plan>,
+    /// What this daemon last wrote (or found in sync).
+    in_kernel: Option<InKernel>,
+    /// A failed write of `wanted`, tried again at `at`.
+    retry: Option<Retry>,
+    resync: Duration,
     watcher: FolderWatcher,
-    ready: bool,
+    report: Reporter,
+    /// Families this host cannot do, each logged once.
+    skipped: HashSet<Family>,
+    /// The start-up line naming the watched folders was logged; changes
+    /// to them are logged from then on.
+    announced: bool,
+}
+
+/// Why the daemon writes: for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Evaluated,
+    Retry,
+    Resync,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    at: Instant,
+    backoff: Duration,
+    attempts: u32,
 }
 
 /// Runs until SIGTERM or SIGINT.
@@ -69,17 +121,30 @@ pub fn watch(
         }
     });
 
+    let record = DaemonRecord {
+        pid: std::process::id(),
+        script: script
+            .canonicalize()
+            .unwrap_or_else(|_| script.to_path_buf())
+            .display()
+            .to_string(),
+        started_at: transaction::now(),
+        status: "starting".into(),
+        last_error: None,
+    };
     let mut daemon = Daemon {
         script: script.to_path_buf(),
         backend,
+        report: Reporter::new(record, &state),
         state,
-        current: None,
+        wanted: None,
+        in_kernel: None,
+        retry: None,
+        resync,
         watcher,
-        ready: false,
+        skipped: HashSet::new(),
+        announced: false,
     };
-    if let Err(err) = confirm::settle(backend, &daemon.state) {
-        tracing::error!("{}", one_line(&err));
-    }
     // Watched before the first evaluation, so fixing a script that never
     // worked is seen too.
     daemon.follow_imports(&[]);
@@ -90,41 +155,265 @@ pub fn watch(
         daemon.watched(),
         resync.as_secs()
     );
+    daemon.announced = true;
+    let outcome = daemon.run(&inbox);
+    let _ = daemon.state.clear_daemon();
+    outcome
+}
 
-    let mut next_resync = Instant::now() + resync;
-    // An event met while merging a burst of changes, handled next.
-    let mut deferred: Option<Event> = None;
-    loop {
-        let next = match deferred.take() {
-            Some(event) => Ok(event),
-            None => inbox.recv_timeout(next_resync.saturating_duration_since(Instant::now())),
-        };
-        match next {
-            Ok(Event::Changed(paths)) => {
-                let changed;
-                (changed, deferred) = merge_changes(paths, &inbox);
-                let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
-                tracing::info!("changed: {}", names.join(", "));
-                daemon.reevaluate();
-                next_resync = Instant::now() + resync;
+impl Daemon<'_> {
+    fn run(&mut self, inbox: &Receiver<Event>) -> Result<(), Error> {
+        let mut next_resync = Instant::now() + self.resync;
+        let mut next_check = Instant::now() + FOLDER_CHECK;
+        // An event met while merging a burst of changes, handled next.
+        let mut deferred: Option<Event> = None;
+        loop {
+            let wake = [
+                Some(next_resync),
+                Some(next_check),
+                self.retry.map(|r| r.at),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("two deadlines");
+            let next = match deferred.take() {
+                Some(event) => Ok(event),
+                None => inbox.recv_timeout(wake.saturating_duration_since(Instant::now())),
+            };
+            match next {
+                Ok(Event::Changed(paths)) => {
+                    let changed;
+                    (changed, deferred) = merge_changes(paths, inbox);
+                    let names: Vec<String> =
+                        changed.iter().map(|p| p.display().to_string()).collect();
+                    tracing::info!("changed: {}", names.join(", "));
+                    self.reevaluate();
+                    next_resync = Instant::now() + self.resync;
+                }
+                Ok(Event::Moved(paths)) => {
+                    if self.watcher.forget(&paths) {
+                        self.rearm();
+                    }
+                }
+                Ok(Event::Reload) => {
+                    tracing::info!(
+                        "SIGHUP: watching every folder anew and evaluating the script again"
+                    );
+                    self.watcher.rearm_all();
+                    self.reevaluate();
+                    next_resync = Instant::now() + self.resync;
+                }
+                Ok(Event::WatchFailed(message)) => {
+                    tracing::error!("watching files failed: {message}")
+                }
+                Ok(Event::Stop(signal)) => {
+                    systemd::notify("STOPPING=1");
+                    tracing::info!("{signal}: stopping; the rules stay in place");
+                    return Ok(());
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = Instant::now();
+                    if now >= next_check {
+                        next_check = now + FOLDER_CHECK;
+                        let rearmed = self.watcher.rearm_changed();
+                        if !rearmed.is_empty() {
+                            let names: Vec<String> =
+                                rearmed.iter().map(|p| p.display().to_string()).collect();
+                            tracing::info!("watching again, it was replaced: {}", names.join(", "));
+                            self.reevaluate();
+                        }
+                    }
+                    if self.retry.is_some_and(|r| now >= r.at) {
+                        self.converge(Cause::Retry);
+                    }
+                    if now >= next_resync {
+                        self.converge(Cause::Resync);
+                        next_resync = Instant::now() + self.resync;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(DaemonError::Stopped.into()),
             }
-            Ok(Event::Reload) => {
-                tracing::info!("SIGHUP: evaluating the script again");
-                daemon.reevaluate();
-                next_resync = Instant::now() + resync;
-            }
-            Ok(Event::WatchFailed(message)) => tracing::error!("watching files failed: {message}"),
-            Ok(Event::Stop(signal)) => {
-                systemd::notify("STOPPING=1");
-                tracing::info!("{signal}: stopping; the rules stay in place");
-                return Ok(());
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                daemon.resync();
-                next_resync = Instant::now() + resync;
-            }
-            Err(RecvTimeoutError::Disconnected) => return Err(DaemonError::Stopped.into()),
         }
+    }
+
+    /// Watches replaced or reappeared folders again, and evaluates what is
+    /// in them now.
+    fn rearm(&mut self) {
+        let rearmed = self.watcher.rearm_changed();
+        if rearmed.is_empty() {
+            return;
+        }
+        let names: Vec<String> = rearmed.iter().map(|p| p.display().to_string()).collect();
+        tracing::info!("watching again, it was replaced: {}", names.join(", "));
+        self.reevaluate();
+    }
+
+    /// Evaluates the script; a good one becomes what the kernel should
+    /// hold, a broken one keeps what it holds.
+    fn reevaluate(&mut self) {
+        match script::evaluate(&self.script) {
+            Ok(plan) => {
+                self.follow_imports(&plan.sources);
+                self.report.script_ok();
+                self.wanted = Some(plan);
+                // A new plan starts a new series of attempts.
+                self.retry = None;
+            }
+            Err(err) => {
+                tracing::error!(
+                    "script error at {}; keeping the last good rules",
+                    err.one_line()
+                );
+                self.report
+                    .script_failed(format!("script error at {}", err.one_line()), &self.state);
+            }
+        }
+        self.converge(Cause::Evaluated);
+    }
+
+    /// Brings the kernel to what it should hold: the script's plan, or,
+    /// while none of it is in, the fallback.
+    fn converge(&mut self, cause: Cause) {
+        let Some(plan) = self.wanted.clone() else {
+            self.keep_fallback(cause);
+            return;
+        };
+        match self.write_plan(&plan) {
+            Ok(transaction) => {
+                self.log_written(&transaction, cause);
+                if let Some(retry) = self.retry.take() {
+                    tracing::info!("applied after {} failed attempts", retry.attempts);
+                }
+                let applied = format!("the rules of `{}` are applied", self.script.display());
+                self.report.written(applied, true, &self.state);
+                self.in_kernel = Some(InKernel::Script);
+            }
+            Err(err) => {
+                let retry = self.schedule_retry();
+                self.report
+                    .write_failed(&one_line(&err), retry.backoff, &self.state);
+                // Nothing of the script's is in: the host must not wait open.
+                if self.in_kernel != Some(InKernel::Script) {
+                    self.keep_fallback(cause);
+                }
+            }
+        }
+    }
+
+    /// Puts the fallback in (or keeps it in, repairing drift).
+    fn keep_fallback(&mut self, cause: Cause) {
+        match self.write_fallback() {
+            Ok((fallback, transaction)) => {
+                self.log_written(&transaction, cause);
+                if self.in_kernel != Some(InKernel::Fallback) {
+                    tracing::warn!("{} is applied instead of the script", fallback.describe());
+                }
+                let applied = format!("{} is applied", fallback.describe());
+                self.report.written(applied, false, &self.state);
+                self.in_kernel = Some(InKernel::Fallback);
+            }
+            Err(err) => {
+                if self.wanted.is_none() {
+                    let retry = self.schedule_retry();
+                    self.report
+                        .write_failed(&one_line(&err), retry.backoff, &self.state);
+                } else {
+                    self.report.fallback_failed(&one_line(&err));
+                }
+            }
+        }
+    }
+
+    fn write_plan(&mut self, plan: &Plan) -> Result<Transaction, Error> {
+        let description = format!("watch {}", self.script.display());
+        let locked = self.state.lock(&description)?;
+        if let confirm::Settled::Lost { fallback, .. } = confirm::settle(self.backend, &locked)? {
+            let applied = format!("{} is applied", fallback.describe());
+            self.report.written(applied, false, &self.state);
+            self.in_kernel = Some(InKernel::Fallback);
+        }
+        confirm::ensure_none_pending(&locked)?;
+        let (intent, digest) = transaction::plan_intent(plan, &self.script, "watch");
+        confirm::refuse_unconfirmed_again(&locked, &digest, false, false)?;
+        let mode = Mode {
+            dry_run: false,
+            guard: SshSession::from_env(),
+        };
+        transaction::apply_plan(self.backend, plan, intent, Some(&locked), mode)
+    }
+
+    fn write_fallback(&mut self) -> Result<(Fallback, Transaction), Error> {
+        let locked = self.state.lock("watch (fallback)")?;
+        confirm::settle(self.backend, &locked)?;
+        confirm::ensure_none_pending(&locked)?;
+        let fallback = fallback::choose(&locked)?;
+        let transaction = fallback::apply(self.backend, &locked, &fallback, "watch")?;
+        Ok((fallback, transaction))
+    }
+
+    fn schedule_retry(&mut self) -> Retry {
+        let retry = match self.retry {
+            None => Retry {
+                at: Instant::now() + FIRST_RETRY,
+                backoff: FIRST_RETRY,
+                attempts: 1,
+            },
+            Some(last) => {
+                let backoff = (last.backoff * 2).min(self.resync);
+                Retry {
+                    at: Instant::now() + backoff,
+                    backoff,
+                    attempts: last.attempts + 1,
+                }
+            }
+        };
+        self.retry = Some(retry);
+        retry
+    }
+
+    fn log_written(&mut self, transaction: &Transaction, cause: Cause) {
+        for (family, reason) in &transaction.survey.skipped {
+            if self.skipped.insert(*family) {
+                tracing::warn!("{family} skipped: {reason}; only the other family is applied");
+            }
+        }
+        match (cause, transaction.written.is_empty()) {
+            (Cause::Resync, true) => tracing::debug!("drift check: in sync"),
+            (Cause::Resync, false) => {
+                tracing::warn!(
+                    "the kernel drifted from the script; someone changed fwscript's rules"
+                );
+                log_applied(transaction, "drift repaired:");
+            }
+            (_, true) => tracing::info!("no changes"),
+            (_, false) => log_applied(transaction, "applied"),
+        }
+    }
+
+    /// Watches the script's folder and those of `sources` (its modules and
+    /// list files).
+    fn follow_imports(&mut self, sources: &[PathBuf]) {
+        let mut folders = folders_of(sources);
+        folders.extend(folders_of([&self.script]));
+        let before = self.watcher.folders();
+        let problems = self.watcher.watch_exactly(folders);
+        for problem in problems {
+            tracing::error!("{problem}; trying again every second");
+        }
+        if self.announced && before != self.watcher.folders() {
+            tracing::info!("now watching: {}", self.watched());
+        }
+    }
+
+    fn watched(&self) -> String {
+        let folders: Vec<String> = self
+            .watcher
+            .folders()
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        folders.join(", ")
     }
 }
 
@@ -144,106 +433,10 @@ fn merge_changes(
     (changed, None)
 }
 
-impl Daemon<'_> {
-    /// Evaluates the script and applies it; a failure keeps what the kernel
-    /// has.
-    fn reevaluate(&mut self) {
-        let status = match script::evaluate(&self.script) {
-            Err(err) => {
-                tracing::error!(
-                    "script error at {}; keeping the last good rules",
-                    err.one_line()
-                );
-                format!("script error at {}", err.one_line())
-            }
-            Ok(plan) => {
-                self.follow_imports(&plan.sources);
-                match self.apply(&plan) {
-                    Ok(transaction) => {
-                        log_applied(&transaction, "applied");
-                        self.current = Some(plan);
-                        "rules applied".to_string()
-                    }
-                    Err(err) => {
-                        tracing::error!(
-                            "not applied: {}; keeping the last good rules",
-                            one_line(&err)
-                        );
-                        format!("not applied: {}", one_line(&err))
-                    }
-                }
-            }
-        };
-        // Ready after the first attempt, good or bad: a daemon that waits
-        // for a fix must not be restarted in a loop by systemd. The status
-        // line tells `systemctl status` which it was.
-        let ready = if self.ready { "" } else { "READY=1\n" };
-        self.ready = true;
-        systemd::notify(&format!("{ready}STATUS={status}"));
-    }
-
-    /// Puts back what someone changed behind the daemon's back.
-    fn resync(&mut self) {
-        let Some(plan) = self.current.take() else {
-            return;
-        };
-        match self.apply(&plan) {
-            Ok(transaction) if transaction.written.is_empty() => {
-                tracing::debug!("drift check: in sync")
-            }
-            Ok(transaction) => {
-                tracing::warn!(
-                    "the kernel drifted from the script; someone changed fwscript's rules"
-                );
-                log_applied(&transaction, "drift repaired:");
-            }
-            Err(err) => tracing::error!("drift check failed: {}", one_line(&err)),
-        }
-        self.current = Some(plan);
-    }
-
-    fn apply(&self, plan: &Plan) -> Result<Transaction, Error> {
-        confirm::settle(self.backend, &self.state)?;
-        confirm::ensure_none_pending(&self.state)?;
-        confirm::refuse_unconfirmed_again(&self.state, plan, false, false)?;
-        let mode = Mode {
-            dry_run: false,
-            guard: SshSession::from_env(),
-        };
-        transaction::apply_plan(self.backend, plan, &self.script, Some(&self.state), mode)
-    }
-
-    /// Watches the script's folder and those of `sources` (its modules).
-    fn follow_imports(&mut self, sources: &[PathBuf]) {
-        let mut folders = folders_of(sources);
-        folders.extend(folders_of([&self.script]));
-        let before = self.watcher.folders().clone();
-        if let Err(err) = self.watcher.watch_exactly(folders) {
-            tracing::error!("{err}");
-        } else if !before.is_empty() && &before != self.watcher.folders() {
-            tracing::info!("now watching: {}", self.watched());
-        }
-    }
-
-    fn watched(&self) -> String {
-        let folders: Vec<String> = self
-            .watcher
-            .folders()
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect();
-        folders.join(", ")
-    }
-}
-
 /// One line per event: every change when there are a few (`applied 2
 /// changes: ipv4 filter FWS-INPUT-ALLOW: + 3: …`), counts per family and
 /// table when there are many (the full list at debug level).
 fn log_applied(transaction: &Transaction, what: &str) {
-    if transaction.written.is_empty() {
-        tracing::info!("no changes");
-        return;
-    }
     let changes: Vec<String> = transaction
         .survey
         .changes()

@@ -2,8 +2,15 @@
 //! module it imports are watched, not the files, because editors save by
 //! writing a new file and renaming it over the old one. Bursts are
 //! debounced into one event; the daemon's own reads are not events.
+//!
+//! A watch belongs to the folder it was made on, not to its path: a folder
+//! deleted and created again (a deploy tool replacing a directory, a `git
+//! checkout` of another branch) is a new folder nobody watches. So each
+//! watched folder's identity is kept and checked, and a replaced or
+//! reappeared folder is watched again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
@@ -19,34 +26,41 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 pub struct FolderWatcher {
     debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
-    folders: BTreeSet<PathBuf>,
+    /// Each folder wanted, and the identity (device, inode) of the folder
+    /// watched at that path; `None` while it could not be watched.
+    folders: BTreeMap<PathBuf, Option<(u64, u64)>>,
 }
 
 impl FolderWatcher {
     pub fn new(events: Sender<Event>) -> Result<FolderWatcher, String> {
         let handler = move |result: DebounceEventResult| {
-            let event = match result {
-                Ok(events) => {
-                    let paths: BTreeSet<PathBuf> = events
-                        .iter()
-                        .filter(|e| is_change(&e.event.kind))
-                        .flat_map(|e| e.event.paths.iter().cloned())
-                        .filter(|p| is_script(p))
-                        .collect();
-                    if paths.is_empty() {
-                        return;
-                    }
-                    Event::Changed(paths.into_iter().collect())
+            let events_of_this_burst = match result {
+                Ok(events) => events,
+                Err(errors) => {
+                    let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+                    let _ = events.send(Event::WatchFailed(message.join("; ")));
+                    return;
                 }
-                Err(errors) => Event::WatchFailed(
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
             };
-            let _ = events.send(event);
+            let mut scripts = BTreeSet::new();
+            let mut moved = BTreeSet::new();
+            for event in &events_of_this_burst {
+                for path in &event.event.paths {
+                    if is_script(path) && is_change(&event.event.kind) {
+                        scripts.insert(path.clone());
+                    } else if is_move(&event.event.kind) {
+                        moved.insert(path.clone());
+                    }
+                }
+            }
+            // Folders first: a replaced folder must be watched again before
+            // the changes in it are evaluated.
+            if !moved.is_empty() {
+                let _ = events.send(Event::Moved(moved.into_iter().collect()));
+            }
+            if !scripts.is_empty() {
+                let _ = events.send(Event::Changed(scripts.into_iter().collect()));
+            }
         };
         // A tick of half the debounce: the watcher thread naps between checks
         // instead of spinning.
@@ -54,28 +68,113 @@ impl FolderWatcher {
             new_debouncer(DEBOUNCE, Some(DEBOUNCE / 2), handler).map_err(|e| e.to_string())?;
         Ok(FolderWatcher {
             debouncer,
-            folders: BTreeSet::new(),
+            folders: BTreeMap::new(),
         })
     }
 
     /// Watches exactly `wanted`: new imports' folders are added, folders no
-    /// module lives in any more are dropped.
-    pub fn watch_exactly(&mut self, wanted: BTreeSet<PathBuf>) -> Result<(), String> {
-        for gone in self.folders.difference(&wanted) {
-            let _ = self.debouncer.unwatch(gone);
+    /// module lives in any more are dropped. Returns what could not be
+    /// watched (yet): those folders stay wanted and are tried again.
+    pub fn watch_exactly(&mut self, wanted: BTreeSet<PathBuf>) -> Vec<String> {
+        let gone: Vec<PathBuf> = self
+            .folders
+            .keys()
+            .filter(|f| !wanted.contains(*f))
+            .cloned()
+            .collect();
+        for folder in gone {
+            if let Some(Some(_)) = self.folders.remove(&folder) {
+                let _ = self.debouncer.unwatch(&folder);
+            }
         }
-        for new in wanted.difference(&self.folders) {
-            self.debouncer
-                .watch(new, RecursiveMode::NonRecursive)
-                .map_err(|e| format!("cannot watch `{}`: {e}", new.display()))?;
+        let mut problems = Vec::new();
+        for folder in wanted {
+            if self.folders.contains_key(&folder) {
+                continue;
+            }
+            let identity = self.arm(&folder).map_err(|e| problems.push(e)).ok();
+            self.folders.insert(folder, identity);
         }
-        self.folders = wanted;
-        Ok(())
+        problems
     }
 
-    pub fn folders(&self) -> &BTreeSet<PathBuf> {
-        &self.folders
+    /// The folders wanted.
+    pub fn folders(&self) -> BTreeSet<PathBuf> {
+        self.folders.keys().cloned().collect()
     }
+
+    /// Watches again every folder that was replaced, or that reappeared
+    /// since it could not be watched. Returns those folders: their files
+    /// may have changed unseen.
+    pub fn rearm_changed(&mut self) -> Vec<PathBuf> {
+        let mut rearmed = Vec::new();
+        let folders: Vec<(PathBuf, Option<(u64, u64)>)> =
+            self.folders.iter().map(|(f, i)| (f.clone(), *i)).collect();
+        for (folder, watched) in folders {
+            let now = identity(&folder);
+            if now == watched {
+                continue;
+            }
+            if watched.is_some() {
+                let _ = self.debouncer.unwatch(&folder);
+            }
+            let identity = match now {
+                Some(_) => self
+                    .arm(&folder)
+                    .map_err(|err| tracing::debug!("{err}; trying again"))
+                    .ok(),
+                None => None,
+            };
+            if identity.is_some() {
+                rearmed.push(folder.clone());
+            }
+            self.folders.insert(folder, identity);
+        }
+        rearmed
+    }
+
+    /// Forgets the watches of wanted folders among `paths` (removed or
+    /// renamed away: a folder created again at the same path may even get
+    /// the same inode). Returns whether any was wanted; [`Self::rearm_changed`]
+    /// then watches them again where they are back.
+    pub fn forget(&mut self, paths: &[PathBuf]) -> bool {
+        let mut hit = false;
+        for path in paths {
+            if let Some(identity) = self.folders.get_mut(path) {
+                if identity.take().is_some() {
+                    let _ = self.debouncer.unwatch(path);
+                }
+                hit = true;
+            }
+        }
+        hit
+    }
+
+    /// Watches every folder anew (SIGHUP): whatever happened to them.
+    pub fn rearm_all(&mut self) {
+        let folders: Vec<PathBuf> = self.folders.keys().cloned().collect();
+        for folder in folders {
+            if let Some(Some(_)) = self.folders.get(&folder) {
+                let _ = self.debouncer.unwatch(&folder);
+            }
+            let identity = self.arm(&folder).ok();
+            self.folders.insert(folder, identity);
+        }
+    }
+
+    fn arm(&mut self, folder: &Path) -> Result<(u64, u64), String> {
+        let before = identity(folder);
+        self.debouncer
+            .watch(folder, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch `{}`: {e}", folder.display()))?;
+        before.ok_or_else(|| format!("cannot watch `{}`: it is gone", folder.display()))
+    }
+}
+
+/// A folder's identity: which folder is at that path now.
+fn identity(folder: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(folder).ok()?;
+    meta.is_dir().then(|| (meta.dev(), meta.ino()))
 }
 
 /// Writes, creations, renames, deletions and permission changes count;
@@ -86,6 +185,16 @@ fn is_change(kind: &EventKind) -> bool {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
     }
+}
+
+/// Creations, removals and renames: how a folder is replaced.
+fn is_move(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Modify(notify_debouncer_full::notify::event::ModifyKind::Name(_))
+    )
 }
 
 /// Scripts and modules end in `.rhai`; an editor's swap and backup files

@@ -1,17 +1,23 @@
 //! Does one rule match one packet? Each match kind as iptables decides it,
-//! plus the assumptions (unknowable state, fields the user left out) that a
-//! verdict may rest on.
+//! three-valued: yes, no, or "cannot be known offline" — and the reading
+//! (see [`Reading`]) decides what an unknown counts as.
+//!
+//! A new match kind (an ipset's `-m set --match-set NAME src`, say) is one
+//! function returning a [`Test`] and one line in [`rule_matches`]; what it
+//! cannot know offline (the set's members) is a new [`Assumption`] with its
+//! line in [`Assumption::resolve`].
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use super::packet::{Packet, Transport};
+use super::reading::{Rates, Reading};
 use crate::netfilter::Family;
 use crate::plan::{Matches, PortRange, Proto, RateLimit, Recent, RecentCheck, TcpFlags};
 
 /// A packet field the user may leave out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Field {
     Src,
     Dst,
@@ -22,7 +28,7 @@ pub enum Field {
 }
 
 impl Field {
-    /// How the user would have given it.
+    /// How the user would have given it, for explain's reading.
     pub fn describe(self) -> &'static str {
         match self {
             Field::Src => "no `--src` given: taken as an address",
@@ -35,32 +41,74 @@ impl Field {
     }
 }
 
-/// Something the verdict of one test rests on that cannot be known offline.
+/// Something the outcome of one test rests on that cannot be known offline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assumption {
-    /// The packet lacks the field; it stands for a value no rule names.
+    /// The packet lacks the field.
     Unspecified(Field),
-    /// A rate limit is taken as not yet reached: this is the first packet.
+    /// A rate limit (`-m limit`): how many packets came before is unknown.
     RateLimit(RateLimit),
-    /// A `recent` list is taken as empty: this is the first packet.
+    /// A `recent` list: which sources it holds is unknown.
     Recent(Recent),
+}
+
+impl Assumption {
+    /// What the test counts as under `reading`: `Some` when the reading
+    /// settles it, `None` when it stays open (the pessimistic readings).
+    pub fn resolve(&self, reading: Reading) -> Option<bool> {
+        let first_packet = match reading {
+            Reading::Typical | Reading::Pessimistic(Rates::FirstPacket) => true,
+            Reading::Pessimistic(Rates::Any) => false,
+        };
+        match self {
+            // Explain: a value no rule names. The guard: any value at all.
+            Assumption::Unspecified(_) => match reading {
+                Reading::Typical => Some(false),
+                Reading::Pessimistic(_) => None,
+            },
+            // `--set` records the source and always matches.
+            Assumption::Recent(Recent {
+                check: RecentCheck::Set,
+                ..
+            }) => Some(true),
+            // A first packet is within every rate, and no list holds its
+            // source yet.
+            Assumption::RateLimit(_) => first_packet.then_some(true),
+            Assumption::Recent(_) => first_packet.then_some(false),
+        }
+    }
+
+    /// Whether this is about the state rate limits keep, not the packet.
+    pub fn is_rate(&self) -> bool {
+        matches!(self, Assumption::RateLimit(_) | Assumption::Recent(_))
+    }
+}
+
+/// Whether a rule matches: certainly, certainly not, or perhaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    Yes,
+    No,
+    /// It depends on something the reading leaves open.
+    Maybe,
 }
 
 /// How a rule's matches came out for a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMatch {
-    pub matched: bool,
-    /// The assumptions the outcome rests on: those that failed when the rule
-    /// did not match, all of them when it did. Empty when a test the packet
-    /// certainly fails already decides.
+    pub matched: Match,
+    /// What the outcome rests on: for `Yes`, the assumptions the reading
+    /// took as passing; for `No`, those it took as failing (empty when a
+    /// test the packet certainly fails decides); for `Maybe`, those it
+    /// leaves open.
     pub assumptions: Vec<Assumption>,
 }
 
 /// One test's outcome.
-enum Test {
+pub(super) enum Test {
     Pass,
     Fail,
-    Assumed(bool, Assumption),
+    Unknown(Assumption),
 }
 
 impl From<bool> for Test {
@@ -74,8 +122,9 @@ impl From<bool> for Test {
 }
 
 /// iptables ANDs a rule's matches, so their order does not change the
-/// outcome; a certain failure makes every assumption irrelevant.
-pub fn rule_matches(m: &Matches, packet: &Packet) -> RuleMatch {
+/// outcome; a certain failure makes every assumption irrelevant, and an
+/// assumption taken as failing makes the open ones irrelevant.
+pub fn rule_matches(m: &Matches, packet: &Packet, reading: Reading) -> RuleMatch {
     let tests = [
         address(m.src, packet.src, Field::Src),
         address(m.dst, packet.dst, Field::Dst),
@@ -83,11 +132,13 @@ pub fn rule_matches(m: &Matches, packet: &Packet) -> RuleMatch {
             m.iface.as_deref(),
             packet.in_iface.as_deref(),
             Field::InIface,
+            reading,
         ),
         iface(
             m.oface.as_deref(),
             packet.out_iface.as_deref(),
             Field::OutIface,
+            reading,
         ),
         proto(m.proto, packet),
         port(m.sport, packet.transport.sport(), Field::Sport),
@@ -104,54 +155,59 @@ pub fn rule_matches(m: &Matches, packet: &Packet) -> RuleMatch {
     ];
     let mut passed = Vec::new();
     let mut failed = Vec::new();
+    let mut open = Vec::new();
     for test in tests {
         match test {
             Test::Pass => {}
             Test::Fail => {
                 return RuleMatch {
-                    matched: false,
+                    matched: Match::No,
                     assumptions: Vec::new(),
                 }
             }
-            Test::Assumed(true, assumption) => passed.push(assumption),
-            Test::Assumed(false, assumption) => failed.push(assumption),
+            Test::Unknown(assumption) => match assumption.resolve(reading) {
+                Some(true) => passed.push(assumption),
+                Some(false) => failed.push(assumption),
+                None => open.push(assumption),
+            },
         }
     }
-    if failed.is_empty() {
-        RuleMatch {
-            matched: true,
-            assumptions: passed,
-        }
+    let (matched, assumptions) = if !failed.is_empty() {
+        (Match::No, failed)
+    } else if !open.is_empty() {
+        (Match::Maybe, open)
     } else {
-        RuleMatch {
-            matched: false,
-            assumptions: failed,
-        }
+        (Match::Yes, passed)
+    };
+    RuleMatch {
+        matched,
+        assumptions,
     }
 }
 
 /// `-s`/`-d`: CIDR containment within the family. A missing address passes
-/// only a test that every address passes (`/0`).
+/// a test that every address passes (`/0`) and is unknown to any other.
 fn address(rule: Option<IpNet>, packet: Option<IpAddr>, field: Field) -> Test {
     match (rule, packet) {
         (None, _) => Test::Pass,
         (Some(net), Some(addr)) => Test::from(net.contains(&addr)),
         (Some(net), None) if net.prefix_len() == 0 => Test::Pass,
-        (Some(_), None) => Test::Assumed(false, Assumption::Unspecified(field)),
+        (Some(_), None) => Test::Unknown(Assumption::Unspecified(field)),
     }
 }
 
 /// `-i`/`-o`: an exact name, or with iptables' trailing `+` any name that
 /// starts with what precedes it (`+` alone: any interface).
-fn iface(rule: Option<&str>, packet: Option<&str>, field: Field) -> Test {
+fn iface(rule: Option<&str>, packet: Option<&str>, field: Field, reading: Reading) -> Test {
     match (rule, packet) {
         (None, _) => Test::Pass,
         (Some(rule), Some(name)) => Test::from(iface_matches(rule, name)),
         (Some("+"), None) => Test::Pass,
         // Explaining a packet without naming its interface means one from
-        // the network: loopback is not worth a note on every answer.
-        (Some("lo"), None) => Test::Fail,
-        (Some(_), None) => Test::Assumed(false, Assumption::Unspecified(field)),
+        // the network: loopback is not worth a note on every answer. The
+        // guard cannot rule loopback out.
+        (Some("lo"), None) if reading == Reading::Typical => Test::Fail,
+        (Some(_), None) => Test::Unknown(Assumption::Unspecified(field)),
     }
 }
 
@@ -187,14 +243,14 @@ fn protocol_number(proto: Proto) -> u8 {
     }
 }
 
-/// `--sport`/`--dport`: inclusive ranges. A missing port passes only the
-/// full range.
+/// `--sport`/`--dport`: inclusive ranges. A missing port passes the full
+/// range and is unknown to any other.
 fn port(rule: Option<PortRange>, packet: Option<u16>, field: Field) -> Test {
     match (rule, packet) {
         (None, _) => Test::Pass,
         (Some(range), Some(port)) => Test::from(range.contains(port)),
         (Some(range), None) if range.first <= 1 && range.last == u16::MAX => Test::Pass,
-        (Some(_), None) => Test::Assumed(false, Assumption::Unspecified(field)),
+        (Some(_), None) => Test::Unknown(Assumption::Unspecified(field)),
     }
 }
 
@@ -223,27 +279,22 @@ fn icmp_type(rule: Option<u8>, transport: &Transport) -> Test {
     }
 }
 
-/// `-m limit`: the first packet is always within the rate.
+/// `-m limit`: depends on the packets before this one.
 fn limit(rule: Option<&RateLimit>) -> Test {
     match rule {
         None => Test::Pass,
-        Some(limit) => Test::Assumed(true, Assumption::RateLimit(limit.clone())),
+        Some(limit) => Test::Unknown(Assumption::RateLimit(limit.clone())),
     }
 }
 
 /// `-m recent`: `--set` always matches (it records the source); `--update`
-/// matches a source already seen often enough, and a first packet's source
-/// has not been seen.
+/// matches a source already seen often enough.
 fn recent(rule: Option<&Recent>) -> Test {
     match rule {
         None => Test::Pass,
-        Some(recent) => {
-            let passes = matches!(recent.check, RecentCheck::Set);
-            Test::Assumed(passes, Assumption::Recent(recent.clone()))
-        }
+        Some(recent) => Test::Unknown(Assumption::Recent(recent.clone())),
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,7 +309,7 @@ mod tests {
     }
 
     fn matched(m: &Matches, packet: &Packet) -> bool {
-        rule_matches(m, packet).matched
+        rule_matches(m, packet, Reading::Typical).matched == Match::Yes
     }
 
     #[test]
@@ -291,16 +342,16 @@ mod tests {
             ..Matches::default()
         };
         assert_eq!(
-            rule_matches(&everyone, &packet),
+            rule_matches(&everyone, &packet, Reading::Typical),
             RuleMatch {
-                matched: true,
+                matched: Match::Yes,
                 assumptions: vec![]
             }
         );
         assert_eq!(
-            rule_matches(&some, &packet),
+            rule_matches(&some, &packet, Reading::Typical),
             RuleMatch {
-                matched: false,
+                matched: Match::No,
                 assumptions: vec![Assumption::Unspecified(Field::Src)]
             }
         );
@@ -313,7 +364,10 @@ mod tests {
             proto: Some(Proto::Udp),
             ..Matches::default()
         };
-        assert_eq!(rule_matches(&rule, &tcp_to(22)).assumptions, vec![]);
+        assert_eq!(
+            rule_matches(&rule, &tcp_to(22), Reading::Typical).assumptions,
+            vec![]
+        );
     }
 
     #[test]
@@ -492,9 +546,9 @@ mod tests {
             ..Matches::default()
         };
         assert_eq!(
-            rule_matches(&limited, &tcp_to(22)),
+            rule_matches(&limited, &tcp_to(22), Reading::Typical),
             RuleMatch {
-                matched: true,
+                matched: Match::Yes,
                 assumptions: vec![Assumption::RateLimit(rate)]
             }
         );
@@ -512,8 +566,114 @@ mod tests {
                 hits: 6,
             }),
             &tcp_to(22),
+            Reading::Typical,
         );
-        assert!(!update.matched);
+        assert_eq!(update.matched, Match::No);
         assert!(matches!(update.assumptions[..], [Assumption::Recent(_)]));
+    }
+
+    fn pessimistic(m: &Matches, packet: &Packet) -> RuleMatch {
+        rule_matches(m, packet, Reading::Pessimistic(Rates::FirstPacket))
+    }
+
+    #[test]
+    fn the_pessimistic_reading_leaves_missing_fields_open() {
+        let on_eth0 = Matches {
+            iface: Some("eth0".into()),
+            ..Matches::default()
+        };
+        let on_lo = Matches {
+            iface: Some("lo".into()),
+            ..Matches::default()
+        };
+        let high_ports = Matches {
+            proto: Some(Proto::Tcp),
+            sport: Some(PortRange {
+                first: 1024,
+                last: 65535,
+            }),
+            ..Matches::default()
+        };
+        for rule in [&on_eth0, &on_lo, &high_ports] {
+            assert_eq!(
+                rule_matches(rule, &tcp_to(22), Reading::Typical).matched,
+                Match::No
+            );
+            assert_eq!(pessimistic(rule, &tcp_to(22)).matched, Match::Maybe);
+        }
+        assert_eq!(
+            pessimistic(&high_ports, &tcp_to(22)).assumptions,
+            [Assumption::Unspecified(Field::Sport)]
+        );
+        // Known fields stay certain.
+        let from_eth1 = Packet {
+            in_iface: Some("eth1".into()),
+            ..tcp_to(22)
+        };
+        assert_eq!(pessimistic(&on_eth0, &from_eth1).matched, Match::No);
+        let to_me = Matches {
+            dst: net("192.0.2.1/32"),
+            ..Matches::default()
+        };
+        let packet = Packet {
+            dst: Some("192.0.2.1".parse().unwrap()),
+            ..tcp_to(22)
+        };
+        assert_eq!(pessimistic(&to_me, &packet).matched, Match::Yes);
+        // A certain failure beats an open question.
+        let udp_on_eth0 = Matches {
+            proto: Some(Proto::Udp),
+            ..on_eth0
+        };
+        assert_eq!(
+            pessimistic(&udp_on_eth0, &tcp_to(22)),
+            RuleMatch {
+                matched: Match::No,
+                assumptions: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn rates_are_a_first_packet_unless_read_as_any() {
+        let limited = Matches {
+            limit: Some(RateLimit {
+                count: 5,
+                per: RateUnit::Minute,
+                burst: None,
+            }),
+            ..Matches::default()
+        };
+        let update = Matches {
+            recent: Some(Recent {
+                list: "fws4-test".into(),
+                check: RecentCheck::Update {
+                    seconds: 30,
+                    hits: 6,
+                },
+            }),
+            ..Matches::default()
+        };
+        let set = Matches {
+            recent: Some(Recent {
+                list: "fws4-test".into(),
+                check: RecentCheck::Set,
+            }),
+            ..Matches::default()
+        };
+        let over_time = Reading::Pessimistic(Rates::Any);
+        let outcome = |m: &Matches, reading| rule_matches(m, &tcp_to(22), reading).matched;
+        assert_eq!(outcome(&limited, Reading::Typical), Match::Yes);
+        assert_eq!(
+            outcome(&limited, Reading::Pessimistic(Rates::FirstPacket)),
+            Match::Yes
+        );
+        assert_eq!(outcome(&limited, over_time), Match::Maybe);
+        assert_eq!(
+            outcome(&update, Reading::Pessimistic(Rates::FirstPacket)),
+            Match::No
+        );
+        assert_eq!(outcome(&update, over_time), Match::Maybe);
+        assert_eq!(outcome(&set, over_time), Match::Yes);
     }
 }

@@ -1,7 +1,8 @@
 //! Explain: which rule decides a packet, offline, from the plan (script →
 //! plan → **explain**). Pure: no kernel, no clock. The lockout guard of
-//! `apply` asks the same evaluator whether the admin's SSH connection would
-//! survive a plan (DESIGN.md 6).
+//! `apply` asks the same evaluator, in its pessimistic reading, whether the
+//! admin's SSH connection would survive a plan whatever it cannot know
+//! (see [`Reading`]).
 //!
 //! The walk follows the kernel's order: mangle and nat PREROUTING (NAT for
 //! the first packet of a connection only, and it may send the packet to
@@ -13,22 +14,25 @@
 mod describe;
 mod error;
 mod matching;
+mod notes;
 mod packet;
 mod query;
+mod reading;
 mod walk;
 
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
-use std::net::IpAddr;
 
 pub use error::ExplainError;
+pub use matching::{Assumption, Field};
 pub use packet::{Packet, Transport};
 pub use query::{Query, Request};
+pub use reading::{Rates, Reading};
 
 use crate::netfilter::{Family, Hook, Policy, Table};
-use crate::plan::{family_of, Origin, Plan};
+use crate::plan::{Action, Origin, Plan};
 
 /// The fate of a packet.
 ///
@@ -105,18 +109,23 @@ pub enum Decision {
     },
 }
 
+impl fmt::Display for RuleRef {
+    /// `FWS-INPUT-ALLOW rule 3 (fw.rhai:12:1): -s … -j ACCEPT`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origin = self
+            .origin
+            .as_ref()
+            .map_or_else(|| "baseline".to_string(), ToString::to_string);
+        write!(f, "{} ({origin}): {}", self.location(), self.text)
+    }
+}
+
 impl fmt::Display for Decision {
     /// `FWS-INPUT-ALLOW rule 3 (fw.rhai:12:1): -s … -j ACCEPT`, or
     /// `policy DROP of INPUT (baseline)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Decision::Rule(rule) => {
-                let origin = rule
-                    .origin
-                    .as_ref()
-                    .map_or_else(|| "baseline".to_string(), ToString::to_string);
-                write!(f, "{} ({origin}): {}", rule.location(), rule.text)
-            }
+            Decision::Rule(rule) => rule.fmt(f),
             Decision::Policy {
                 table,
                 hook,
@@ -155,6 +164,47 @@ pub struct Explanation {
     pub notes: Vec<String>,
     /// The packet as it was when decided, after any NAT.
     pub packet: Packet,
+    /// The nat rule that rewrote the destination of a new connection
+    /// (REDIRECT, DNAT) — or, read pessimistically, may have: one that may
+    /// match, or a jump in nat the walk cannot follow.
+    pub rewritten_by: Option<Rewrite>,
+    /// Read pessimistically: what a verdict other than ACCEPT rests on that
+    /// cannot be known offline — why the deciding rule may apply, then the
+    /// accepts the walk went past because they may not. Empty when the
+    /// verdict is certain, and always in the typical reading.
+    pub doubts: Vec<Doubt>,
+}
+
+/// Something a pessimistic verdict rests on that cannot be known offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doubt {
+    pub rule: RuleRef,
+    pub kind: DoubtKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DoubtKind {
+    /// The rule may match, and the verdict follows if it does: the deciding
+    /// rule, a jump on the way to it, or a RETURN that may send the packet
+    /// back to where it meets its end.
+    MayMatch(Vec<Assumption>),
+    /// The rule would have accepted the packet but may not match, so the
+    /// walk went on past it.
+    MayNotMatch(Vec<Assumption>),
+    /// The rule hands the packet to a target the plan does not hold
+    /// (NFQUEUE, a foreign chain) or jumps back into a chain being walked:
+    /// what happens there cannot be known offline.
+    CannotFollow(String),
+}
+
+/// A nat rule that sends a new connection elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub rule: RuleRef,
+    /// REDIRECT or DNAT; a jump when the walk could not follow it.
+    pub action: Action,
+    /// Why it may apply; empty when it certainly does.
+    pub doubts: Vec<Doubt>,
 }
 
 impl Explanation {
@@ -164,23 +214,14 @@ impl Explanation {
 }
 
 /// Walks `packet` through `plan` from the built-in chain `hook` (input,
-/// forward or output) to its verdict.
+/// forward or output) to its verdict, in the typical reading.
 pub fn explain(plan: &Plan, packet: &Packet, hook: Hook) -> Explanation {
-    walk::Walk::new(plan.family(packet.family), packet.clone()).run(hook)
+    explain_as(plan, packet, hook, Reading::Typical)
 }
 
-/// For the lockout guard: would a new TCP connection from `client` to this
-/// host's `server_port` get in? The server address and interface count as
-/// not given (see [`Packet`]); build a [`Packet`] to say more.
-pub fn would_accept_new_tcp(plan: &Plan, client: IpAddr, server_port: u16) -> Explanation {
-    // sshd on a dual-stack socket reports IPv4 clients as `::ffff:a.b.c.d`,
-    // but on the wire, where iptables sees them, they are IPv4.
-    let client = client.to_canonical();
-    let packet = Packet {
-        src: Some(client),
-        ..Packet::new_tcp(family_of(&client), server_port)
-    };
-    explain(plan, &packet, Hook::Input)
+/// Like [`explain`], in the given reading of what cannot be known offline.
+pub fn explain_as(plan: &Plan, packet: &Packet, hook: Hook, reading: Reading) -> Explanation {
+    walk::Walk::new(plan.family(packet.family), packet.clone(), reading).run(hook)
 }
 
 /// One verdict for answers in both families: theirs when they agree, else

@@ -73,6 +73,38 @@ pub fn evaluate(path: &Path) -> Result<Plan, ScriptError> {
     Ok(session.collector.into_plan(sources))
 }
 
+/// The ruleset of last resort, for a boot with no good ruleset kept: the
+/// baseline, and new connections to the SSH port from anywhere so an admin
+/// can log in and fix the script.
+pub fn emergency_plan(ssh_port: u16) -> Plan {
+    use crate::netfilter::{Family, Hook, Table};
+    use crate::plan::{Action, Matches, PortRange, Proto, Rule, Stage};
+    let rule = Rule {
+        matches: Matches {
+            proto: Some(Proto::Tcp),
+            dport: Some(PortRange::single(ssh_port)),
+            ..Matches::default()
+        },
+        action: Action::Accept,
+        comment: Some("emergency ruleset: no good ruleset was kept".into()),
+        origin: None,
+    };
+    let mut collector = collector::Collector::default();
+    let rules = Family::ALL
+        .map(|family| rule_spec::PlacedRule {
+            family,
+            table: Table::Filter,
+            hook: Hook::Input,
+            stage: Some(Stage::Allow),
+            rule: rule.clone(),
+        })
+        .to_vec();
+    collector
+        .add(rules)
+        .expect("two rules are within the limit");
+    collector.into_plan(Vec::new())
+}
+
 fn folder_of(path: &Path) -> Result<PathBuf, ScriptError> {
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),

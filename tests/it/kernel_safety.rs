@@ -159,10 +159,10 @@ fn an_unconfirmed_apply_rolls_back_by_itself() {
     let before = host.netns.saves();
 
     let run = host
-        .run(&["apply", "--confirm", "1", &host.script("after.rhai")])
+        .run(&["apply", "--confirm", "3", &host.script("after.rhai")])
         .expect(0);
     assert!(
-        run.stderr.contains("run `fwscript confirm` within 1 s"),
+        run.stderr.contains("run `fwscript confirm` within 3 s"),
         "{run:#?}"
     );
     assert!(
@@ -293,5 +293,6 @@ fn state_files_are_private() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&host.state()), 0o700);
     assert_eq!(mode(&host.state().join("snapshot.json")), 0o600);
-    assert_eq!(mode(&host.state().join("last-plan.rules")), 0o600);
+    assert_eq!(mode(&host.state().join("last-good.rules")), 0o600);
+    assert_eq!(mode(&host.state().join("applied.json")), 0o600);
 }

@@ -231,7 +231,7 @@ fn edits_land_and_a_broken_edit_keeps_the_rules() {
     // SIGHUP evaluates again (the script is unchanged: no changes).
     let applied = daemon.log().matches("no changes").count();
     daemon.signal("HUP");
-    daemon.wait_log("SIGHUP: evaluating the script again", 1);
+    daemon.wait_log("SIGHUP: watching every folder anew", 1);
     daemon.wait_log("no changes", applied + 1);
 
     // SIGTERM: exit 0, rules stay.
@@ -268,19 +268,20 @@ fn drift_is_repaired_within_the_resync_period() {
 }
 
 #[test]
-fn a_script_that_never_worked_writes_nothing() {
+fn a_first_boot_with_a_broken_script_gets_the_emergency_ruleset() {
     if !kernel_available() {
         return;
     }
+    // No last good ruleset was ever kept: the host is not left open, but
+    // SSH stays reachable so an admin can log in and fix the script.
     let daemon = Daemon::start("allow_tcp(0);\n", MODULE, 300);
     daemon.wait_log("script error at", 1);
-    let rules = daemon.netns.save("ipv4", false);
-    assert!(
-        !rules.contains("FWS-"),
-        "nothing is written before the first good evaluation:\n{rules}"
-    );
+    daemon.wait_rules("the emergency ruleset", |r| {
+        r.contains(":INPUT DROP") && has_port(r, 22) && !has_port(r, 80)
+    });
+    daemon.wait_log("the emergency ruleset (the baseline and SSH on port 22", 1);
     write(&daemon.path("fw.rhai"), "allow_tcp(80);\n");
-    daemon.wait_rules("first good save", |r| has_port(r, 80));
+    daemon.wait_rules("first good save", |r| has_port(r, 80) && !has_port(r, 22));
 }
 
 #[test]
@@ -299,19 +300,28 @@ fn systemd_hears_ready_and_the_state() {
         String::from_utf8_lossy(&buffer[..n]).into_owned()
     };
 
-    // A script that does not evaluate: still ready (no restart loop), and
-    // the status says why nothing was applied.
+    // A script that does not evaluate: the emergency ruleset goes in, and
+    // then the daemon is ready (some ruleset is in the kernel); the status
+    // says why and which.
     let socket = ("NOTIFY_SOCKET", path.display().to_string());
     let daemon = Daemon::start_with("allow_tcp(0);\n", MODULE, 300, &[socket]);
-    let first = receive();
+    let mut heard = receive();
+    while !heard.starts_with("READY=1") {
+        assert!(heard.starts_with("STATUS=script error at "), "{heard}");
+        heard = receive();
+    }
+    assert!(heard.contains("port 0 is out of range"), "{heard}");
     assert!(
-        first.starts_with("READY=1\nSTATUS=script error at "),
-        "{first}"
+        heard.ends_with("; the emergency ruleset (the baseline and SSH on port 22: no good ruleset was ever kept) is applied"),
+        "{heard}"
     );
-    assert!(first.contains("port 0 is out of range"), "{first}");
 
     write(&daemon.path("fw.rhai"), "allow_tcp(80);\n");
-    assert_eq!(receive(), "STATUS=rules applied");
+    let script = daemon.path("fw.rhai");
+    assert_eq!(
+        receive(),
+        format!("STATUS=the rules of `{}` are applied", script.display())
+    );
 }
 
 #[test]

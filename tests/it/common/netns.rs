@@ -68,6 +68,19 @@ impl Netns {
         netns
     }
 
+    /// A reboot, as far as the kernel's tables go: the namespace is deleted
+    /// and made again under the same name, empty. State folders stay.
+    pub fn reboot(&self) {
+        for args in [
+            ["netns", "delete", &self.name],
+            ["netns", "add", &self.name],
+        ] {
+            let status = Command::new("ip").args(args).status().expect("ip runs");
+            assert!(status.success(), "ip {}", args.join(" "));
+        }
+        self.sh("ip link set lo up");
+    }
+
     /// A command run inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new("ip");

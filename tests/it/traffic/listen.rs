@@ -62,12 +62,28 @@ impl Udp {
 
     /// The next datagram that arrives within `wait`, and its source.
     pub fn receive(&self, wait: Duration) -> Option<(Vec<u8>, SocketAddr)> {
-        self.0.set_read_timeout(Some(wait)).expect("read timeout");
+        let deadline = Instant::now() + wait;
         let mut buf = [0u8; 1500];
-        match self.0.recv_from(&mut buf) {
-            Ok((n, from)) => Some((buf[..n].to_vec(), unmapped(from))),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
-            Err(e) => panic!("recv: {e}"),
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.0.set_read_timeout(Some(left)).expect("read timeout");
+            match self.0.recv_from(&mut buf) {
+                Ok((n, from)) => return Some((buf[..n].to_vec(), unmapped(from))),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
+                // A signal, or an ICMP error queued for an earlier datagram:
+                // not this one's fate.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionRefused
+                    ) => {}
+                Err(e) => panic!("recv on {:?}: {e} ({:?})", self.0.local_addr(), e.kind()),
+            }
         }
     }
 

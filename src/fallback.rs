@@ -1,0 +1,174 @@
+//! What goes into the kernel when the script cannot (boot → **fallback** →
+//! write): the host is never left open (DESIGN.md 7). At boot a script that
+//! does not evaluate, or an `apply --confirm` lost in a reboot, falls back
+//! to the last good ruleset kept in the state folder; with none, to the
+//! emergency ruleset: the baseline and SSH.
+
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::live::LiveState;
+use crate::netfilter::Family;
+use crate::ruleset::Ruleset;
+use crate::state::{LastGood, Locked, StateDir};
+use crate::transaction::{self, Intent, Keep, Records, Transaction};
+
+/// The port the emergency ruleset keeps open, so an admin can log in and
+/// fix the script.
+pub const EMERGENCY_SSH_PORT: u16 = 22;
+
+#[derive(Debug, Clone)]
+pub enum Fallback {
+    /// The last good ruleset from the state folder.
+    LastGood {
+        meta: LastGood,
+        rulesets: Vec<Ruleset>,
+    },
+    /// No good ruleset was ever kept: the baseline and SSH.
+    Emergency { rulesets: Vec<Ruleset> },
+}
+
+impl Fallback {
+    /// For logs, `STATUS=` and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Fallback::LastGood { meta, .. } => format!(
+                "the last good ruleset (`{}`, applied {})",
+                meta.script,
+                crate::confirm::utc(meta.applied_at)
+            ),
+            Fallback::Emergency { .. } => format!(
+                "the emergency ruleset (the baseline and SSH on port {EMERGENCY_SSH_PORT}: no good ruleset was ever kept)"
+            ),
+        }
+    }
+
+    pub fn rulesets(&self) -> &[Ruleset] {
+        match self {
+            Fallback::LastGood { rulesets, .. } | Fallback::Emergency { rulesets } => rulesets,
+        }
+    }
+}
+
+/// The last good ruleset, or the emergency one when there is none (or
+/// what was kept owns nothing: a kernel without fwscript is no firewall).
+pub fn choose(state: &StateDir) -> Result<Fallback, Error> {
+    if let (Some(meta), Some(text)) = (state.last_good()?, state.last_good_rules()?) {
+        match parse_rules(&text) {
+            Ok(rulesets) if owns_something(&rulesets) => {
+                return Ok(Fallback::LastGood { meta, rulesets })
+            }
+            Ok(_) => {}
+            Err(err) => tracing::error!(
+                "the last good ruleset in `{}` is unreadable ({err}); using the emergency ruleset",
+                state.path().display()
+            ),
+        }
+    }
+    Ok(Fallback::Emergency {
+        rulesets: transaction::desired(&crate::script::emergency_plan(EMERGENCY_SSH_PORT)),
+    })
+}
+
+/// Writes the fallback. It does not become the last good ruleset: the
+/// script stays what fwscript tries to apply.
+pub fn apply(
+    backend: &dyn Backend,
+    state: &Locked,
+    fallback: &Fallback,
+    command: &'static str,
+) -> Result<Transaction, Error> {
+    let script = match fallback {
+        Fallback::LastGood { meta, .. } => format!("(last good: {})", meta.script),
+        Fallback::Emergency { .. } => "(emergency ruleset)".to_string(),
+    };
+    let intent = Intent {
+        rulesets: fallback.rulesets().to_vec(),
+        script,
+        command,
+        keep: Keep::Unchanged,
+        snapshot: true,
+        policies: None,
+        records: Records::BestEffort,
+    };
+    transaction::write(backend, intent, Some(state), false)
+}
+
+/// Whether the kernel holds any chain or hook of fwscript's, in either
+/// family this host has.
+pub fn kernel_holds_fwscript(backend: &dyn Backend) -> Result<bool, Error> {
+    for family in crate::netfilter::Family::ALL {
+        if backend.availability(family).is_err() {
+            continue;
+        }
+        let text = backend.save(family)?;
+        let live = LiveState::parse(family, &text).map_err(crate::backend::BackendError::from)?;
+        let owned = live.owned();
+        if owned
+            .tables
+            .values()
+            .any(|t| !t.chains.is_empty() || !t.hooks.is_empty())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn owns_something(rulesets: &[Ruleset]) -> bool {
+    rulesets
+        .iter()
+        .flat_map(|r| r.tables.values())
+        .any(|t| !t.chains.is_empty() || !t.hooks.is_empty())
+}
+
+/// Restore files as the state folder keeps them, each family introduced
+/// by `# ipv4` or `# ipv6`, back into rulesets.
+pub fn parse_rules(text: &str) -> Result<Vec<Ruleset>, String> {
+    let mut sections: Vec<(Family, String)> = Vec::new();
+    for line in text.lines() {
+        let header = line
+            .strip_prefix("# ")
+            .and_then(|name| Family::parse(name.trim()));
+        match (header, sections.last_mut()) {
+            (Some(family), _) => sections.push((family, String::new())),
+            (None, Some((_, body))) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            (None, None) if line.trim().is_empty() => {}
+            (None, None) => return Err("rules before the first `# ipv4` or `# ipv6`".into()),
+        }
+    }
+    sections
+        .into_iter()
+        .map(|(family, body)| {
+            LiveState::parse(family, &body)
+                .map(|live| live.owned())
+                .map_err(|err| err.to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_rules_read_back_per_family() {
+        let plan = crate::script::emergency_plan(22);
+        let rulesets = transaction::desired(&plan);
+        let text = transaction::rules_text(&rulesets);
+        let back = parse_rules(&text).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].family, Family::Ipv4);
+        assert_eq!(back[1].family, Family::Ipv6);
+        // The same owned state: the diff between them is empty.
+        for (kept, rendered) in back.iter().zip(&rulesets) {
+            let live =
+                LiveState::parse(kept.family, &crate::render::restore_file(rendered)).unwrap();
+            assert!(crate::diff::diff(&live, kept, &Default::default()).is_empty());
+        }
+        assert!(owns_something(&back));
+        assert!(parse_rules("*filter\nCOMMIT\n").is_err());
+    }
+}
