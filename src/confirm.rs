@@ -277,7 +277,7 @@ pub fn rollback(
         policies: None,
         records: Records::BestEffort,
     };
-    transaction::write(backend, intent, Some(state), false)
+    transaction::write(backend, intent, Some(state))
 }
 
 /// `2026-11-25 02:30:58 UTC`, from seconds since the epoch.

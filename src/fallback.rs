@@ -90,7 +90,7 @@ pub fn apply(
         policies: None,
         records: Records::BestEffort,
     };
-    transaction::write(backend, intent, Some(state), false)
+    transaction::write(backend, intent, Some(state))
 }
 
 /// Whether the kernel holds any chain or hook of fwscript's, in either

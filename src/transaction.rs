@@ -30,15 +30,6 @@ use crate::state::{
     PlanRecords, RulesRecord, Snapshot, StateDir, StateError,
 };
 
-/// What the caller wants done besides reading.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Mode {
-    /// Survey only; write nothing.
-    pub dry_run: bool,
-    /// The SSH session to keep reachable, when run over SSH and not forced.
-    pub guard: Option<SshSession>,
-}
-
 #[derive(Debug)]
 pub struct Transaction {
     pub survey: Survey,
@@ -105,20 +96,42 @@ pub fn digest(rules_text: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Brings the kernel to `plan` after the lockout guard agrees.
+/// Brings the kernel to `plan` after the lockout guard agrees. `session`:
+/// the SSH session to keep reachable, when run over SSH and not forced.
 pub fn apply_plan(
     backend: &dyn Backend,
     plan: &Plan,
     intent: Intent,
     state: Option<&Locked>,
-    mode: Mode,
+    session: Option<SshSession>,
 ) -> Result<Transaction, Error> {
-    if let Some(session) = mode.guard {
+    check_guard(plan, session)?;
+    write(backend, intent, state)
+}
+
+/// The lockout guard's verdict on `plan`; its warnings (rate limits on the
+/// SSH port) are logged.
+pub fn check_guard(plan: &Plan, session: Option<SshSession>) -> Result<(), Error> {
+    if let Some(session) = session {
         for warning in guard::check(plan, session)? {
             tracing::warn!("{warning}");
         }
     }
-    write(backend, intent, state, mode.dry_run)
+    Ok(())
+}
+
+/// What writing `rulesets` would change, writing nothing (a dry run): the
+/// same survey, against the same recorded kernel forms, as a write.
+pub fn preview(
+    backend: &dyn Backend,
+    rulesets: Vec<Ruleset>,
+    state: Option<&StateDir>,
+) -> Result<Transaction, Error> {
+    let survey = apply::survey(backend, rulesets, &recorded_forms(state))?;
+    Ok(Transaction {
+        survey,
+        written: Vec::new(),
+    })
 }
 
 /// The intent of applying `plan`, made from `script`.
@@ -145,12 +158,11 @@ pub fn write(
     backend: &dyn Backend,
     intent: Intent,
     state: Option<&Locked>,
-    dry_run: bool,
 ) -> Result<Transaction, Error> {
     let forms = recorded_forms(state.map(|locked| &**locked));
     let survey = apply::survey(backend, intent.rulesets.clone(), &forms)?;
-    if dry_run || survey.in_sync() {
-        if let (Some(state), false) = (state, dry_run) {
+    if survey.in_sync() {
+        if let Some(state) = state {
             adopt_if_unrecorded(state, &intent)?;
         }
         return Ok(Transaction {
@@ -396,7 +408,7 @@ mod tests {
         let plan = crate::script::emergency_plan(22);
         let (intent, _) = plan_intent(&plan, Path::new("fw.rhai"), "apply");
         let locked = state.lock("test").unwrap();
-        let err = write(&backend, intent, Some(&locked), false).unwrap_err();
+        let err = write(&backend, intent, Some(&locked)).unwrap_err();
         let message = err.to_string();
         assert!(
             message.starts_with(

@@ -16,7 +16,7 @@ use crate::fallback;
 use crate::guard::SshSession;
 use crate::script;
 use crate::state::{boot_id, Locked, StateDir};
-use crate::transaction::{self, Keep, Mode};
+use crate::transaction::{self, Keep};
 
 pub fn plan(args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
     let plan = script::evaluate(&args.script)?;
@@ -53,12 +53,10 @@ pub fn apply(args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
         // A dry run reads and writes nothing, not even an overdue rollback,
         // so it needs no lock either.
         let plan = evaluated?;
-        let mode = Mode {
-            dry_run: true,
-            guard: guard(args)?,
-        };
-        let (intent, _) = transaction::plan_intent(&plan, &args.script, "apply");
-        let transaction = transaction::apply_plan(&backend, &plan, intent, None, mode)?;
+        transaction::check_guard(&plan, guard(args)?)?;
+        let state = StateDir::open_existing(state_dir)?;
+        let transaction =
+            transaction::preview(&backend, transaction::desired(&plan), state.as_ref())?;
         return report::report(&transaction, Some(&plan), true, args.json);
     }
     let state = StateDir::open(state_dir)?;
@@ -88,11 +86,8 @@ pub fn apply(args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
     if let Some(pending) = &pending {
         intent.keep = Keep::Pending(pending.clone());
     }
-    let mode = Mode {
-        dry_run: false,
-        guard: guard(args)?,
-    };
-    let transaction = transaction::apply_plan(&backend, &plan, intent, Some(&locked), mode)?;
+    let transaction =
+        transaction::apply_plan(&backend, &plan, intent, Some(&locked), guard(args)?)?;
     let outcome = report::report(&transaction, Some(&plan), false, args.json)?;
     if let (Some(pending), Some(secs), false) =
         (pending, args.confirm, transaction.written.is_empty())

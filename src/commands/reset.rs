@@ -33,7 +33,7 @@ pub fn reset(state_dir: &Path) -> Result<Outcome, Error> {
         policies: Some(OriginalPolicies::default()),
         records: Records::Required,
     };
-    let transaction = transaction::write(&backend, intent, Some(&locked), false)?;
+    let transaction = transaction::write(&backend, intent, Some(&locked))?;
     report::report(&transaction, None, false, false)
 }
 

@@ -31,7 +31,7 @@ use crate::netfilter::Family;
 use crate::plan::Plan;
 use crate::script;
 use crate::state::{DaemonRecord, StateDir};
-use crate::transaction::{self, Mode, Transaction};
+use crate::transaction::{self, Transaction};
 use status::Reporter;
 use watcher::{folders_of, FolderWatcher};
 
@@ -336,11 +336,13 @@ impl Daemon<'_> {
         confirm::ensure_none_pending(&locked)?;
         let (intent, digest) = transaction::plan_intent(plan, &self.script, "watch");
         confirm::refuse_unconfirmed_again(&locked, &digest, false, false)?;
-        let mode = Mode {
-            dry_run: false,
-            guard: SshSession::from_env(),
-        };
-        transaction::apply_plan(self.backend, plan, intent, Some(&locked), mode)
+        transaction::apply_plan(
+            self.backend,
+            plan,
+            intent,
+            Some(&locked),
+            SshSession::from_env(),
+        )
     }
 
     fn write_fallback(&mut self) -> Result<(Fallback, Transaction), Error> {
@@ -381,9 +383,20 @@ impl Daemon<'_> {
         match (cause, transaction.written.is_empty()) {
             (Cause::Resync, true) => tracing::debug!("drift check: in sync"),
             (Cause::Resync, false) => {
-                tracing::warn!(
-                    "the kernel drifted from the script; someone changed fwscript's rules"
-                );
+                let only_moves = transaction
+                    .survey
+                    .changes()
+                    .all(|(_, _, change)| matches!(change, Change::MoveHook { .. }));
+                if only_moves {
+                    tracing::warn!(
+                        "a foreign rule was added after fwscript's accepting hook; the hook \
+                         moves below it, so the script's accepts do not bypass it"
+                    );
+                } else {
+                    tracing::warn!(
+                        "the kernel drifted from the script; someone changed fwscript's rules"
+                    );
+                }
                 log_applied(transaction, "drift repaired:");
             }
             (_, true) => tracing::info!("no changes"),

@@ -131,6 +131,16 @@ fn a_rule_changed_behind_fwscripts_back_is_seen_and_put_right() {
             "{flavor}: {plan:#?}"
         );
         assert!(plan.stdout.contains("4 changes pending"), "{plan:#?}");
+        // A dry run sees it as well, and writes nothing (the policies'
+        // packet counters move with background IPv6 traffic meanwhile).
+        let rules = || without_counters(&lan.server.saves());
+        let before = rules();
+        let dry = lan.fwscript(&["apply", "--dry-run", &script]).expect(0);
+        assert!(
+            dry.stdout.contains("dry run: 4 changes not applied"),
+            "{dry:#?}"
+        );
+        assert_eq!(rules(), before);
 
         let json = lan.fwscript(&["apply", "--json", &script]).expect(0);
         let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
