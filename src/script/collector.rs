@@ -72,7 +72,11 @@ impl Collector {
             .into_iter()
             .map(|family| (family, self.family_plan(family)))
             .collect();
-        Plan { sources, families }
+        Plan {
+            sources,
+            address_lists: Vec::new(),
+            families,
+        }
     }
 
     fn family_plan(&self, family: Family) -> FamilyPlan {

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use rhai::{Dynamic, Map};
 use sha2::{Digest, Sha256};
 
-use super::values::{self, Checked, Problem};
+use super::values::{self, Checked, Problem, Step};
 use crate::netfilter::{Family, Hook, Table};
 use crate::plan::{
     net_family, Action, CtState, Matches, Origin, PortRange, Proto, Recent, RecentCheck, Rule,
@@ -58,25 +58,32 @@ pub struct PlacedRule {
 /// Reads one `rule()` map; `origin` is the user's call site.
 pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<PlacedRule>> {
     check_keys(map, KEYS, "rule")?;
+    // Only an absent key means "any"; `()` (a typo'd map key, an unset
+    // variable) is a mistake that must never widen the rule.
+    for (name, value) in map.iter() {
+        if value.is_unit() {
+            return Err(Problem::missing(format!("`{name}`")).within(Step::Key(name.to_string())));
+        }
+    }
     let spec = Spec { map };
 
     let table = match spec.get("table") {
-        Some(v) => {
+        Some(v) => key("table", || {
             let text = values::string(v, "`table`")?;
             Table::parse(&text).ok_or_else(|| {
                 Problem::new(format!("unknown table `{text}`")).hint("one of: filter, nat, mangle")
-            })?
-        }
+            })
+        })?,
         None => Table::Filter,
     };
     let hook = match spec.get("chain") {
-        Some(v) => {
+        Some(v) => key("chain", || {
             let text = values::string(v, "`chain`")?;
             Hook::parse_script(&text).ok_or_else(|| {
                 Problem::new(format!("unknown chain `{text}`"))
                     .hint("one of: input, forward, output, prerouting, postrouting")
-            })?
-        }
+            })
+        })?,
         None => Hook::Input,
     };
     if !table.builtin_chains().contains(&hook) {
@@ -85,42 +92,46 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
             .iter()
             .map(|h| h.script_name())
             .collect();
-        return Err(Problem::new(format!(
-            "the {table} table has no `{}` chain",
-            hook.script_name()
-        ))
-        .hint(format!(
-            "the {table} table's chains are: {}",
-            names.join(", ")
-        )));
+        return key("chain", || {
+            Err(Problem::new(format!(
+                "the {table} table has no `{}` chain",
+                hook.script_name()
+            ))
+            .hint(format!(
+                "the {table} table's chains are: {}",
+                names.join(", ")
+            )))
+        });
     }
 
     let proto = match spec.get("proto") {
-        Some(v) => parse_proto(&values::string(v, "`proto`")?)?,
+        Some(v) => key("proto", || parse_proto(&values::string(v, "`proto`")?))?,
         None => None,
     };
     let action = parse_action(&spec, table, hook, proto)?;
 
     let mut matches = Matches::default();
-    let port_list = |key: &str| -> Checked<Vec<Option<PortRange>>> {
-        match spec.get(key) {
+    let port_list = |name: &str| -> Checked<Vec<Option<PortRange>>> {
+        match spec.get(name) {
             None => Ok(vec![None]),
-            Some(v) => {
+            Some(v) => key(name, || {
                 if !proto.is_some_and(Proto::has_ports) {
                     return Err(Problem::new(format!(
-                        "`{key}` needs `proto` \"tcp\" or \"udp\""
+                        "`{name}` needs `proto` \"tcp\" or \"udp\""
                     )));
                 }
                 Ok(values::ports(v, proto)?.into_iter().map(Some).collect())
-            }
+            }),
         }
     };
     let dports = port_list("dport")?;
     let sports = port_list("sport")?;
-    let address_list = |key: &str| -> Checked<Vec<Option<IpNet>>> {
-        match spec.get(key) {
+    let address_list = |name: &str| -> Checked<Vec<Option<IpNet>>> {
+        match spec.get(name) {
             None => Ok(vec![None]),
-            Some(v) => Ok(values::addresses(v)?.into_iter().map(Some).collect()),
+            Some(v) => key(name, || {
+                Ok(values::addresses(v)?.into_iter().map(Some).collect())
+            }),
         }
     };
     let srcs = address_list("src")?;
@@ -129,43 +140,53 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
     matches.iface = interface(&spec, hook, "iface")?;
     matches.oface = interface(&spec, hook, "oface")?;
     if let Some(v) = spec.get("state") {
-        matches.state = parse_states(v)?;
+        matches.state = key("state", || parse_states(v))?;
     }
     if let Some(v) = spec.get("tcp_flags") {
-        if proto != Some(Proto::Tcp) {
-            return Err(Problem::new("`tcp_flags` needs `proto` \"tcp\""));
-        }
-        matches.tcp_flags = Some(parse_tcp_flags(v)?);
+        matches.tcp_flags = Some(key("tcp_flags", || {
+            if proto != Some(Proto::Tcp) {
+                return Err(Problem::new("`tcp_flags` needs `proto` \"tcp\""));
+            }
+            parse_tcp_flags(v)
+        })?);
     }
     if let Some(v) = spec.get("icmp_type") {
-        let p = proto
-            .filter(|p| matches!(p, Proto::Icmp | Proto::Icmpv6))
-            .ok_or_else(|| Problem::new("`icmp_type` needs `proto` \"icmp\" or \"icmpv6\""))?;
-        matches.icmp_type = Some(values::icmp_type(v, p)?);
+        matches.icmp_type = Some(key("icmp_type", || {
+            let p = proto
+                .filter(|p| matches!(p, Proto::Icmp | Proto::Icmpv6))
+                .ok_or_else(|| Problem::new("`icmp_type` needs `proto` \"icmp\" or \"icmpv6\""))?;
+            values::icmp_type(v, p)
+        })?);
     }
     if let Some(v) = spec.get("limit") {
-        matches.limit = Some(values::rate(&values::string(v, "`limit`")?)?);
+        matches.limit = Some(key("limit", || {
+            values::rate(&values::string(v, "`limit`")?)
+        })?);
     }
     if let Some(v) = spec.get("burst") {
-        let limit = matches
-            .limit
-            .as_mut()
-            .ok_or_else(|| Problem::new("`burst` needs `limit`"))?;
-        limit.burst = Some(values::bounded(v, "burst", 1..=10_000)?);
+        let burst = key("burst", || {
+            if matches.limit.is_none() {
+                return Err(Problem::new("`burst` needs `limit`"));
+            }
+            values::bounded(v, "`burst`", 1..=10_000)
+        })?;
+        if let Some(limit) = matches.limit.as_mut() {
+            limit.burst = Some(burst);
+        }
     }
     matches.proto = proto;
     matches.dnat_from_port = extras.dnat_from_port;
 
-    let comment = spec
-        .get("comment")
-        .map(|v| {
+    let comment = match spec.get("comment") {
+        Some(v) => Some(key("comment", || {
             values::free_text(
                 &values::string(v, "`comment`")?,
                 "comment",
                 values::MAX_COMMENT,
             )
-        })
-        .transpose()?;
+        })?),
+        None => None,
+    };
 
     // Families the rule may live in, before addresses narrow it down.
     let mut families: Vec<Family> = Family::ALL.to_vec();
@@ -181,8 +202,7 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
         Ok(())
     };
     if let Some(v) = spec.get("family") {
-        let family = values::family(v)?;
-        narrow(family, "`family`".into())?;
+        key("family", || narrow(values::family(v)?, "`family`".into()))?;
     }
     if let Some(family) = proto.and_then(Proto::family) {
         narrow(
@@ -254,20 +274,24 @@ struct Spec<'a> {
 }
 
 impl Spec<'_> {
-    /// A key's value; `()` counts as absent, so stdlib can pass an option
-    /// straight through whether the user gave it or not.
+    /// A key's value; never `()`, which [`expand`] refuses up front.
     fn get(&self, key: &str) -> Option<&Dynamic> {
-        self.map.get(key).filter(|v| !v.is_unit())
+        self.map.get(key)
     }
+}
+
+/// Whatever goes wrong in `body` lies in the value of key `name`.
+fn key<T>(name: &str, body: impl FnOnce() -> Checked<T>) -> Checked<T> {
+    body().map_err(|p| p.within(Step::Key(name.to_string())))
 }
 
 /// `iface` or `oface`, where the packet has such an interface: none comes
 /// in on output and postrouting, none goes out yet on input and prerouting.
-fn interface(spec: &Spec, hook: Hook, key: &str) -> Checked<Option<String>> {
-    let Some(value) = spec.get(key) else {
+fn interface(spec: &Spec, hook: Hook, name: &str) -> Checked<Option<String>> {
+    let Some(value) = spec.get(name) else {
         return Ok(None);
     };
-    let (direction, other, other_direction, lacking): (&str, &str, &str, &[Hook]) = match key {
+    let (direction, other, other_direction, lacking): (&str, &str, &str, &[Hook]) = match name {
         "iface" => (
             "incoming",
             "oface",
@@ -283,12 +307,15 @@ fn interface(spec: &Spec, hook: Hook, key: &str) -> Checked<Option<String>> {
     };
     if lacking.contains(&hook) {
         return Err(Problem::new(format!(
-            "`{key}` (the {direction} interface) cannot be used in the `{}` chain",
+            "`{name}` (the {direction} interface) cannot be used in the `{}` chain",
             hook.script_name()
         ))
-        .hint(format!("use `{other}` for the {other_direction} interface")));
+        .hint(format!("use `{other}` for the {other_direction} interface"))
+        .within(Step::Key(name.into())));
     }
-    values::iface(&values::string(value, &format!("`{key}`"))?).map(Some)
+    key(name, || {
+        values::iface(&values::string(value, &format!("`{name}`"))?).map(Some)
+    })
 }
 
 /// An unknown key is an error, never ignored (DESIGN.md 2.2).
@@ -306,7 +333,11 @@ pub fn check_keys(map: &Map, known: &[&str], what: &str) -> Checked<()> {
         Some(near) => format!("did you mean `{near}`?"),
         None => format!("the keys {what} takes: {}", known.join(", ")),
     };
-    Err(Problem::new(format!("unknown key `{first}` in the options of `{what}`")).hint(hint))
+    Err(
+        Problem::new(format!("unknown key `{first}` in the options of `{what}`"))
+            .hint(hint)
+            .within(Step::KeyName(first.to_string())),
+    )
 }
 
 /// The known name nearest to a misspelling, if one is near enough.
@@ -352,12 +383,13 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
         Problem::new("the rule has no `action`")
             .hint("add `action: \"accept\"` (or drop, reject, …)")
     })?;
-    let text = values::string(value, "`action`")?;
+    let text = key("action", || values::string(value, "`action`"))?;
     let only_with = |key: &str, action: &str| -> Checked<()> {
         match spec.get(key) {
-            Some(_) => Err(Problem::new(format!(
-                "`{key}` only goes with `action` \"{action}\""
-            ))),
+            Some(_) => Err(
+                Problem::new(format!("`{key}` only goes with `action` \"{action}\""))
+                    .within(Step::Key(key.into())),
+            ),
             None => Ok(()),
         }
     };
@@ -384,15 +416,17 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
             "`{text}` works in the {} table, chains {}",
             tables.join("/"),
             chains.join(", ")
-        )))
+        ))
+        .within(Step::Key("action".into())))
     };
     let needs_ports = |what: &str| -> Checked<()> {
         if proto.is_some_and(Proto::has_ports) {
             Ok(())
         } else {
-            Err(Problem::new(format!(
-                "action `{what}` needs `proto` \"tcp\" or \"udp\""
-            )))
+            Err(
+                Problem::new(format!("action `{what}` needs `proto` \"tcp\" or \"udp\""))
+                    .within(Step::Key("action".into())),
+            )
         }
     };
     let all_hooks = &Hook::ALL;
@@ -410,7 +444,7 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
         "log" => {
             let prefix = spec
                 .get("log_prefix")
-                .map(|v| values::free_text(&values::string(v, "`log_prefix`")?, "log prefix", values::MAX_LOG_PREFIX))
+                .map(|v| key("log_prefix", || values::free_text(&values::string(v, "`log_prefix`")?, "log prefix", values::MAX_LOG_PREFIX)))
                 .transpose()?;
             Action::Log { prefix }
         }
@@ -418,9 +452,9 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
             place(&[Table::Nat], &[Hook::Prerouting, Hook::Output])?;
             needs_ports("redirect")?;
             let to_port = spec.get("to_port").ok_or_else(|| Problem::new("action `redirect` needs `to_port`"))?;
-            let ports = values::ports(to_port, proto)?;
+            let ports = key("to_port", || values::ports(to_port, proto))?;
             let [to_port] = ports[..] else {
-                return Err(Problem::new("`to_port` must be one port or one range"));
+                return Err(Problem::new("`to_port` must be one port or one range").within(Step::Key("to_port".into())));
             };
             Action::Redirect { to_port }
         }
@@ -445,11 +479,11 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
             Action::Masquerade
         }
         other => match other.strip_prefix("jump:") {
-            Some(chain) => Action::Jump { chain: values::jump_chain(chain)? },
+            Some(chain) => Action::Jump { chain: key("action", || values::jump_chain(chain))? },
             None => {
                 return Err(Problem::new(format!("unknown action `{other}`")).hint(
                     "one of: accept, drop, reject, log, return, jump:NAME, redirect, dnat, snat, masquerade",
-                ))
+                ).within(Step::Key("action".into())))
             }
         },
     };
@@ -460,7 +494,7 @@ fn endpoint(spec: &Spec) -> Checked<crate::plan::Endpoint> {
     let to = spec
         .get("to")
         .ok_or_else(|| Problem::new("this action needs `to`: \"host[:port]\""))?;
-    values::endpoint(&values::string(to, "`to`")?)
+    key("to", || values::endpoint(&values::string(to, "`to`")?))
 }
 
 /// Rules land in a stage by what they do: drops first, then accepts.
@@ -473,14 +507,18 @@ fn stage_of(action: &Action) -> Stage {
 
 fn parse_states(value: &Dynamic) -> Checked<Vec<CtState>> {
     let mut states = Vec::new();
-    for item in values::one_or_many(value) {
-        let text = values::string(&item, "a `state`")?;
+    let listed = value.is_array();
+    for (i, item) in values::one_or_many(value).into_iter().enumerate() {
+        let within = |p: Problem| if listed { p.within(Step::Item(i)) } else { p };
+        let text = values::string(&item, "one of its states").map_err(within)?;
         let state = CtState::ALL
             .into_iter()
             .find(|s| s.script_name() == text)
             .ok_or_else(|| {
-                Problem::new(format!("unknown connection state `{text}`"))
-                    .hint("one of: new, established, related, invalid")
+                within(
+                    Problem::new(format!("unknown connection state `{text}`"))
+                        .hint("one of: new, established, related, invalid"),
+                )
             })?;
         if !states.contains(&state) {
             states.push(state);
