@@ -36,6 +36,91 @@ pub const KEYS: &[&str] = &[
     "family",
 ];
 
+/// A `rule()` key, by position in [`KEYS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Chain,
+    Table,
+    Proto,
+    Dport,
+    Sport,
+    Src,
+    Dst,
+    Iface,
+    Oface,
+    State,
+    TcpFlags,
+    IcmpType,
+    Limit,
+    Burst,
+    Action,
+    ToPort,
+    To,
+    LogPrefix,
+    Comment,
+    Family,
+}
+
+impl Key {
+    pub const ALL: [Key; KEYS.len()] = [
+        Key::Chain,
+        Key::Table,
+        Key::Proto,
+        Key::Dport,
+        Key::Sport,
+        Key::Src,
+        Key::Dst,
+        Key::Iface,
+        Key::Oface,
+        Key::State,
+        Key::TcpFlags,
+        Key::IcmpType,
+        Key::Limit,
+        Key::Burst,
+        Key::Action,
+        Key::ToPort,
+        Key::To,
+        Key::LogPrefix,
+        Key::Comment,
+        Key::Family,
+    ];
+
+    pub fn name(self) -> &'static str {
+        KEYS[self as usize]
+    }
+
+    pub fn parse(name: &str) -> Option<Key> {
+        KEYS.iter().position(|k| *k == name).map(|i| Key::ALL[i])
+    }
+}
+
+/// The values of one rule's keys, as given: an absent key is `None`.
+#[derive(Debug, Clone, Default)]
+pub struct Fields([Option<Dynamic>; KEYS.len()]);
+
+impl Fields {
+    pub fn set(&mut self, key: Key, value: Dynamic) {
+        self.0[key as usize] = Some(value);
+    }
+
+    pub fn get(&self, key: Key) -> Option<&Dynamic> {
+        self.0[key as usize].as_ref()
+    }
+
+    /// A `rule()` map: only known keys (an unknown one is an error, never
+    /// ignored).
+    pub fn from_map(map: &Map) -> Checked<Fields> {
+        check_keys(map, KEYS, "rule")?;
+        let mut fields = Fields::default();
+        for (name, value) in map.iter() {
+            if let Some(key) = Key::parse(name) {
+                fields.set(key, value.clone());
+            }
+        }
+        Ok(fields)
+    }
+}
+
 /// What stdlib may add to a rule beyond the public keys.
 #[derive(Debug, Clone, Default)]
 pub struct Extras {
@@ -56,18 +141,18 @@ pub struct PlacedRule {
 }
 
 /// Reads one `rule()` map; `origin` is the user's call site.
-pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<PlacedRule>> {
-    check_keys(map, KEYS, "rule")?;
+pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Vec<PlacedRule>> {
     // Only an absent key means "any"; `()` (a typo'd map key, an unset
     // variable) is a mistake that must never widen the rule.
-    for (name, value) in map.iter() {
-        if value.is_unit() {
+    for key in Key::ALL {
+        if fields.get(key).is_some_and(Dynamic::is_unit) {
+            let name = key.name();
             return Err(Problem::missing(format!("`{name}`")).within(Step::Key(name.to_string())));
         }
     }
-    let spec = Spec { map };
+    let spec = Spec { fields };
 
-    let table = match spec.get("table") {
+    let table = match spec.get(Key::Table) {
         Some(v) => key("table", || {
             let text = values::string(v, "`table`")?;
             Table::parse(&text).ok_or_else(|| {
@@ -76,7 +161,7 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
         })?,
         None => Table::Filter,
     };
-    let hook = match spec.get("chain") {
+    let hook = match spec.get(Key::Chain) {
         Some(v) => key("chain", || {
             let text = values::string(v, "`chain`")?;
             Hook::parse_script(&text).ok_or_else(|| {
@@ -104,15 +189,16 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
         });
     }
 
-    let proto = match spec.get("proto") {
+    let proto = match spec.get(Key::Proto) {
         Some(v) => key("proto", || parse_proto(&values::string(v, "`proto`")?))?,
         None => None,
     };
     let action = parse_action(&spec, table, hook, proto)?;
 
     let mut matches = Matches::default();
-    let port_list = |name: &str| -> Checked<Vec<Option<PortRange>>> {
-        match spec.get(name) {
+    let port_list = |which: Key| -> Checked<Vec<Option<PortRange>>> {
+        let name = which.name();
+        match spec.get(which) {
             None => Ok(vec![None]),
             Some(v) => key(name, || {
                 if !proto.is_some_and(Proto::has_ports) {
@@ -124,25 +210,26 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
             }),
         }
     };
-    let dports = port_list("dport")?;
-    let sports = port_list("sport")?;
-    let address_list = |name: &str| -> Checked<Vec<Option<IpNet>>> {
-        match spec.get(name) {
+    let dports = port_list(Key::Dport)?;
+    let sports = port_list(Key::Sport)?;
+    let address_list = |which: Key| -> Checked<Vec<Option<IpNet>>> {
+        let name = which.name();
+        match spec.get(which) {
             None => Ok(vec![None]),
             Some(v) => key(name, || {
                 Ok(values::addresses(v)?.into_iter().map(Some).collect())
             }),
         }
     };
-    let srcs = address_list("src")?;
-    let dsts = address_list("dst")?;
+    let srcs = address_list(Key::Src)?;
+    let dsts = address_list(Key::Dst)?;
 
-    matches.iface = interface(&spec, hook, "iface")?;
-    matches.oface = interface(&spec, hook, "oface")?;
-    if let Some(v) = spec.get("state") {
+    matches.iface = interface(&spec, hook, Key::Iface)?;
+    matches.oface = interface(&spec, hook, Key::Oface)?;
+    if let Some(v) = spec.get(Key::State) {
         matches.state = key("state", || parse_states(v))?;
     }
-    if let Some(v) = spec.get("tcp_flags") {
+    if let Some(v) = spec.get(Key::TcpFlags) {
         matches.tcp_flags = Some(key("tcp_flags", || {
             if proto != Some(Proto::Tcp) {
                 return Err(Problem::new("`tcp_flags` needs `proto` \"tcp\""));
@@ -150,7 +237,7 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
             parse_tcp_flags(v)
         })?);
     }
-    if let Some(v) = spec.get("icmp_type") {
+    if let Some(v) = spec.get(Key::IcmpType) {
         matches.icmp_type = Some(key("icmp_type", || {
             let p = proto
                 .filter(|p| matches!(p, Proto::Icmp | Proto::Icmpv6))
@@ -158,12 +245,12 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
             values::icmp_type(v, p)
         })?);
     }
-    if let Some(v) = spec.get("limit") {
+    if let Some(v) = spec.get(Key::Limit) {
         matches.limit = Some(key("limit", || {
             values::rate(&values::string(v, "`limit`")?)
         })?);
     }
-    if let Some(v) = spec.get("burst") {
+    if let Some(v) = spec.get(Key::Burst) {
         let burst = key("burst", || {
             if matches.limit.is_none() {
                 return Err(Problem::new("`burst` needs `limit`"));
@@ -177,7 +264,7 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
     matches.proto = proto;
     matches.dnat_from_port = extras.dnat_from_port;
 
-    let comment = match spec.get("comment") {
+    let comment = match spec.get(Key::Comment) {
         Some(v) => Some(key("comment", || {
             values::free_text(
                 &values::string(v, "`comment`")?,
@@ -201,7 +288,7 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
         families.retain(|f| *f == only);
         Ok(())
     };
-    if let Some(v) = spec.get("family") {
+    if let Some(v) = spec.get(Key::Family) {
         key("family", || narrow(values::family(v)?, "`family`".into()))?;
     }
     if let Some(family) = proto.and_then(Proto::family) {
@@ -270,13 +357,13 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
 }
 
 struct Spec<'a> {
-    map: &'a Map,
+    fields: &'a Fields,
 }
 
 impl Spec<'_> {
     /// A key's value; never `()`, which [`expand`] refuses up front.
-    fn get(&self, key: &str) -> Option<&Dynamic> {
-        self.map.get(key)
+    fn get(&self, key: Key) -> Option<&Dynamic> {
+        self.fields.get(key)
     }
 }
 
@@ -287,8 +374,9 @@ fn key<T>(name: &str, body: impl FnOnce() -> Checked<T>) -> Checked<T> {
 
 /// `iface` or `oface`, where the packet has such an interface: none comes
 /// in on output and postrouting, none goes out yet on input and prerouting.
-fn interface(spec: &Spec, hook: Hook, name: &str) -> Checked<Option<String>> {
-    let Some(value) = spec.get(name) else {
+fn interface(spec: &Spec, hook: Hook, which: Key) -> Checked<Option<String>> {
+    let name = which.name();
+    let Some(value) = spec.get(which) else {
         return Ok(None);
     };
     let (direction, other, other_direction, lacking): (&str, &str, &str, &[Hook]) = match name {
@@ -379,13 +467,14 @@ fn parse_proto(text: &str) -> Checked<Option<Proto>> {
 }
 
 fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> Checked<Action> {
-    let value = spec.get("action").ok_or_else(|| {
+    let value = spec.get(Key::Action).ok_or_else(|| {
         Problem::new("the rule has no `action`")
             .hint("add `action: \"accept\"` (or drop, reject, …)")
     })?;
     let text = key("action", || values::string(value, "`action`"))?;
-    let only_with = |key: &str, action: &str| -> Checked<()> {
-        match spec.get(key) {
+    let only_with = |key: Key, action: &str| -> Checked<()> {
+        let key = key.name();
+        match spec.get(Key::parse(key).unwrap_or(Key::Action)) {
             Some(_) => Err(
                 Problem::new(format!("`{key}` only goes with `action` \"{action}\""))
                     .within(Step::Key(key.into())),
@@ -394,13 +483,13 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
         }
     };
     if text != "log" {
-        only_with("log_prefix", "log")?;
+        only_with(Key::LogPrefix, "log")?;
     }
     if text != "redirect" {
-        only_with("to_port", "redirect")?;
+        only_with(Key::ToPort, "redirect")?;
     }
     if !matches!(text.as_str(), "dnat" | "snat") {
-        only_with("to", "dnat\" or \"snat")?;
+        only_with(Key::To, "dnat\" or \"snat")?;
     }
     let place = |tables: &[Table], hooks: &[Hook]| -> Checked<()> {
         if tables.contains(&table) && hooks.contains(&hook) {
@@ -443,7 +532,7 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
         }
         "log" => {
             let prefix = spec
-                .get("log_prefix")
+                .get(Key::LogPrefix)
                 .map(|v| key("log_prefix", || values::free_text(&values::string(v, "`log_prefix`")?, "log prefix", values::MAX_LOG_PREFIX)))
                 .transpose()?;
             Action::Log { prefix }
@@ -451,7 +540,7 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
         "redirect" => {
             place(&[Table::Nat], &[Hook::Prerouting, Hook::Output])?;
             needs_ports("redirect")?;
-            let to_port = spec.get("to_port").ok_or_else(|| Problem::new("action `redirect` needs `to_port`"))?;
+            let to_port = spec.get(Key::ToPort).ok_or_else(|| Problem::new("action `redirect` needs `to_port`"))?;
             let ports = key("to_port", || values::ports(to_port, proto))?;
             let [to_port] = ports[..] else {
                 return Err(Problem::new("`to_port` must be one port or one range").within(Step::Key("to_port".into())));
@@ -492,7 +581,7 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
 
 fn endpoint(spec: &Spec) -> Checked<crate::plan::Endpoint> {
     let to = spec
-        .get("to")
+        .get(Key::To)
         .ok_or_else(|| Problem::new("this action needs `to`: \"host[:port]\""))?;
     key("to", || values::endpoint(&values::string(to, "`to`")?))
 }

@@ -117,13 +117,13 @@ const CASES: &[Case] = &[
     case(
         "rule(#{ src: \"10.0.0.1\", dst: \"2001:db8::1\", action: \"accept\" });\n",
         1,
-        1,
+        6,
         "no address family fits",
     ),
     case(
         "rule(#{ proto: \"icmp\", src: \"2001:db8::1\", action: \"accept\" });\n",
         1,
-        1,
+        6,
         "no address family fits",
     ),
     // Unknown keys.

@@ -4,17 +4,17 @@
 use rhai::Dynamic;
 
 use super::{nonempty_addresses, Call, Spec};
-use crate::script::rule_spec::Extras;
+use crate::script::rule_spec::{Extras, Key};
 use crate::script::services;
 use crate::script::values::{self, Checked, Problem, Step};
 
 const OPTIONS: &[&str] = &["from", "iface", "comment", "family"];
 /// Each option under the `rule()` key it becomes.
-const AS_KEYS: &[(&str, &str)] = &[
-    ("from", "src"),
-    ("iface", "iface"),
-    ("comment", "comment"),
-    ("family", "family"),
+const AS_KEYS: &[(&str, Key)] = &[
+    ("from", Key::Src),
+    ("iface", Key::Iface),
+    ("comment", Key::Comment),
+    ("family", Key::Family),
 ];
 
 pub fn tcp(call: &Call) -> Checked<Dynamic> {
@@ -29,10 +29,10 @@ fn ports(call: &Call, proto: &'static str) -> Checked<Dynamic> {
     let ports = call.arg(0, "its ports")?;
     let opts = call.opts(1, OPTIONS)?;
     let mut spec = Spec::new();
-    spec.set("proto", proto)
-        .user("dport", ports, vec![Step::Arg(0)])
+    spec.word(Key::Proto, proto)
+        .arg(Key::Dport, ports, 0)
         .options(&opts, AS_KEYS)
-        .set("action", "accept");
+        .word(Key::Action, "accept");
     call.add(&spec, &Extras::default())?;
     Ok(Dynamic::UNIT)
 }
@@ -61,9 +61,9 @@ pub fn service(call: &Call) -> Checked<Dynamic> {
         let service = services::lookup(&name).ok_or_else(|| at(services::unknown(&name)))?;
         for proto in service.protos() {
             let mut spec = Spec::new();
-            spec.set("proto", proto.script_name())
-                .set("dport", i64::from(service.port))
-                .set("action", "accept");
+            spec.word(Key::Proto, proto.script_name())
+                .set(Key::Dport, i64::from(service.port))
+                .word(Key::Action, "accept");
             specs.push(spec);
         }
     }
@@ -76,10 +76,10 @@ pub fn service(call: &Call) -> Checked<Dynamic> {
 pub fn ssh_from(call: &Call) -> Checked<Dynamic> {
     let addrs = nonempty_addresses(call, 0)?;
     let mut spec = Spec::new();
-    spec.set("proto", "tcp")
-        .set("dport", 22_i64)
-        .user("src", addrs, vec![Step::Arg(0)])
-        .set("action", "accept");
+    spec.word(Key::Proto, "tcp")
+        .set(Key::Dport, 22_i64)
+        .arg(Key::Src, addrs, 0)
+        .word(Key::Action, "accept");
     call.add(&spec, &Extras::default())?;
     Ok(Dynamic::UNIT)
 }
@@ -87,8 +87,7 @@ pub fn ssh_from(call: &Call) -> Checked<Dynamic> {
 pub fn from(call: &Call) -> Checked<Dynamic> {
     let addrs = nonempty_addresses(call, 0)?;
     let mut spec = Spec::new();
-    spec.user("src", addrs, vec![Step::Arg(0)])
-        .set("action", "accept");
+    spec.arg(Key::Src, addrs, 0).word(Key::Action, "accept");
     call.add(&spec, &Extras::default())?;
     Ok(Dynamic::UNIT)
 }
@@ -96,9 +95,9 @@ pub fn from(call: &Call) -> Checked<Dynamic> {
 pub fn ping(call: &Call) -> Checked<Dynamic> {
     for proto in ["icmp", "icmpv6"] {
         let mut spec = Spec::new();
-        spec.set("proto", proto)
-            .set("icmp_type", "echo-request")
-            .set("action", "accept");
+        spec.word(Key::Proto, proto)
+            .word(Key::IcmpType, "echo-request")
+            .word(Key::Action, "accept");
         call.add(&spec, &Extras::default())?;
     }
     Ok(Dynamic::UNIT)

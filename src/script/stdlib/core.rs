@@ -2,10 +2,10 @@
 
 use rhai::{Dynamic, Map};
 
-use super::{Call, Spec};
+use super::Call;
 use crate::netfilter::{Hook, Policy};
 use crate::script::collector::Baseline;
-use crate::script::rule_spec::{self, Extras, KEYS};
+use crate::script::rule_spec::{self, Extras, Fields};
 use crate::script::values::{self, Checked, Problem, Step};
 
 pub fn rule(call: &Call) -> Checked<Dynamic> {
@@ -17,14 +17,12 @@ pub fn rule(call: &Call) -> Checked<Dynamic> {
         ))
         .within(Step::Arg(0))
     })?;
-    rule_spec::check_keys(&map, KEYS, "rule").map_err(|p| p.within(Step::Arg(0)))?;
-    let mut spec = Spec::new();
-    for (key, value) in map.iter() {
-        if let Some(known) = KEYS.iter().find(|k| **k == key.as_str()) {
-            spec.user(known, value, vec![Step::Arg(0), Step::Key(key.to_string())]);
-        }
-    }
-    call.add(&spec, &Extras::default())?;
+    let fields = Fields::from_map(&map).map_err(|p| p.within(Step::Arg(0)))?;
+    // The keys are the user's own: a problem at one is already where the
+    // caret goes, inside argument 0.
+    let rules = rule_spec::expand(&fields, &Extras::default(), &call.origin())
+        .map_err(|p| p.within(Step::Arg(0)))?;
+    call.collect(rules)?;
     Ok(Dynamic::UNIT)
 }
 

@@ -4,14 +4,13 @@
 use rhai::{Dynamic, Map};
 
 use super::{nonempty_addresses, Call, Spec};
-use crate::script::rule_spec::Extras;
-use crate::script::values::{Checked, Step};
+use crate::script::rule_spec::{Extras, Key};
+use crate::script::values::Checked;
 
 pub fn block(call: &Call) -> Checked<Dynamic> {
     let addrs = nonempty_addresses(call, 0)?;
     let mut spec = Spec::new();
-    spec.user("src", addrs, vec![Step::Arg(0)])
-        .set("action", "drop");
+    spec.arg(Key::Src, addrs, 0).word(Key::Action, "drop");
     call.add(&spec, &Extras::default())?;
     Ok(Dynamic::UNIT)
 }
@@ -23,18 +22,18 @@ pub fn drop_scans(call: &Call) -> Checked<Dynamic> {
         map.insert("set".into(), set.into());
         Dynamic::from_map(map)
     };
-    let rules: [(Dynamic, Option<&str>, &str); 3] = [
+    let rules: [(Dynamic, Option<&'static str>, &'static str); 3] = [
         (flags("all", "none"), None, "null scan"),
         (flags("all", "all"), None, "xmas scan"),
         ("!syn".into(), Some("new"), "new without syn"),
     ];
     for (tcp_flags, state, comment) in rules {
         let mut spec = Spec::new();
-        spec.set("proto", "tcp").set("tcp_flags", tcp_flags);
+        spec.word(Key::Proto, "tcp").set(Key::TcpFlags, tcp_flags);
         if let Some(state) = state {
-            spec.set("state", state);
+            spec.word(Key::State, state);
         }
-        spec.set("action", "drop").set("comment", comment);
+        spec.word(Key::Action, "drop").word(Key::Comment, comment);
         call.add(&spec, &Extras::default())?;
     }
     Ok(Dynamic::UNIT)

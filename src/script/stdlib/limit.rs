@@ -4,8 +4,8 @@ use rhai::Dynamic;
 
 use super::{Call, Spec};
 use crate::plan::{RecentCheck, Stage};
-use crate::script::rule_spec::Extras;
-use crate::script::values::{self, Checked, Step};
+use crate::script::rule_spec::{Extras, Key};
+use crate::script::values::{self, Checked};
 
 const OPTIONS: &[&str] = &["hits", "seconds", "from", "iface", "comment", "family"];
 
@@ -31,21 +31,21 @@ pub fn tcp(call: &Call) -> Checked<Dynamic> {
         None => 30,
     };
     let mut spec = Spec::new();
-    spec.set("proto", "tcp")
-        .user("dport", ports, vec![Step::Arg(0)])
+    spec.word(Key::Proto, "tcp")
+        .arg(Key::Dport, ports, 0)
         .options(
             &opts,
             &[
-                ("from", "src"),
-                ("iface", "iface"),
-                ("comment", "comment"),
-                ("family", "family"),
+                ("from", Key::Src),
+                ("iface", Key::Iface),
+                ("comment", Key::Comment),
+                ("family", Key::Family),
             ],
         )
-        .set("state", "new");
+        .word(Key::State, "new");
     // Check first, then count: the source's first `hits` connections pass.
     let mut check = spec.clone();
-    check.set("action", "drop");
+    check.word(Key::Action, "drop");
     call.add(
         &check,
         &Extras {
@@ -55,7 +55,7 @@ pub fn tcp(call: &Call) -> Checked<Dynamic> {
         },
     )?;
     let mut count = spec;
-    count.set("action", "accept");
+    count.word(Key::Action, "accept");
     call.add(
         &count,
         &Extras {

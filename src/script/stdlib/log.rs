@@ -5,16 +5,16 @@ use rhai::Dynamic;
 
 use super::{Call, Spec};
 use crate::plan::Stage;
-use crate::script::rule_spec::Extras;
-use crate::script::values::{Checked, Step};
+use crate::script::rule_spec::{Extras, Key};
+use crate::script::values::Checked;
 
 pub fn drops(call: &Call) -> Checked<Dynamic> {
     let prefix = call.arg(0, "its prefix")?;
     let mut spec = Spec::new();
-    spec.set("limit", "5/min")
-        .set("burst", 10_i64)
-        .set("action", "log")
-        .user("log_prefix", prefix, vec![Step::Arg(0)]);
+    spec.word(Key::Limit, "5/min")
+        .set(Key::Burst, 10_i64)
+        .word(Key::Action, "log")
+        .arg(Key::LogPrefix, prefix, 0);
     call.add(
         &spec,
         &Extras {

@@ -16,7 +16,7 @@ use std::any::TypeId;
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 
-use super::rule_spec::{self, Extras};
+use super::rule_spec::{self, Extras, Fields, Key};
 use super::session::{Shared, Site};
 use super::values::{self, Checked, Problem, Step};
 use crate::plan::Origin;
@@ -263,13 +263,11 @@ impl<'a> Call<'a> {
 
     /// The options map at argument `i`, when the call has one: only the
     /// keys in `known`, none of them `()`.
-    pub fn opts(&self, i: usize, known: &[&str]) -> Checked<Opts> {
+    pub fn opts(&self, i: usize, known: &[&str]) -> Checked<Opts<'a>> {
         let Some(value) = self.args.get(i) else {
-            return Ok(Opts {
-                arg: i,
-                map: Map::new(),
-            });
+            return Ok(Opts { arg: i, map: None });
         };
+        let value: &'a Dynamic = value;
         let within = |p: Problem| p.within(Step::Arg(i));
         let value = values::given(value, "its options").map_err(within)?;
         let map = value.read_lock::<Map>().ok_or_else(|| {
@@ -290,7 +288,7 @@ impl<'a> Call<'a> {
         }
         Ok(Opts {
             arg: i,
-            map: map.clone(),
+            map: Some(map),
         })
     }
 
@@ -300,8 +298,13 @@ impl<'a> Call<'a> {
 
     /// Expands `spec` into rules and adds them to the plan.
     pub fn add(&self, spec: &Spec, extras: &Extras) -> Checked<()> {
-        let rules =
-            rule_spec::expand(&spec.map, extras, &self.origin()).map_err(|p| spec.translate(p))?;
+        let rules = rule_spec::expand(&spec.fields, extras, &self.origin())
+            .map_err(|p| spec.translate(p))?;
+        self.collect(rules)
+    }
+
+    /// Adds rules to the plan.
+    pub fn collect(&self, rules: Vec<rule_spec::PlacedRule>) -> Checked<()> {
         self.shared
             .borrow_mut()
             .collector
@@ -319,14 +322,14 @@ impl<'a> Call<'a> {
 }
 
 /// An options map as given, with the argument it came in.
-pub struct Opts {
+pub struct Opts<'a> {
     arg: usize,
-    pub map: Map,
+    map: Option<rhai::DynamicReadLock<'a, Map>>,
 }
 
-impl Opts {
+impl Opts<'_> {
     pub fn get(&self, key: &str) -> Option<&Dynamic> {
-        self.map.get(key)
+        self.map.as_ref()?.get(key)
     }
 
     /// Where the option `key` was written, for the caret.
@@ -335,12 +338,29 @@ impl Opts {
     }
 }
 
-/// A `rule()` map built by a stdlib function, remembering which of its
-/// keys came from which argument of the user's call.
+/// A rule's keys as a stdlib function fills them, remembering which came
+/// from which argument of the user's call.
 #[derive(Clone, Default)]
 pub struct Spec {
-    map: Map,
-    from_user: Vec<(&'static str, Vec<Step>)>,
+    fields: Fields,
+    from_user: Vec<(Key, UserPath)>,
+}
+
+/// Where the user wrote a value: an argument, or a key of the options map
+/// in one.
+#[derive(Clone, Copy)]
+enum UserPath {
+    Arg(usize),
+    Option(usize, &'static str),
+}
+
+impl UserPath {
+    fn steps(self) -> Vec<Step> {
+        match self {
+            UserPath::Arg(i) => vec![Step::Arg(i)],
+            UserPath::Option(i, key) => vec![Step::Arg(i), Step::Key(key.to_string())],
+        }
+    }
 }
 
 impl Spec {
@@ -349,23 +369,32 @@ impl Spec {
     }
 
     /// A key stdlib decides (`action: "accept"`).
-    pub fn set(&mut self, key: &'static str, value: impl Into<Dynamic>) -> &mut Spec {
-        self.map.insert(key.into(), value.into());
+    pub fn set(&mut self, key: Key, value: impl Into<Dynamic>) -> &mut Spec {
+        self.fields.set(key, value.into());
         self
     }
 
-    /// A key whose value the user gave at `path`.
-    pub fn user(&mut self, key: &'static str, value: &Dynamic, path: Vec<Step>) -> &mut Spec {
-        self.map.insert(key.into(), value.clone());
-        self.from_user.push((key, path));
+    /// A fixed word (`"tcp"`, `"accept"`), shared rather than allocated
+    /// for every rule.
+    pub fn word(&mut self, key: Key, word: &'static str) -> &mut Spec {
+        self.fields.set(key, fixed(word));
+        self
+    }
+
+    /// A key whose value is argument `arg` of the user's call.
+    pub fn arg(&mut self, key: Key, value: &Dynamic, arg: usize) -> &mut Spec {
+        self.fields.set(key, value.clone());
+        self.from_user.push((key, UserPath::Arg(arg)));
         self
     }
 
     /// The options given, each under its `rule()` key: `(option, key)`.
-    pub fn options(&mut self, opts: &Opts, keys: &[(&str, &'static str)]) -> &mut Spec {
+    pub fn options(&mut self, opts: &Opts, keys: &[(&'static str, Key)]) -> &mut Spec {
         for (option, key) in keys {
             if let Some(value) = opts.get(option) {
-                self.user(key, value, opts.path(option));
+                self.fields.set(*key, value.clone());
+                self.from_user
+                    .push((*key, UserPath::Option(opts.arg, option)));
             }
         }
         self
@@ -375,11 +404,11 @@ impl Spec {
     /// wrote that value; one at a key stdlib set points at the call.
     fn translate(&self, mut problem: Problem) -> Problem {
         let user_path = match problem.at.first() {
-            Some(Step::Key(key)) => self
+            Some(Step::Key(name)) => self
                 .from_user
                 .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, path)| path.clone()),
+                .find(|(k, _)| k.name() == name)
+                .map(|(_, path)| path.steps()),
             _ => None,
         };
         problem.at = match user_path {
@@ -391,6 +420,29 @@ impl Spec {
         };
         problem
     }
+}
+
+/// The words stdlib writes into rules, each allocated once per thread.
+fn fixed(word: &'static str) -> Dynamic {
+    thread_local! {
+        static WORDS: std::cell::RefCell<Vec<(&'static str, rhai::ImmutableString)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    WORDS.with(|words| {
+        let mut words = words.borrow_mut();
+        let text = match words
+            .iter()
+            .find(|(w, _)| std::ptr::eq(*w, word) || *w == word)
+        {
+            Some((_, text)) => text.clone(),
+            None => {
+                let text = rhai::ImmutableString::from(word);
+                words.push((word, text.clone()));
+                text
+            }
+        };
+        Dynamic::from(text)
+    })
 }
 
 /// One port, not a list and not a range (`redirect_tcp`, `forward_tcp`).

@@ -4,7 +4,7 @@
 use rhai::Dynamic;
 
 use super::{single_port, Call, Spec};
-use crate::script::rule_spec::Extras;
+use crate::script::rule_spec::{Extras, Key};
 use crate::script::values::{self, Checked, Step};
 
 pub fn redirect(call: &Call) -> Checked<Dynamic> {
@@ -13,27 +13,27 @@ pub fn redirect(call: &Call) -> Checked<Dynamic> {
         single_port(call.arg(1, "its target port")?).map_err(|p| p.within(Step::Arg(1)))?;
     let opts = call.opts(2, &["from", "iface", "comment", "family"])?;
     let mut spec = Spec::new();
-    spec.set("proto", "tcp").options(
+    spec.word(Key::Proto, "tcp").options(
         &opts,
         &[
-            ("from", "src"),
-            ("iface", "iface"),
-            ("comment", "comment"),
-            ("family", "family"),
+            ("from", Key::Src),
+            ("iface", Key::Iface),
+            ("comment", Key::Comment),
+            ("family", Key::Family),
         ],
     );
     let mut nat = spec.clone();
-    nat.set("table", "nat")
-        .set("chain", "prerouting")
-        .set("dport", i64::from(from_port))
-        .set("action", "redirect")
-        .set("to_port", i64::from(to_port));
+    nat.word(Key::Table, "nat")
+        .word(Key::Chain, "prerouting")
+        .set(Key::Dport, i64::from(from_port))
+        .word(Key::Action, "redirect")
+        .set(Key::ToPort, i64::from(to_port));
     call.add(&nat, &Extras::default())?;
     // Only redirected connections reach `to_port`; it is not opened itself.
     let mut accept = spec;
     accept
-        .set("dport", i64::from(to_port))
-        .set("action", "accept");
+        .set(Key::Dport, i64::from(to_port))
+        .word(Key::Action, "accept");
     call.add(
         &accept,
         &Extras {
@@ -52,24 +52,28 @@ pub fn forward(call: &Call) -> Checked<Dynamic> {
         .map_err(|p| p.within(Step::Arg(1)))?;
     let opts = call.opts(2, &["from", "iface", "comment"])?;
     let mut spec = Spec::new();
-    spec.set("proto", "tcp").options(
+    spec.word(Key::Proto, "tcp").options(
         &opts,
-        &[("from", "src"), ("iface", "iface"), ("comment", "comment")],
+        &[
+            ("from", Key::Src),
+            ("iface", Key::Iface),
+            ("comment", Key::Comment),
+        ],
     );
     let mut nat = spec.clone();
-    nat.set("table", "nat")
-        .set("chain", "prerouting")
-        .set("dport", i64::from(from_port))
-        .set("action", "dnat")
-        .user("to", target, vec![Step::Arg(1)]);
+    nat.word(Key::Table, "nat")
+        .word(Key::Chain, "prerouting")
+        .set(Key::Dport, i64::from(from_port))
+        .word(Key::Action, "dnat")
+        .arg(Key::To, target, 1);
     call.add(&nat, &Extras::default())?;
     let to_port = to.port.map_or(from_port, |p| p.first);
     let mut accept = spec;
     accept
-        .set("chain", "forward")
-        .set("dst", to.addr.to_string())
-        .set("dport", i64::from(to_port))
-        .set("action", "accept");
+        .word(Key::Chain, "forward")
+        .set(Key::Dst, to.addr.to_string())
+        .set(Key::Dport, i64::from(to_port))
+        .word(Key::Action, "accept");
     call.add(
         &accept,
         &Extras {
@@ -84,18 +88,18 @@ pub fn masquerade(call: &Call) -> Checked<Dynamic> {
     let iface = call.arg(0, "its interface")?;
     let opts = call.opts(1, &["from", "comment", "family"])?;
     let mut spec = Spec::new();
-    spec.set("table", "nat")
-        .set("chain", "postrouting")
-        .user("oface", iface, vec![Step::Arg(0)])
+    spec.word(Key::Table, "nat")
+        .word(Key::Chain, "postrouting")
+        .arg(Key::Oface, iface, 0)
         .options(
             &opts,
             &[
-                ("from", "src"),
-                ("comment", "comment"),
-                ("family", "family"),
+                ("from", Key::Src),
+                ("comment", Key::Comment),
+                ("family", Key::Family),
             ],
         )
-        .set("action", "masquerade");
+        .word(Key::Action, "masquerade");
     call.add(&spec, &Extras::default())?;
     Ok(Dynamic::UNIT)
 }
