@@ -38,7 +38,10 @@ pub fn functions() -> Result<Outcome, Error> {
         }
         out.push('\n');
     }
-    out.push_str("Rhai built-ins (operators aside; no eval, sleep, exit or clock):\n");
+    out.push_str(
+        "Rhai built-ins, besides operators and the keywords Fn, call, curry, type_of,\n\
+         is_def_fn, is_def_var, print and debug (there is no eval, sleep, exit or clock):\n",
+    );
     let mut line = String::from("   ");
     for name in script::functions::builtins() {
         if line.len() + 1 + name.len() > 78 {

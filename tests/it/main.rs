@@ -16,6 +16,8 @@ mod kernel_render;
 mod kernel_safety;
 mod kernel_watch;
 mod script_errors;
+mod script_hostile;
+mod script_lists;
 mod traffic_nat;
 mod traffic_outbound;
 mod traffic_rules;
