@@ -213,8 +213,10 @@ impl Daemon<'_> {
         transaction::apply_plan(self.backend, plan, &self.script, Some(&self.state), mode)
     }
 
-    /// Watches the script's folder and those of `sources` (its modules).
+    /// Watches the script's folder and those of `sources` (its modules and
+    /// address lists).
     fn follow_imports(&mut self, sources: &[PathBuf]) {
+        self.watcher.count_files(sources);
         let mut folders = folders_of(sources);
         folders.extend(folders_of([&self.script]));
         let before = self.watcher.folders().clone();

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify_debouncer_full::notify::event::{AccessKind, AccessMode, EventKind};
@@ -20,18 +21,24 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 pub struct FolderWatcher {
     debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
     folders: BTreeSet<PathBuf>,
+    /// Files read that are not `*.rhai` (address lists): their changes
+    /// count too.
+    files: Arc<Mutex<BTreeSet<PathBuf>>>,
 }
 
 impl FolderWatcher {
     pub fn new(events: Sender<Event>) -> Result<FolderWatcher, String> {
+        let files: Arc<Mutex<BTreeSet<PathBuf>>> = Arc::default();
+        let read = files.clone();
         let handler = move |result: DebounceEventResult| {
             let event = match result {
                 Ok(events) => {
+                    let read = read.lock().map(|f| f.clone()).unwrap_or_default();
                     let paths: BTreeSet<PathBuf> = events
                         .iter()
                         .filter(|e| is_change(&e.event.kind))
                         .flat_map(|e| e.event.paths.iter().cloned())
-                        .filter(|p| is_script(p))
+                        .filter(|p| is_script(p) || read.contains(p))
                         .collect();
                     if paths.is_empty() {
                         return;
@@ -55,7 +62,21 @@ impl FolderWatcher {
         Ok(FolderWatcher {
             debouncer,
             folders: BTreeSet::new(),
+            files,
         })
+    }
+
+    /// Counts changes of these files too, whatever their names (the
+    /// address lists a script read), by their real paths.
+    pub fn count_files<'a>(&self, sources: impl IntoIterator<Item = &'a PathBuf>) {
+        let files: BTreeSet<PathBuf> = sources
+            .into_iter()
+            .filter(|p| !is_script(p))
+            .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+            .collect();
+        if let Ok(mut read) = self.files.lock() {
+            *read = files;
+        }
     }
 
     /// Watches exactly `wanted`: new imports' folders are added, folders no
@@ -89,7 +110,8 @@ fn is_change(kind: &EventKind) -> bool {
 }
 
 /// Scripts and modules end in `.rhai`; an editor's swap and backup files
-/// (`.fw.rhai.swp`, `fw.rhai~`, vim's `4913`) do not.
+/// (`.fw.rhai.swp`, `fw.rhai~`, vim's `4913`) do not. Address lists count
+/// by their exact path (see [`FolderWatcher::count_files`]).
 fn is_script(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "rhai")
 }

@@ -40,29 +40,30 @@ const STACK: usize = 256 * 1024 * 1024;
 /// modules it imports and the address lists it names; never touches the
 /// kernel; ends within [`engine::TIME_LIMIT`] of wall time.
 pub fn evaluate(path: &Path) -> Result<Plan, ScriptError> {
-    let owned = path.to_path_buf();
-    let worker = std::thread::Builder::new()
-        .name("script".into())
-        .stack_size(STACK)
-        .spawn(move || evaluate_here(&owned))
-        .map_err(|err| {
-            ScriptError::plain(format!(
-                "cannot start evaluating the script: {}",
-                files::lowercase(&err)
-            ))
-        })?;
-    worker.join().unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("no message");
-        Err(ScriptError {
-            message: format!("internal error while evaluating the script: {what}"),
-            location: None,
-            hint: Some("this is a bug in fwscript; the kernel was not touched".into()),
-        })
-    })
+    // A smaller stack when the address space is limited (ulimit -v); the
+    // calling thread itself as the last resort.
+    for stack in [STACK, STACK / 8] {
+        let owned = path.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("script".into())
+            .stack_size(stack)
+            .spawn(move || evaluate_here(&owned));
+        if let Ok(worker) = spawned {
+            return worker.join().unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                Err(ScriptError {
+                    message: format!("internal error while evaluating the script: {what}"),
+                    location: None,
+                    hint: Some("this is a bug in fwscript; the kernel was not touched".into()),
+                })
+            });
+        }
+    }
+    evaluate_here(path)
 }
 
 fn evaluate_here(path: &Path) -> Result<Plan, ScriptError> {
