@@ -12,6 +12,7 @@ mod explain;
 mod golden;
 mod kernel_apply;
 mod kernel_diff_random;
+mod kernel_hostile;
 mod kernel_render;
 mod kernel_safety;
 mod kernel_watch;
