@@ -84,10 +84,18 @@ pub fn unterminated_comment(text: &str) -> Option<(usize, usize)> {
     // `{` counts one): the parser, not the lexer, says where the string's
     // text resumes.
     let mut interpolations: Vec<usize> = Vec::new();
-    loop {
+    // Every token but the last takes at least one character: past that
+    // many rounds the lexer is going nowhere, and the parser will say why.
+    for _ in 0..=text.len() {
         let before = pos;
         let (token, _) = get_next_token(&mut stream, &mut state, &mut pos);
         match token {
+            // A backtick string still open at the end: the lexer hands back
+            // its text again and again (Rhai's own token iterator turns this
+            // into "unterminated string"); the parser reports it.
+            Token::StringConstant(_) if state.is_within_text_terminated_by.is_some() => {
+                return None
+            }
             Token::EOF => {
                 if state.comment_level == 0 {
                     return None;
@@ -112,6 +120,7 @@ pub fn unterminated_comment(text: &str) -> Option<(usize, usize)> {
             _ => {}
         }
     }
+    None
 }
 
 struct Chars<'a> {
@@ -221,6 +230,10 @@ mod tests {
             Some((3, 3))
         );
         assert_eq!(unterminated_comment("let c = '/'; /*"), Some((1, 14)));
+        // Found by the fuzz harness: a backtick string left open after an
+        // interpolation once made the lexer go round for ever.
+        assert_eq!(unterminated_comment("/* x */ let s = `a ${b} c"), None);
+        assert_eq!(unterminated_comment("/**/`${}`${`"), None);
     }
 
     #[test]

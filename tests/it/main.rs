@@ -9,6 +9,7 @@ mod traffic;
 mod cli;
 mod examples;
 mod explain;
+mod fuzz;
 mod golden;
 mod kernel_apply;
 mod kernel_diff_random;
