@@ -264,3 +264,84 @@ fn hostile_case_names_are_unique() {
     names.dedup();
     assert_eq!(names.len(), cases.len());
 }
+
+#[test]
+fn a_symlink_swapped_while_checking_wins_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    if effective_uid() != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the permission race must be tested as root under CI"
+        );
+        eprintln!("SKIP: the permission check applies to root only");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.rhai");
+    std::fs::write(&good, "allow_tcp(22);\n").unwrap();
+    // Another user's script in another user's folder.
+    let theirs = dir.path().join("user");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let evil = theirs.join("evil.rhai");
+    std::fs::write(&evil, "allow_tcp(1);\n").unwrap();
+    std::os::unix::fs::chown(&theirs, Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::chown(&evil, Some(1000), Some(1000)).unwrap();
+
+    let script = dir.path().join("fw.rhai");
+    std::os::unix::fs::symlink(&good, &script).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, script, good, evil) = (stop.clone(), script.clone(), good.clone(), evil.clone());
+        let temp = dir.path().join(".swap");
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let target = if swaps % 2 == 0 { &evil } else { &good };
+                let _ = std::fs::remove_file(&temp);
+                std::os::unix::fs::symlink(target, &temp).unwrap();
+                std::fs::rename(&temp, &script).unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let (mut used, mut refused) = (0, 0);
+    for _ in 0..1_500 {
+        match fwscript::script::evaluate(&script) {
+            Ok(plan) => {
+                let text = fwscript::render::restore_files(&plan);
+                assert!(
+                    !text.contains("--dport 1 "),
+                    "another user's script was used:\n{text}"
+                );
+                used += 1;
+            }
+            Err(err) => {
+                assert!(
+                    err.message.contains("refusing to use") || err.message.contains("changed"),
+                    "{err}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 100, "the symlink hardly moved ({swaps} swaps)");
+    assert!(
+        used > 0 && refused > 0,
+        "the race was not run: {used} used, {refused} refused"
+    );
+}
+
+fn effective_uid() -> u32 {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(u32::MAX)
+}
