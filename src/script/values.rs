@@ -58,7 +58,7 @@ impl Problem {
             missing: true,
             ..Problem::new(what)
         }
-        .hint("a value left out means no restriction only when its key is absent; `()` is a mistake, not \"any\"")
+        .hint("only a key left out means \"any\"; a value that is not there is refused, so a typo cannot open the firewall")
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Problem {
