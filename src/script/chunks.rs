@@ -46,20 +46,32 @@ pub fn split(mut stage: ChainPlan) -> Vec<ChainPlan> {
     if stage.rules.len() <= SPLIT_ABOVE || has_return {
         return vec![stage];
     }
-    let mut chunks: Vec<ChainPlan> = Vec::new();
-    let mut current: Vec<Rule> = Vec::new();
-    let mut names = Names::default();
-    for rule in std::mem::take(&mut stage.rules) {
-        let hash = content_hash(&rule);
-        current.push(rule);
-        let boundary = current.len() >= MAX || (current.len() >= MIN && hash % TARGET == 0);
-        if boundary {
-            chunks.push(names.chunk(&stage.name, &stage, std::mem::take(&mut current)));
+    // Where each chunk starts. Only a rule at least MIN into its chunk can
+    // end it, so only those are hashed.
+    let mut starts = vec![0];
+    let mut len = 0;
+    for (i, rule) in stage.rules.iter().enumerate() {
+        len += 1;
+        let boundary = len >= MAX || (len >= MIN && content_hash(rule) % TARGET == 0);
+        if boundary && i + 1 < stage.rules.len() {
+            starts.push(i + 1);
+            len = 0;
         }
     }
-    if !current.is_empty() {
-        chunks.push(names.chunk(&stage.name, &stage, current));
+    // Cut from the end, giving each tail's memory back as it goes: a long
+    // stage is never held twice.
+    let mut rules = std::mem::take(&mut stage.rules);
+    let mut pieces: Vec<Vec<Rule>> = Vec::with_capacity(starts.len());
+    for &start in starts.iter().rev() {
+        pieces.push(rules.split_off(start));
+        rules.shrink_to_fit();
     }
+    pieces.reverse();
+    let mut names = Names::default();
+    let chunks: Vec<ChainPlan> = pieces
+        .into_iter()
+        .map(|piece| names.chunk(&stage.name, &stage, piece))
+        .collect();
     let jumps = chunks.iter().map(|c| jump_to(&c.name)).collect();
     let mut chains = vec![ChainPlan {
         rules: jumps,

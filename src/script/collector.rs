@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::chunks::{jump_to, split};
-use super::rule_spec::PlacedRule;
+use super::rule_spec::{Expansion, PlacedRule};
 use crate::netfilter::{Family, Hook, Policy, Table};
 use crate::plan::{
     Action, ChainPlan, ChainPolicy, CtState, FamilyPlan, IcmpType, Matches, Origin, Plan, Proto,
@@ -74,17 +74,18 @@ impl Parts {
 }
 
 impl Collector {
-    pub fn add(&mut self, rules: Vec<PlacedRule>) -> Result<(), String> {
-        if self.count + rules.len() > MAX_RULES {
+    pub fn add(&mut self, rules: &Expansion) -> Result<(), String> {
+        let count = rules.count();
+        if self.count + count > MAX_RULES {
             return Err(format!("the script makes more than {MAX_RULES} rules"));
         }
-        self.count += rules.len();
-        for rule in rules {
+        self.count += count;
+        rules.for_each(|rule| {
             self.rules
                 .entry((rule.family, rule.table, rule.hook))
                 .or_default()
                 .push(rule);
-        }
+        });
         Ok(())
     }
 
@@ -98,7 +99,7 @@ impl Collector {
         );
     }
 
-    pub fn into_plan(self, sources: Vec<PathBuf>) -> Plan {
+    pub fn into_plan(mut self, sources: Vec<PathBuf>) -> Plan {
         let families = Family::ALL
             .into_iter()
             .map(|family| (family, self.family_plan(family)))
@@ -110,7 +111,7 @@ impl Collector {
         }
     }
 
-    fn family_plan(&self, family: Family) -> FamilyPlan {
+    fn family_plan(&mut self, family: Family) -> FamilyPlan {
         let mut tables = BTreeMap::new();
         for table in Table::ALL {
             let plan = self.table_plan(family, table);
@@ -121,17 +122,17 @@ impl Collector {
         FamilyPlan { tables }
     }
 
-    fn table_plan(&self, family: Family, table: Table) -> TablePlan {
+    /// Consumes the rules of `family` and `table`: each chain's rules are
+    /// given back as soon as its plan is made, so a long list is held twice
+    /// at most, not once per step.
+    fn table_plan(&mut self, family: Family, table: Table) -> TablePlan {
         let mut plan = TablePlan::default();
         if table == Table::Filter {
             plan.policies = self.filter_policies();
         }
         for &hook in table.builtin_chains() {
-            let user: Vec<&PlacedRule> = self
-                .rules
-                .get(&(family, table, hook))
-                .map(|parts| parts.0.iter().flatten().collect())
-                .unwrap_or_default();
+            let parts = self.rules.remove(&(family, table, hook)).unwrap_or_default();
+            let user: Vec<&PlacedRule> = parts.0.iter().flatten().collect();
             if table == Table::Filter {
                 let output_drops = plan
                     .policies

@@ -141,7 +141,7 @@ pub struct PlacedRule {
 }
 
 /// Reads one `rule()` map; `origin` is the user's call site.
-pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Vec<PlacedRule>> {
+pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Expansion> {
     // Only an absent key means "any"; `()` (a typo'd map key, an unset
     // variable) is a mistake that must never widen the rule.
     for key in Key::ALL {
@@ -309,51 +309,110 @@ pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Vec<
         Table::Nat | Table::Mangle => None,
     };
 
-    let mut placed = Vec::new();
-    for src in &srcs {
-        for dst in &dsts {
-            let rule_families: Vec<Family> = families
-                .iter()
-                .copied()
-                .filter(|f| {
-                    src.is_none_or(|n| net_family(&n) == *f)
-                        && dst.is_none_or(|n| net_family(&n) == *f)
-                })
-                .collect();
-            for family in rule_families {
-                for sport in &sports {
-                    for dport in &dports {
-                        let mut m = matches.clone();
-                        m.src = *src;
-                        m.dst = *dst;
-                        m.sport = *sport;
-                        m.dport = *dport;
-                        m.recent = extras.recent.clone().map(|check| Recent {
-                            list: recent_list(family, &m),
-                            check,
-                        });
-                        let rule = Rule {
-                            matches: m,
-                            action: action.clone(),
-                            comment: comment.clone(),
-                            origin: Some(origin.clone()),
-                        };
-                        placed.push(PlacedRule {
-                            family,
-                            table,
-                            hook,
-                            stage,
-                            rule,
-                        });
+    let expansion = Expansion {
+        table,
+        hook,
+        stage,
+        matches,
+        action,
+        comment,
+        origin: origin.clone(),
+        recent: extras.recent.clone(),
+        families,
+        srcs,
+        dsts,
+        sports,
+        dports,
+    };
+    if expansion.count() == 0 {
+        return Err(family_conflict(
+            &expansion.srcs,
+            &expansion.dsts,
+            &expansion.families,
+        ));
+    }
+    Ok(expansion)
+}
+
+/// The rules one `rule()` map stands for, not built yet: each source,
+/// destination, family and port makes one. Handed to the collector whole,
+/// so a list of 100,000 addresses is never a list of rules twice over.
+pub struct Expansion {
+    table: Table,
+    hook: Hook,
+    stage: Option<Stage>,
+    matches: Matches,
+    action: Action,
+    comment: Option<String>,
+    origin: Origin,
+    recent: Option<RecentCheck>,
+    families: Vec<Family>,
+    srcs: Vec<Option<IpNet>>,
+    dsts: Vec<Option<IpNet>>,
+    sports: Vec<Option<PortRange>>,
+    dports: Vec<Option<PortRange>>,
+}
+
+impl Expansion {
+    /// The families a rule with these addresses lives in.
+    fn families_of(
+        &self,
+        src: &Option<IpNet>,
+        dst: &Option<IpNet>,
+    ) -> impl Iterator<Item = Family> + '_ {
+        let (src, dst) = (*src, *dst);
+        self.families.iter().copied().filter(move |f| {
+            src.is_none_or(|n| net_family(&n) == *f) && dst.is_none_or(|n| net_family(&n) == *f)
+        })
+    }
+
+    /// How many rules [`Expansion::for_each`] makes.
+    pub fn count(&self) -> usize {
+        let ports = self.sports.len() * self.dports.len();
+        let mut count = 0;
+        for src in &self.srcs {
+            for dst in &self.dsts {
+                count += self.families_of(src, dst).count() * ports;
+            }
+        }
+        count
+    }
+
+    /// Makes each rule, in script order: by source, destination, family,
+    /// source port, destination port.
+    pub fn for_each(&self, mut take: impl FnMut(PlacedRule)) {
+        for src in &self.srcs {
+            for dst in &self.dsts {
+                for family in self.families_of(src, dst) {
+                    for sport in &self.sports {
+                        for dport in &self.dports {
+                            let mut m = self.matches.clone();
+                            m.src = *src;
+                            m.dst = *dst;
+                            m.sport = *sport;
+                            m.dport = *dport;
+                            m.recent = self.recent.clone().map(|check| Recent {
+                                list: recent_list(family, &m),
+                                check,
+                            });
+                            take(PlacedRule {
+                                family,
+                                table: self.table,
+                                hook: self.hook,
+                                stage: self.stage,
+                                rule: Rule {
+                                    matches: m,
+                                    action: self.action.clone(),
+                                    comment: self.comment.clone(),
+                                    origin: Some(self.origin.clone()),
+                                },
+                            });
+                        }
                     }
                 }
             }
         }
     }
-    if placed.is_empty() {
-        return Err(family_conflict(&srcs, &dsts, &families));
-    }
-    Ok(placed)
 }
 
 struct Spec<'a> {

@@ -304,11 +304,11 @@ impl<'a> Call<'a> {
     }
 
     /// Adds rules to the plan.
-    pub fn collect(&self, rules: Vec<rule_spec::PlacedRule>) -> Checked<()> {
+    pub fn collect(&self, rules: rule_spec::Expansion) -> Checked<()> {
         self.shared
             .borrow_mut()
             .collector
-            .add(rules)
+            .add(&rules)
             .map_err(Problem::new)
     }
 
