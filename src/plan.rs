@@ -28,7 +28,8 @@ pub struct Plan {
 /// One address list file and what it held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AddressListSource {
-    /// The path as the script wrote it, beside the script's folder.
+    /// The path as the script wrote it (`lists/blocklist.txt`), relative
+    /// to the script's folder.
     pub shown: String,
     /// Unique, in file order.
     pub entries: Vec<IpNet>,

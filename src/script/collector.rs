@@ -131,7 +131,10 @@ impl Collector {
             plan.policies = self.filter_policies();
         }
         for &hook in table.builtin_chains() {
-            let parts = self.rules.remove(&(family, table, hook)).unwrap_or_default();
+            let parts = self
+                .rules
+                .remove(&(family, table, hook))
+                .unwrap_or_default();
             let user: Vec<&PlacedRule> = parts.0.iter().flatten().collect();
             if table == Table::Filter {
                 let output_drops = plan

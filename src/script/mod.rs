@@ -117,7 +117,7 @@ fn evaluate_here(path: &Path) -> Result<Plan, ScriptError> {
         .lists
         .into_iter()
         .map(|l| AddressListSource {
-            shown: l.shown,
+            shown: l.written,
             entries: l.entries,
         })
         .collect();

@@ -56,8 +56,8 @@ pub struct SourceFile {
 
 /// One address list file, as `address_list()` read it.
 pub struct ListFile {
-    /// The path as the user wrote it (beside the script's folder).
-    pub shown: String,
+    /// The path as the script wrote it: `lists/blocklist.txt`.
+    pub written: String,
     pub real: PathBuf,
     /// Unique, in file order.
     pub entries: Vec<IpNet>,

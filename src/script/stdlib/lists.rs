@@ -37,7 +37,7 @@ pub fn address_list(call: &Call) -> Checked<Dynamic> {
             let text = opened.read_text().map_err(at_arg)?;
             let entries = parse_list(&text).map_err(|(line, column, problem)| Problem {
                 place: Some(Box::new(Location {
-                    file: shown.clone(),
+                    file: shown,
                     line,
                     column,
                     source_line: text.lines().nth(line - 1).map(str::to_string),
@@ -45,7 +45,7 @@ pub fn address_list(call: &Call) -> Checked<Dynamic> {
                 ..problem
             })?;
             call.shared.borrow_mut().lists.push(ListFile {
-                shown,
+                written: file.clone(),
                 real,
                 entries: entries.clone(),
             });
