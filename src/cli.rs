@@ -83,6 +83,9 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
+/// The longest `apply --confirm` wait: a day. Longer is no safety net.
+pub const MAX_CONFIRM_SECS: u64 = 86_400;
+
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     pub script: PathBuf,
@@ -92,8 +95,9 @@ pub struct ApplyArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Roll back by itself unless `fwscript confirm` runs within SECS.
-    #[arg(long, value_name = "SECS")]
+    /// Roll back by itself unless `fwscript confirm` runs within SECS
+    /// (1 to 86400, one day).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_CONFIRM_SECS))]
     pub confirm: Option<u64>,
     /// Apply even when the lockout guard refuses.
     #[arg(long)]
