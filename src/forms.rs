@@ -43,17 +43,17 @@ impl KernelForms {
     pub fn recorded<'a>(&self, read_back: impl IntoIterator<Item = &'a LiveState>) -> KernelForms {
         let mut forms = self.clone();
         for live in read_back {
-            let owned = live.owned();
-            let family: BTreeMap<RuleId, Form> = owned
+            // What `LiveState::owned` holds (hooks, and the rules with an
+            // id in owned chains), read in place rather than copied.
+            let family: BTreeMap<RuleId, Form> = live
                 .tables
                 .values()
                 .flat_map(|t| {
-                    t.hooks
-                        .iter()
-                        .map(|h| &h.rule)
-                        .chain(t.chains.iter().flat_map(|c| &c.rules))
+                    t.hooks()
+                        .map(|(_, _, rule)| rule)
+                        .chain(t.owned_chains().flat_map(|c| &c.rules))
                 })
-                .map(|rule| (rule.id.clone(), Form::of(&rule.spec)))
+                .filter_map(|rule| Some((rule.id.clone()?, Form::of(&rule.spec))))
                 .collect();
             forms.families.insert(live.family, family);
         }

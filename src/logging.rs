@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::fmt::time::Uptime;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(verbose: u8) {
@@ -15,12 +16,16 @@ pub fn init(verbose: u8) {
     let quiet = "notify=error,notify_debouncer_full=error";
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{default},{quiet}")));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // journald and log files want plain text.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .without_time()
-        .init();
+        .with_target(false);
+    match verbose {
+        // `-vv`: the seconds since start before each line, to see where a
+        // slow command spends its time (journald stamps lines itself).
+        2.. => builder.with_timer(Uptime::default()).init(),
+        _ => builder.without_time().init(),
+    }
 }

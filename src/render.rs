@@ -96,9 +96,10 @@ struct IdAllocator {
 
 impl IdAllocator {
     fn next(&mut self, family: Family, table: Table, chain: &str, content: String) -> RuleId {
-        let occurrence = self.seen.entry(content.clone()).or_default();
-        let id = RuleId::compute(family, table, chain, &content, *occurrence);
-        *occurrence += 1;
+        // Looked up, then moved in: no copy of every rule's text.
+        let occurrence = self.seen.get(&content).copied().unwrap_or(0);
+        let id = RuleId::compute(family, table, chain, &content, occurrence);
+        self.seen.insert(content, occurrence + 1);
         id
     }
 }
@@ -127,15 +128,16 @@ impl RuleText {
             self.target
         );
         let id = ids.next(family, table, chain, content);
+        // Built in one buffer of the right size: this runs for every rule
+        // of every plan, and the formatting machinery was most of its cost.
+        let comment = id_comment(&id, self.comment.as_deref());
         let mut spec = self.matches;
+        spec.reserve(comment.len() + self.target.len() + 26);
         if !spec.is_empty() {
             spec.push(' ');
         }
-        let _ = write!(
-            spec,
-            "-m comment --comment {}",
-            quote(&id_comment(&id, self.comment.as_deref()))
-        );
+        spec.push_str("-m comment --comment ");
+        push_quoted(&mut spec, &comment);
         if !self.target.is_empty() {
             spec.push(' ');
             spec.push_str(&self.target);
@@ -264,11 +266,20 @@ pub(crate) fn target_text(action: &Action) -> String {
 /// Every value that reaches here was validated by the script stage to hold
 /// no quote, backslash or control character, so wrapping is enough.
 fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    push_quoted(&mut quoted, text);
+    quoted
+}
+
+/// [`quote`] into an existing buffer.
+fn push_quoted(out: &mut String, text: &str) {
     debug_assert!(
         !text.contains(['"', '\\', '\n', '\r']),
         "unvalidated value {text:?}"
     );
-    format!("\"{text}\"")
+    out.push('"');
+    out.push_str(text);
+    out.push('"');
 }
 
 /// The complete iptables-restore input for one family: loads as is (it

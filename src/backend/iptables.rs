@@ -31,6 +31,30 @@ impl Flavor {
         }
     }
 
+    /// Reads the flavour from the names `iptables` links to, as
+    /// alternatives and packages install it: `iptables-nft`,
+    /// `xtables-legacy-multi`, … Saves running `iptables --version` at
+    /// every start; `None` when no name says (a plain binary, a wrapper).
+    pub fn from_links(iptables: &Path) -> Option<Flavor> {
+        let mut path = iptables.to_path_buf();
+        // Alternatives make two or three hops; a loop ends here too.
+        for _ in 0..8 {
+            let target = std::fs::read_link(&path).ok()?;
+            let name = target.file_name()?.to_string_lossy();
+            if name.contains("-nft") {
+                return Some(Flavor::Nft);
+            }
+            if name.contains("-legacy") {
+                return Some(Flavor::Legacy);
+            }
+            path = match path.parent() {
+                Some(folder) => folder.join(target),
+                None => target,
+            };
+        }
+        None
+    }
+
     /// Reads the flavour from `iptables --version`: `iptables v1.8.9
     /// (nf_tables)` or `(legacy)`; before 1.8 there was only legacy.
     pub fn from_version(version: &str) -> Flavor {
@@ -79,8 +103,12 @@ impl Iptables {
                 let iptables = find("iptables").ok_or_else(|| BackendError::NotFound {
                     tool: "iptables".into(),
                 })?;
-                let output = run(&iptables, &["--version"], None, TOOL_LIMIT)?;
-                Flavor::from_version(&output)
+                match Flavor::from_links(&iptables) {
+                    Some(flavor) => flavor,
+                    None => {
+                        Flavor::from_version(&run(&iptables, &["--version"], None, TOOL_LIMIT)?)
+                    }
+                }
             }
         };
         let lock_wait = env::lock_wait().map_err(|message| BackendError::Failed {
@@ -379,6 +407,36 @@ mod tests {
             Flavor::Legacy
         );
         assert_eq!(Flavor::from_version("iptables v1.6.1"), Flavor::Legacy);
+    }
+
+    #[test]
+    fn flavor_from_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = |name: &str, target: &str| {
+            let path = dir.path().join(name);
+            std::os::unix::fs::symlink(target, &path).unwrap();
+            path
+        };
+        std::fs::write(dir.path().join("xtables-nft-multi"), "").unwrap();
+        std::fs::write(dir.path().join("xtables-legacy-multi"), "").unwrap();
+        // Debian's alternatives: iptables → alternative → iptables-nft.
+        link("iptables-nft", "xtables-nft-multi");
+        let alternative = link(
+            "alternative",
+            &dir.path().join("iptables-nft").display().to_string(),
+        );
+        let debian = link("iptables", &alternative.display().to_string());
+        assert_eq!(Flavor::from_links(&debian), Some(Flavor::Nft));
+        // Alpine and Arch: straight to the multi-call binary.
+        let alpine = link("iptables-alpine", "xtables-legacy-multi");
+        assert_eq!(Flavor::from_links(&alpine), Some(Flavor::Legacy));
+        // A plain binary or a link that names neither: ask the tool.
+        std::fs::write(dir.path().join("plain"), "").unwrap();
+        assert_eq!(Flavor::from_links(&dir.path().join("plain")), None);
+        let other = link("iptables-other", "plain");
+        assert_eq!(Flavor::from_links(&other), None);
+        let looped = link("loop", &dir.path().join("loop").display().to_string());
+        assert_eq!(Flavor::from_links(&looped), None);
     }
 
     #[test]
