@@ -12,6 +12,7 @@ use crate::foreign::{foreign_warnings, summarise, ForeignWarning};
 use crate::forms::KernelForms;
 use crate::live::LiveState;
 use crate::netfilter::{Family, Table};
+use crate::readback::Touched;
 use crate::ruleset::{Origin, Ruleset};
 
 /// The kernel as read, and what it takes to match the desired rulesets.
@@ -162,7 +163,7 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, A
         .iter()
         .filter(|f| !f.changes.is_empty())
         .collect();
-    let outcomes: Vec<Result<LiveState, Failure>> = std::thread::scope(|scope| {
+    let outcomes: Vec<Result<ReadBack, Failure>> = std::thread::scope(|scope| {
         let workers: Vec<_> = pending
             .iter()
             .map(|&family| scope.spawn(move || write_and_read(backend, family)))
@@ -180,7 +181,7 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, A
                 failed_write.get_or_insert((family.live.family, source, origin));
             }
             Err(Failure::Read(err)) => read_back.push((family, Err(err))),
-            Ok(live) => read_back.push((family, Ok(live))),
+            Ok(read) => read_back.push((family, Ok(read))),
         }
     }
     if let Some((name, source, origin)) = failed_write {
@@ -189,12 +190,42 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, A
         return Err(put_back(backend, &pending, name, Box::new(source), origin));
     }
     let mut families = Vec::new();
-    for (family, live) in read_back {
-        let live = live?;
-        verify(&live, &family.desired)?;
+    for (family, read) in read_back {
+        let live = match read? {
+            ReadBack::Whole(live) => {
+                verify(&live, &family.desired)?;
+                live
+            }
+            ReadBack::Chains { touched, live } => {
+                verify(&live, &touched.restrict(&family.desired))?;
+                touched.merge(&family.live, &live)
+            }
+        };
         families.push(live);
     }
     Ok(families)
+}
+
+/// What was read back after a family's write: all of it, or only the
+/// chains the write touched (see [`crate::readback`]).
+enum ReadBack {
+    Whole(LiveState),
+    Chains { touched: Touched, live: LiveState },
+}
+
+fn read_back(backend: &dyn Backend, family: &FamilySurvey) -> Result<ReadBack, ApplyError> {
+    let name = family.live.family;
+    let touched = Touched::of(&family.changes);
+    if !touched.worth_reading_alone(&family.live) {
+        return read(backend, name).map(ReadBack::Whole);
+    }
+    match touched.read(backend, name) {
+        Ok(live) => Ok(ReadBack::Chains { touched, live }),
+        Err(source) => Err(ApplyError::Read {
+            family: name,
+            source: Box::new(source),
+        }),
+    }
 }
 
 enum Failure {
@@ -205,7 +236,7 @@ enum Failure {
     Read(ApplyError),
 }
 
-fn write_and_read(backend: &dyn Backend, family: &FamilySurvey) -> Result<LiveState, Failure> {
+fn write_and_read(backend: &dyn Backend, family: &FamilySurvey) -> Result<ReadBack, Failure> {
     let name = family.live.family;
     let input = restore_input(&family.changes);
     tracing::debug!("writing {} {name} changes", family.changes.len());
@@ -218,7 +249,7 @@ fn write_and_read(backend: &dyn Backend, family: &FamilySurvey) -> Result<LiveSt
         };
         return Err(Failure::Write { source, origin });
     }
-    read(backend, name).map_err(Failure::Read)
+    read_back(backend, family).map_err(Failure::Read)
 }
 
 fn put_back(

@@ -24,6 +24,7 @@ pub mod live;
 pub mod logging;
 pub mod netfilter;
 pub mod plan;
+pub mod readback;
 pub mod render;
 pub mod ruleset;
 pub mod script;

@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{Backend, BackendError};
+use super::{list_from_save, Backend, BackendError};
 use crate::env::{self, DEFAULT_LOCK_WAIT};
-use crate::netfilter::Family;
+use crate::netfilter::{Family, Table};
 
 /// Which kernel interface the iptables tools drive. Rules written through
 /// one are invisible to the other, so fwscript uses whichever `iptables`
@@ -84,6 +84,9 @@ pub struct Iptables {
 struct Tools {
     save: PathBuf,
     restore: PathBuf,
+    /// `iptables` itself, for listing one chain; without it a chain is
+    /// cut out of a whole save.
+    list: Option<PathBuf>,
 }
 
 impl Iptables {
@@ -197,6 +200,7 @@ impl Tools {
         Ok(Tools {
             save: pick("save")?,
             restore: pick("restore")?,
+            list: find(&format!("{tool}-{}", flavor.name())).or_else(|| find(tool)),
         })
     }
 }
@@ -227,6 +231,39 @@ impl Backend for Iptables {
             Err(other) => Err(other),
         }
     }
+
+    fn list_chain(
+        &self,
+        family: Family,
+        table: Table,
+        chain: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let tools = self.tools(family)?;
+        let Some(list) = &tools.list else {
+            return list_from_save(self, family, table, chain);
+        };
+        let wait = self.lock_wait.as_secs().max(1).to_string();
+        let args = ["--wait", &wait, "-t", table.name(), "-S", chain];
+        match self.run(list, &args, None, self.lock_wait + TOOL_LIMIT) {
+            Ok(text) => Ok(Some(text)),
+            Err(BackendError::Failed { message, .. }) if no_such_chain(&message) => Ok(None),
+            Err(BackendError::Failed { tool, message }) if message.contains("xtables lock") => {
+                Err(BackendError::LockTimeout {
+                    tool,
+                    waited: self.lock_wait,
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// How `iptables -S CHAIN` says there is no such chain: legacy with the
+/// kernel's words, nf_tables 1.8 by calling it incompatible (it says so of
+/// a missing table too).
+fn no_such_chain(stderr: &str) -> bool {
+    stderr.contains("No chain/target/match by that name")
+        || stderr.contains("is incompatible, use 'nft' tool")
 }
 
 /// Turns a restore's complaint into the error a user can act on.

@@ -9,8 +9,8 @@ pub mod prefetch;
 
 use std::time::Duration;
 
-use crate::live::ParseError;
-use crate::netfilter::Family;
+use crate::live::{LiveState, ParseError};
+use crate::netfilter::{Family, Policy, Table};
 
 /// Reads and writes one family's tables as text.
 ///
@@ -26,6 +26,43 @@ pub trait Backend: Sync {
     /// Runs `input` through `iptables-restore --noflush`: each table block is
     /// atomic, the whole input is not.
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError>;
+
+    /// One chain as `iptables -t TABLE -S CHAIN` prints it (`-P` or `-N`,
+    /// then its `-A` lines); `None` when there is no such chain. A write
+    /// that touched a few chains of a big family reads back just those.
+    fn list_chain(
+        &self,
+        family: Family,
+        table: Table,
+        chain: &str,
+    ) -> Result<Option<String>, BackendError> {
+        list_from_save(self, family, table, chain)
+    }
+}
+
+/// [`Backend::list_chain`] cut out of a whole [`Backend::save`]: exact, and
+/// as slow as the save.
+pub fn list_from_save<B: Backend + ?Sized>(
+    backend: &B,
+    family: Family,
+    table: Table,
+    chain: &str,
+) -> Result<Option<String>, BackendError> {
+    let live = LiveState::parse(family, &backend.save(family)?)?;
+    let Some(found) = live.table(table).and_then(|t| t.chain(chain)) else {
+        return Ok(None);
+    };
+    let mut text = match found.policy {
+        Some(policy) => format!("-P {chain} {}\n", Policy::name(policy)),
+        None => format!("-N {chain}\n"),
+    };
+    for rule in &found.rules {
+        match rule.spec.is_empty() {
+            true => text.push_str(&format!("-A {chain}\n")),
+            false => text.push_str(&format!("-A {chain} {}\n", rule.spec)),
+        }
+    }
+    Ok(Some(text))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use super::{Backend, BackendError};
-use crate::netfilter::Family;
+use crate::netfilter::{Family, Table};
 
 type Read = JoinHandle<Result<String, BackendError>>;
 
@@ -82,6 +82,16 @@ impl<B: Backend> Backend for Prefetch<B> {
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
         self.discard();
         self.inner.restore(family, input)
+    }
+
+    /// Always the kernel as it is now, never cut from an early read.
+    fn list_chain(
+        &self,
+        family: Family,
+        table: Table,
+        chain: &str,
+    ) -> Result<Option<String>, BackendError> {
+        self.inner.list_chain(family, table, chain)
     }
 }
 
