@@ -216,7 +216,7 @@ enum ReadBack {
 fn read_back(backend: &dyn Backend, family: &FamilySurvey) -> Result<ReadBack, ApplyError> {
     let name = family.live.family;
     let touched = Touched::of(&family.changes);
-    if !touched.worth_reading_alone(&family.live) {
+    if !backend.lists_chains_cheaply() || !touched.worth_reading_alone(&family.live) {
         return read(backend, name).map(ReadBack::Whole);
     }
     match touched.read(backend, name) {

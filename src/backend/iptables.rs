@@ -232,6 +232,15 @@ impl Backend for Iptables {
         }
     }
 
+    /// nf_tables lists one chain alone (4 ms for 300 rules of a
+    /// 10,000-rule table, whose save takes 85 ms). Legacy reads the whole
+    /// table for every listing and takes the xtables lock to do it, so
+    /// listings queue behind each other, while its save is quick anyway
+    /// (10 ms for 10,000 rules).
+    fn lists_chains_cheaply(&self) -> bool {
+        self.flavor == Flavor::Nft
+    }
+
     fn list_chain(
         &self,
         family: Family,

@@ -27,6 +27,12 @@ pub trait Backend: Sync {
     /// atomic, the whole input is not.
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError>;
 
+    /// Whether [`Backend::list_chain`] costs less than a whole save when
+    /// the chain is small: `false` unless the backend says so.
+    fn lists_chains_cheaply(&self) -> bool {
+        false
+    }
+
     /// One chain as `iptables -t TABLE -S CHAIN` prints it (`-P` or `-N`,
     /// then its `-A` lines); `None` when there is no such chain. A write
     /// that touched a few chains of a big family reads back just those.

@@ -84,6 +84,10 @@ impl<B: Backend> Backend for Prefetch<B> {
         self.inner.restore(family, input)
     }
 
+    fn lists_chains_cheaply(&self) -> bool {
+        self.inner.lists_chains_cheaply()
+    }
+
     /// Always the kernel as it is now, never cut from an early read.
     fn list_chain(
         &self,
