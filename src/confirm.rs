@@ -263,9 +263,11 @@ pub fn rollback(
         .map(|f| LiveState::parse(f.family, &f.save).map(|live| live.owned()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| ConfirmError::BadSnapshot(err.to_string()))?;
-    let digest = transaction::digest(&transaction::rules_text(&rulesets));
+    let text = transaction::rules_text(&rulesets);
+    let digest = transaction::digest(&text);
     let intent = Intent {
         rulesets,
+        text: Some(text),
         script: format!("(the rules from before `{}`)", snapshot.script),
         command,
         keep: Keep::Good { digest },

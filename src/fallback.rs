@@ -83,6 +83,7 @@ pub fn apply(
     };
     let intent = Intent {
         rulesets: fallback.rulesets().to_vec(),
+        text: None,
         script,
         command,
         keep: Keep::Unchanged,

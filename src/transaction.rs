@@ -41,6 +41,10 @@ pub struct Transaction {
 #[derive(Debug)]
 pub struct Intent {
     pub rulesets: Vec<Ruleset>,
+    /// The restore text of `rulesets` as [`rules_text`] makes it, when the
+    /// caller made it already (for the digest): the state folder keeps the
+    /// same text, so it is not formatted twice.
+    pub text: Option<String>,
     /// What is written, for people: a script's path, `(reset)`, …
     pub script: String,
     /// The command writing it.
@@ -137,9 +141,11 @@ pub fn preview(
 /// The intent of applying `plan`, made from `script`.
 pub fn plan_intent(plan: &Plan, script: &Path, command: &'static str) -> (Intent, String) {
     let rulesets = desired(plan);
-    let digest = digest(&rules_text(&rulesets));
+    let text = rules_text(&rulesets);
+    let digest = digest(&text);
     let intent = Intent {
         rulesets,
+        text: Some(text),
         script: script.display().to_string(),
         command,
         keep: Keep::Good {
@@ -160,7 +166,13 @@ pub fn write(
     state: Option<&Locked>,
 ) -> Result<Transaction, Error> {
     let forms = recorded_forms(state.map(|locked| &**locked));
-    let survey = apply::survey(backend, intent.rulesets.clone(), &forms)?;
+    // The records need the text, not the rulesets: the survey takes them
+    // as they are instead of a copy of every rule.
+    let mut intent = intent;
+    if intent.text.is_none() && !matches!(intent.keep, Keep::Unchanged) {
+        intent.text = Some(rules_text(&intent.rulesets));
+    }
+    let survey = apply::survey(backend, std::mem::take(&mut intent.rulesets), &forms)?;
     if survey.in_sync() {
         if let Some(state) = state {
             adopt_if_unrecorded(state, &intent)?;
@@ -255,7 +267,7 @@ fn adopt_if_unrecorded(state: &Locked, intent: &Intent) -> Result<(), Error> {
     let records = PlanRecords {
         applied: None,
         rules: Some(RulesRecord {
-            text: rules_text(&intent.rulesets),
+            text: intent_text(intent),
             last_good: Some(last_good(intent, digest)),
         }),
         pending: None,
@@ -268,11 +280,11 @@ fn adopt_if_unrecorded(state: &Locked, intent: &Intent) -> Result<(), Error> {
 fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecords, StateError> {
     let rules = match &intent.keep {
         Keep::Good { digest } => Some(RulesRecord {
-            text: rules_text(&intent.rulesets),
+            text: intent_text(intent),
             last_good: Some(last_good(intent, digest)),
         }),
         Keep::Pending(_) => Some(RulesRecord {
-            text: rules_text(&intent.rulesets),
+            text: intent_text(intent),
             last_good: None,
         }),
         Keep::Unchanged => None,
@@ -301,6 +313,14 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
         },
         policies,
     })
+}
+
+/// The intent's text, made before its rulesets went to the survey.
+fn intent_text(intent: &Intent) -> String {
+    intent
+        .text
+        .clone()
+        .expect("made before the survey for every write that keeps rules")
 }
 
 fn last_good(intent: &Intent, digest: &str) -> LastGood {

@@ -24,6 +24,7 @@ pub fn reset(state_dir: &Path) -> Result<Outcome, Error> {
         rulesets: Family::ALL
             .map(|family| reset_ruleset(family, &originals))
             .to_vec(),
+        text: None,
         script: "(reset)".into(),
         command: "reset",
         keep: Keep::Unchanged,
