@@ -17,6 +17,8 @@
 //! `FWSCRIPT_BENCH_STATE` puts the state folders under another folder (the
 //! default is a temporary folder on the disk of `/var/tmp`, as
 //! `/var/lib/fwscript` would be: its fsyncs are part of the cost).
+//! `FWSCRIPT_BENCH_BIN` times another `fwscript` binary (an older build,
+//! to compare) instead of the one cargo built.
 
 use std::fs::File;
 use std::io::Read;
@@ -34,11 +36,12 @@ fn main() {
         .tempdir_in(&settings.state_parent)
         .expect("a folder for scripts and state");
     println!(
-        "fwscript whole-command benchmark: {} rules, median of {} runs, {} cpus, {}",
+        "fwscript whole-command benchmark: {} rules, median of {} runs, {} cpus, {}, {}",
         settings.rules,
         settings.runs,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         tool_version(),
+        settings.binary.display(),
     );
     println!();
     println!(
@@ -316,7 +319,7 @@ fn measure(
     };
     let fwscript = |netns: &Netns, state: &Path, script: &Path| {
         let run = netns.run(
-            Path::new(env!("CARGO_BIN_EXE_fwscript")),
+            &settings.binary,
             &[
                 "--state-dir".as_ref(),
                 state.as_os_str(),
@@ -471,6 +474,7 @@ struct Settings {
     flavors: Vec<Flavor>,
     only: String,
     state_parent: PathBuf,
+    binary: PathBuf,
 }
 
 impl Settings {
@@ -497,6 +501,10 @@ impl Settings {
             only: std::env::var("FWSCRIPT_BENCH_ONLY").unwrap_or_default(),
             state_parent: std::env::var_os("FWSCRIPT_BENCH_STATE")
                 .map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from),
+            binary: std::env::var_os("FWSCRIPT_BENCH_BIN").map_or_else(
+                || PathBuf::from(env!("CARGO_BIN_EXE_fwscript")),
+                PathBuf::from,
+            ),
         }
     }
 }
