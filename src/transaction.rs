@@ -200,14 +200,20 @@ pub fn write(
         }
     };
     let mut staged = None;
-    let records = records(state, &intent, &survey);
-    prepare(
-        records
-            .and_then(|r| state.stage_plan(&r))
-            .map(|s| staged = Some(s)),
-    )?;
-    if intent.snapshot {
-        prepare(state.save_snapshot(&snapshot(&survey, &intent.script)))?;
+    // The records and the snapshot go to disk at the same time (their
+    // fsyncs share a journal commit); the snapshot takes its place only
+    // once the records are staged, as when they were written in turn.
+    let (records, snapshot) = std::thread::scope(|scope| {
+        let snapshot = intent
+            .snapshot
+            .then(|| scope.spawn(|| state.stage_snapshot(&snapshot(&survey, &intent.script))));
+        let records = records(state, &intent, &survey).and_then(|r| state.stage_plan(&r));
+        let snapshot = snapshot.map(|s| s.join().expect("snapshot writer panicked"));
+        (records, snapshot)
+    });
+    prepare(records.map(|s| staged = Some(s)))?;
+    if let Some(snapshot) = snapshot {
+        prepare(snapshot.and_then(|s| s.commit()))?;
     }
     let read_back = apply::apply(backend, &survey)?;
     let transaction = Transaction {

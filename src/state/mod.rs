@@ -12,6 +12,7 @@ mod lock;
 mod records;
 mod trust;
 
+use std::borrow::Cow;
 use std::io::{ErrorKind, Read};
 use std::ops::Deref;
 use std::os::fd::{AsFd, OwnedFd};
@@ -479,26 +480,49 @@ impl<'a> Locked<'a> {
     /// kernel holds it, dropped if the write fails.
     pub fn stage_plan(&self, plan: &PlanRecords) -> Result<StagedPlan<'a>, StateError> {
         let state: &'a StateDir = self.state;
-        let mut files = Vec::new();
+        let mut contents: Vec<(&str, Cow<[u8]>)> = Vec::new();
         if let Some(rules) = &plan.rules {
             match &rules.last_good {
                 Some(last_good) => {
-                    files.push(state.stage(LAST_GOOD_RULES, rules.text.as_bytes())?);
-                    files.push(state.stage(LAST_GOOD, &json_bytes(last_good))?);
+                    contents.push((LAST_GOOD_RULES, rules.text.as_bytes().into()));
+                    contents.push((LAST_GOOD, json_bytes(last_good).into()));
                 }
-                None => files.push(state.stage(PENDING_RULES, rules.text.as_bytes())?),
+                None => contents.push((PENDING_RULES, rules.text.as_bytes().into())),
             }
         }
         if let Some(pending) = &plan.pending {
-            files.push(state.stage(PENDING, &json_bytes(pending))?);
+            contents.push((PENDING, json_bytes(pending).into()));
         }
         if let Some(applied) = &plan.applied {
-            files.push(state.stage(APPLIED, &json_bytes(applied))?);
+            contents.push((APPLIED, json_bytes(applied).into()));
         }
         if let Some(policies) = &plan.policies {
-            files.push(state.stage(POLICIES, &json_bytes(policies))?);
+            contents.push((POLICIES, json_bytes(policies).into()));
         }
-        Ok(StagedPlan { files })
+        // Written and synced all at the same time: concurrent fsyncs share
+        // one journal commit, where one after the other each waited for
+        // its own. A file that fails drops those staged beside it.
+        let files = std::thread::scope(|scope| {
+            let writers: Vec<_> = contents
+                .iter()
+                .map(|(name, bytes)| scope.spawn(move || state.stage(name, bytes)))
+                .collect();
+            writers
+                .into_iter()
+                .map(|w| w.join().expect("state writer panicked"))
+                .collect::<Vec<_>>()
+        });
+        Ok(StagedPlan {
+            files: files.into_iter().collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// A rollback snapshot staged to go in place after the plan's records
+    /// are staged too, so both are written at the same time and a plan
+    /// that cannot be recorded leaves the old snapshot.
+    pub fn stage_snapshot(&self, snapshot: &Snapshot) -> Result<Staged<'a>, StateError> {
+        let state: &'a StateDir = self.state;
+        state.stage(SNAPSHOT, &json_bytes(snapshot))
     }
 
     /// `fwscript confirm`: the pending plan becomes the last good one.

@@ -188,10 +188,11 @@ fn a_full_state_folder_fails_before_the_kernel_is_touched() {
     let big: String = (1..=2000).map(|p| format!("allow_tcp({p});\n")).collect();
     let script = host.script("fw.rhai", &big);
     // Room for a snapshot, not for the plan's records; a mount namespace of
-    // its own keeps the mount off the host.
+    // its own keeps the mount off the host. What the folder holds after is
+    // listed before the mount goes.
     let state = host.state().display().to_string();
     let command = format!(
-        "mount -t tmpfs -o size=8k,mode=0700 tmpfs {state} && exec ip netns exec {} {} --state-dir {state} apply {script}",
+        "mount -t tmpfs -o size=8k,mode=0700 tmpfs {state} && ip netns exec {} {} --state-dir {state} apply {script}; code=$?; echo \"left: $(ls -A {state})\" >&2; exit $code",
         host.netns.name,
         env!("CARGO_BIN_EXE_fwscript"),
     );
@@ -212,6 +213,10 @@ fn a_full_state_folder_fails_before_the_kernel_is_touched() {
         !host.netns.save("ipv4", false).contains("FWS-"),
         "the kernel was touched"
     );
+    // The files staged beside the one that did not fit are gone, and no
+    // snapshot took the place of the one from before.
+    let left = run.stderr.lines().find(|l| l.starts_with("left:")).unwrap();
+    assert!(!left.contains('.'), "{left}");
 }
 
 #[test]
