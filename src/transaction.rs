@@ -27,7 +27,7 @@ use crate::render;
 use crate::ruleset::Ruleset;
 use crate::state::{
     boot_id, Applied, FamilySnapshot, LastGood, Locked, OriginalPolicies, PendingConfirm,
-    PlanRecords, RulesRecord, Snapshot, StateDir, StateError,
+    PlanRecords, RulesRecord, Snapshot, StagedPlan, StateDir, StateError,
 };
 
 #[derive(Debug)]
@@ -220,14 +220,18 @@ pub fn write(
         survey,
         written: families(&read_back),
     };
-    if let Some(staged) = staged {
-        if let Err(source) = staged.commit() {
-            unrecorded.get_or_insert(source);
-        }
+    // After the kernel, from what it read back, while the records go in
+    // place. Old forms miss only the rules this write added, so a failure
+    // here costs a warning.
+    let (committed, forms_saved) = std::thread::scope(|scope| {
+        let forms = scope.spawn(|| state.save_kernel_forms(&forms.recorded(&read_back)));
+        let committed = staged.map(StagedPlan::commit);
+        (committed, forms.join().expect("forms writer panicked"))
+    });
+    if let Some(Err(source)) = committed {
+        unrecorded.get_or_insert(source);
     }
-    // After the kernel, from what it read back. Old forms miss only the
-    // rules this write added, so a failure here costs a warning.
-    if let Err(err) = state.save_kernel_forms(&forms.recorded(&read_back)) {
+    if let Err(err) = forms_saved {
         tracing::warn!("{err}; rules changed behind fwscript's back may go unseen");
     }
     match unrecorded {
