@@ -120,6 +120,8 @@ impl LiveState {
         let mut state = LiveState::empty(family);
         // `None` while inside a table fwscript ignores.
         let mut current: Option<Option<Table>> = None;
+        // The chain the last rule went to, in the current table.
+        let mut last = usize::MAX;
         for (index, raw) in text.lines().enumerate() {
             let line = raw.trim_end();
             let error = |message| ParseError {
@@ -178,10 +180,18 @@ impl LiveState {
                 ));
             };
             let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
-            let Some(chain) = live.chains.iter_mut().find(|c| c.name == chain) else {
-                return Err(error("rule in an undeclared chain"));
+            // A save lists each chain's rules together: try the chain of
+            // the rule before first (chunk names share long prefixes).
+            let at = match live.chains.get(last) {
+                Some(c) if c.name == chain => last,
+                _ => live
+                    .chains
+                    .iter()
+                    .position(|c| c.name == chain)
+                    .ok_or_else(|| error("rule in an undeclared chain"))?,
             };
-            chain.rules.push(LiveRule::new(spec));
+            last = at;
+            live.chains[at].rules.push(LiveRule::new(spec));
         }
         if current.is_some() {
             return Err(ParseError {
@@ -392,8 +402,14 @@ fn comment_id(spec: &str) -> Option<RuleId> {
     }
     let mut raw = raw_words(spec);
     raw.find(|&word| word == "--comment")?;
-    let value = words(raw.next()?).into_iter().next()?;
-    RuleId::from_comment(&value.text)
+    let value = raw.next()?;
+    // iptables-save's own form, `"fws:…"`, needs no unquoting.
+    if let Some(inside) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        if !inside.contains(['"', '\\']) {
+            return RuleId::from_comment(inside);
+        }
+    }
+    RuleId::from_comment(&words(value).into_iter().next()?.text)
 }
 
 /// The words of [`words`] as the slices of `spec` they come from, quotes
@@ -474,6 +490,10 @@ mod tests {
     fn ids_come_only_from_the_comment_option() {
         let rule = LiveRule::new(r#"-m comment --comment "fws:0a0a0a0a0a03 ssh" -j ACCEPT"#);
         assert_eq!(rule.id, Some(id("0a0a0a0a0a03")));
+        let escaped = LiveRule::new(r#"-m comment --comment "fws:0a0a0a0a0a04 \"hi\"" -j ACCEPT"#);
+        assert_eq!(escaped.id, Some(id("0a0a0a0a0a04")));
+        let bare = LiveRule::new("-m comment --comment fws:0a0a0a0a0a06 -j ACCEPT");
+        assert_eq!(bare.id, Some(id("0a0a0a0a0a06")));
         let fake = LiveRule::new(r#"-j LOG --log-prefix "--comment fws:0a0a0a0a0a05 ""#);
         assert_eq!(fake.id, None);
         let quoted_option = LiveRule::new(r#"-j LOG --log-prefix "--comment" "fws:0a0a0a0a0a05""#);
