@@ -100,9 +100,14 @@ impl<B: Backend> Backend for Prefetch<B> {
 }
 
 impl<B> Drop for Prefetch<B> {
-    /// No `*-save` outlives the command that started it.
+    /// A command that ends before its survey (a script error) does not wait
+    /// for reads it will never use: their threads are let go, and a tool
+    /// still running ends on the closed pipe once the process is gone.
     fn drop(&mut self) {
-        self.discard();
+        self.early
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
