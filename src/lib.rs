@@ -20,6 +20,7 @@ pub mod fallback;
 pub mod foreign;
 pub mod forms;
 pub mod guard;
+pub mod io_error;
 pub mod live;
 pub mod logging;
 pub mod netfilter;

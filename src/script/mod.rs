@@ -174,7 +174,7 @@ fn folder_of(path: &Path) -> Result<PathBuf, ScriptError> {
         ScriptError::plain(format!(
             "cannot open the folder of `{}`: {}",
             path.display(),
-            files::lowercase(&err)
+            crate::io_error::lowercase(&err)
         ))
     })
 }
