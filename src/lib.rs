@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod diff;
 pub mod error;
 pub mod explain;
+pub mod import;
 pub mod guard;
 pub mod live;
 pub mod logging;
