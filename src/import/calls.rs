@@ -158,22 +158,27 @@ impl Call {
     /// The script text of the call, without the `;`.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        let with_opts = |out: &mut String, name: &str, first: Vec<Value>, opts: Vec<(&'static str, Value)>| {
-            let _ = write!(out, "{name}(");
-            let mut args = first;
-            if !opts.is_empty() {
-                args.push(Value::Map(opts));
-            }
-            for (i, arg) in args.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
+        let with_opts =
+            |out: &mut String, name: &str, first: Vec<Value>, opts: Vec<(&'static str, Value)>| {
+                let _ = write!(out, "{name}(");
+                let mut args = first;
+                if !opts.is_empty() {
+                    args.push(Value::Map(opts));
                 }
-                arg.write(out);
-            }
-            out.push(')');
-        };
+                for (i, arg) in args.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    arg.write(out);
+                }
+                out.push(')');
+            };
         match self {
-            Call::AllowPorts { udp, ports: p, opts } => {
+            Call::AllowPorts {
+                udp,
+                ports: p,
+                opts,
+            } => {
                 let name = if *udp { "allow_udp" } else { "allow_tcp" };
                 with_opts(&mut out, name, vec![ports(p)], opts.entries());
             }
@@ -200,9 +205,12 @@ impl Call {
                 entries.extend(opts.entries());
                 with_opts(&mut out, "limit_tcp", vec![ports(p)], entries);
             }
-            Call::LogDrops(prefix) => {
-                with_opts(&mut out, "log_drops", vec![Value::Str(prefix.clone())], vec![])
-            }
+            Call::LogDrops(prefix) => with_opts(
+                &mut out,
+                "log_drops",
+                vec![Value::Str(prefix.clone())],
+                vec![],
+            ),
             Call::RedirectTcp {
                 port: p,
                 to_port,
@@ -331,7 +339,9 @@ impl Call {
             ])],
             Call::Rule(entries) => {
                 let mut entries = entries.clone();
-                entries.push(("family", Value::Str(family.name().into())));
+                if !entries.iter().any(|(key, _)| *key == "family") {
+                    entries.push(("family", Value::Str(family.name().into())));
+                }
                 vec![Call::Rule(entries)]
             }
             other => vec![other.clone()],
@@ -499,7 +509,10 @@ pub fn ports_only(m: &RuleMatch) -> Option<(bool, Vec<PortRange>, Opts)> {
     let opts = Opts {
         from: m.src,
         iface: m.iface.clone(),
-        comment: m.comment.clone().filter(|c| super::place::valid_text(c, 200)),
+        comment: m
+            .comment
+            .clone()
+            .filter(|c| super::place::valid_text(c, 200)),
         family: None,
     };
     Some((proto == Proto::Udp, m.dports.clone(), opts))
@@ -535,7 +548,10 @@ mod tests {
             web.only(Family::Ipv4)[0].text(),
             r#"allow_tcp([80, 443], #{ family: "ipv4" })"#
         );
-        let ssh = Call::SshFrom(vec!["203.0.113.7/32".parse().unwrap(), "2001:db8::/48".parse().unwrap()]);
+        let ssh = Call::SshFrom(vec![
+            "203.0.113.7/32".parse().unwrap(),
+            "2001:db8::/48".parse().unwrap(),
+        ]);
         assert_eq!(ssh.text(), r#"ssh_from(["203.0.113.7", "2001:db8::/48"])"#);
         let limit = Call::LimitTcp {
             ports: vec![PortRange::single(22)],

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 
 use super::calls::{self, Call, Value};
 use super::nat::NatItem;
-use super::owners::Owner;
 use super::place::{self, Aside, Chain, Kind, Place, Placement, Unit};
 use super::rule::Proto;
 use crate::netfilter::{Family, Hook, Policy, Table};
@@ -34,7 +33,9 @@ pub struct Merged {
 }
 
 /// One filter chain's elements, in the original's order.
-pub fn chain_elements(chain: &Chain) -> Vec<Element> {
+/// With `explicit`, baseline pieces are written as the rules they are
+/// (for a ruleset whose baseline is fwscript's own).
+pub fn chain_elements(chain: &Chain, explicit: bool) -> Vec<Element> {
     let mut units: Vec<&Unit> = chain.units.iter().collect();
     units.sort_by_key(|u| u.index);
     // `drop_scans()` when the deny stage has all three of its rules.
@@ -66,7 +67,7 @@ pub fn chain_elements(chain: &Chain) -> Vec<Element> {
             }
             continue;
         }
-        if let Some(call) = unit_call(chain.family, chain.hook, unit) {
+        if let Some(call) = unit_call(chain.family, chain.hook, unit, explicit) {
             out.push(Element::Call {
                 call,
                 notes: unit.notes.clone(),
@@ -79,7 +80,7 @@ pub fn chain_elements(chain: &Chain) -> Vec<Element> {
     out
 }
 
-fn unit_call(family: Family, hook: Hook, unit: &Unit) -> Option<Call> {
+fn unit_call(family: Family, hook: Hook, unit: &Unit, explicit: bool) -> Option<Call> {
     let m = &unit.matches;
     let rule = |action: &str, extra: Vec<(&'static str, Value)>| {
         let mut entries = calls::rule_entries(family, Table::Filter, hook, m);
@@ -92,7 +93,7 @@ fn unit_call(family: Family, hook: Hook, unit: &Unit) -> Option<Call> {
     };
     let input = hook == Hook::Input;
     Some(match &unit.kind {
-        _ if unit.place == Place::Base => return None,
+        _ if unit.place == Place::Base && !explicit => return None,
         Kind::Accept => {
             if let (true, Some((udp, ports, opts))) = (input, calls::ports_only(m)) {
                 let ssh = !udp
@@ -139,9 +140,7 @@ fn unit_call(family: Family, hook: Hook, unit: &Unit) -> Option<Call> {
         Kind::CatchAll => Call::Rule(vec![
             ("chain", Value::Str(hook.script_name().into())),
             ("action", Value::Str("accept".into())),
-        ])
-        .only(family)
-        .remove(0),
+        ]),
     })
 }
 
@@ -162,9 +161,15 @@ fn is_ping(family: Family, m: &super::rule::RuleMatch) -> bool {
 pub fn aside_lines(aside: &Aside) -> Vec<String> {
     match aside {
         Aside::Unexpressed { lines, why } => {
-            let mut out = vec![format!("NOT IMPORTED: {}", lines.last().map_or("", String::as_str))];
+            let mut out = vec![format!(
+                "NOT IMPORTED: {}",
+                lines.last().map_or("", String::as_str)
+            )];
             if lines.len() > 1 {
-                out.push(format!("  reached through: {}", lines[..lines.len() - 1].join(" → ")));
+                out.push(format!(
+                    "  reached through: {}",
+                    lines[..lines.len() - 1].join(" → ")
+                ));
             }
             out.push(format!("  why: {why}"));
             out
@@ -392,10 +397,4 @@ pub fn nat_elements(items: &[NatItem]) -> Vec<Element> {
             NatItem::Aside(aside) => Element::Comment(aside_lines(aside)),
         })
         .collect()
-}
-
-/// Owners named in the script, for the header.
-pub fn owners_named(elements: &[Element]) -> BTreeSet<Owner> {
-    let _ = elements;
-    BTreeSet::new()
 }

@@ -115,11 +115,20 @@ pub enum Entry {
     Flat(Flat),
     /// A rule of another program's (a jump into its chain, a rule about
     /// its bridge).
-    Owned { owner: Owner, line: String },
+    Owned {
+        owner: Owner,
+        line: String,
+    },
     /// A rule fwscript cannot say, with the reason.
-    Unexpressed { lines: Vec<String>, why: String },
+    Unexpressed {
+        lines: Vec<String>,
+        why: String,
+    },
     /// A rule no packet can reach here.
-    Dead { line: String, why: String },
+    Dead {
+        line: String,
+        why: String,
+    },
 }
 
 /// A rule with its jumps joined in: every packet it matches meets it here.
@@ -160,6 +169,7 @@ pub fn flatten(rules: &FamilyRules, table: Table) -> Vec<Hooked> {
             table,
             builtin_policy: chain.policy,
             entries: Vec::new(),
+            neighbour_nets: neighbour_nets(rules, table),
         };
         walk.chain(chain, &RuleMatch::default(), &[], &mut Vec::new());
         out.push(Hooked {
@@ -177,6 +187,36 @@ struct Walk<'a> {
     table: Table,
     builtin_policy: Option<Policy>,
     entries: Vec<Entry>,
+    /// Networks a neighbour's nat rules are about (Docker's bridge
+    /// network): its other nat rules about them are its too.
+    neighbour_nets: Vec<(IpNet, Owner)>,
+}
+
+/// In the nat table, the networks a neighbour's own rules name: the
+/// sources it masquerades, the containers it forwards to. Its hairpin
+/// rules name no bridge, only these.
+fn neighbour_nets(rules: &FamilyRules, table: Table) -> Vec<(IpNet, Owner)> {
+    let mut nets = Vec::new();
+    if table != Table::Nat {
+        return nets;
+    }
+    for chain in rules.tables.get(&Table::Nat).into_iter().flatten() {
+        let chain_owner = owners::chain_owner(&chain.name);
+        for rule in &chain.rules {
+            let Some(owner) = owners::rule_owner(rule).or(chain_owner) else {
+                continue;
+            };
+            if let Some(src) = rule.matches.src {
+                if src.prefix_len() > 0 {
+                    nets.push((src, owner));
+                }
+            }
+            if let Target::Dnat { to } = &rule.target {
+                nets.push((IpNet::from(to.addr), owner));
+            }
+        }
+    }
+    nets
 }
 
 impl Walk<'_> {
@@ -205,7 +245,13 @@ impl Walk<'_> {
                 });
                 continue;
             }
-            if let Some(owner) = owners::rule_owner(rule) {
+            let about_neighbour = || {
+                self.neighbour_nets.iter().find_map(|(net, owner)| {
+                    let inside = |n: &Option<IpNet>| n.is_some_and(|n| net.contains(&n));
+                    (inside(&rule.matches.src) || inside(&rule.matches.dst)).then_some(*owner)
+                })
+            };
+            if let Some(owner) = owners::rule_owner(rule).or_else(about_neighbour) {
                 self.entries.push(Entry::Owned {
                     owner,
                     line: rule.line.clone(),
@@ -261,10 +307,7 @@ impl Walk<'_> {
                 }
                 Joined::Match(m) => m,
             };
-            if let Some(ret) = returns
-                .iter()
-                .find(|r| model::overlap(family, r, &joined))
-            {
+            if let Some(ret) = returns.iter().find(|r| model::overlap(family, r, &joined)) {
                 let _ = ret;
                 self.entries.push(Entry::Unexpressed {
                     lines: here,
@@ -406,7 +449,8 @@ pub fn conjoin(outer: &RuleMatch, inner: &RuleMatch) -> Joined {
     narrow!(dst, join_nets);
     narrow!(iface, join_ifaces);
     narrow!(oface, join_ifaces);
-    narrow!(proto, |a: &rule::Proto, b: &rule::Proto| (a == b).then_some(*a));
+    narrow!(proto, |a: &rule::Proto, b: &rule::Proto| (a == b)
+        .then_some(*a));
     narrow!(icmp_type, |a: &u8, b: &u8| (a == b).then_some(*a));
     for (o, i, field) in [
         (&outer.sports, &inner.sports, &mut m.sports),
@@ -592,10 +636,7 @@ mod tests {
     #[test]
     fn joins() {
         let read = |spec: &str| rule::read(Family::Ipv4, "filter", "X", spec).matches;
-        assert_eq!(
-            conjoin(&read("-p tcp"), &read("-p udp")),
-            Joined::Never
-        );
+        assert_eq!(conjoin(&read("-p tcp"), &read("-p udp")), Joined::Never);
         let Joined::Match(m) = conjoin(
             &read("-s 10.0.0.0/8 -p tcp -m multiport --dports 20:30,80"),
             &read("-s 10.1.0.0/16 -p tcp -m tcp --dport 25"),
@@ -605,7 +646,10 @@ mod tests {
         assert_eq!(m.src, Some("10.1.0.0/16".parse().unwrap()));
         assert_eq!(m.dports, [PortRange::single(25)]);
         assert!(matches!(
-            conjoin(&read("-m limit --limit 3/min"), &read("-m limit --limit 1/sec")),
+            conjoin(
+                &read("-m limit --limit 3/min"),
+                &read("-m limit --limit 1/sec")
+            ),
             Joined::Inexpressible(_)
         ));
     }

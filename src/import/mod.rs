@@ -94,8 +94,13 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} rules read: {} imported as {} calls, {} covered by other rules, {} left to their owners",
-            self.rules, self.imported, self.calls, self.covered, self.owned
+            "{} rules read: {} imported as {} call{}, {} covered by other rules, {} left to their owners",
+            self.rules,
+            self.imported,
+            self.calls,
+            if self.calls == 1 { "" } else { "s" },
+            self.covered,
+            self.owned
         )?;
         if !self.owners.is_empty() {
             write!(f, " ({})", self.owners.join(", "))?;
@@ -137,7 +142,19 @@ pub fn import(sources: &[Source], mirrored: &[Family]) -> Result<Imported, Impor
     let all: BTreeSet<Family> = Family::ALL.into_iter().collect();
 
     let placement = placement(&rulesets, &checked);
-
+    // A ruleset fwscript applied: its baseline and policies are the
+    // script's; what is left to import are the rules beside it.
+    let beside_fwscript = placement.chains.iter().any(|c| {
+        c.asides.iter().any(|(_, a)| {
+            matches!(
+                a,
+                Aside::Owned {
+                    owner: Owner::Fwscript,
+                    ..
+                }
+            )
+        })
+    });
 
     let mut nat = Vec::new();
     let mut other = Vec::new();
@@ -207,7 +224,7 @@ pub fn import(sources: &[Source], mirrored: &[Family]) -> Result<Imported, Impor
             .chains
             .iter()
             .filter(|c| c.hook == hook)
-            .map(|c| (c.family, emit::chain_elements(c)))
+            .map(|c| (c.family, emit::chain_elements(c, beside_fwscript)))
             .collect();
         let elements = section(per_family);
         if elements.is_empty() {
@@ -259,24 +276,28 @@ pub fn import(sources: &[Source], mirrored: &[Family]) -> Result<Imported, Impor
     let mut warnings = Vec::new();
     let mut approximated = BTreeSet::new();
     let mut owners_seen = BTreeSet::new();
-    let mut aside_fate = |family: Family, aside: &Aside, warnings: &mut Vec<String>, note: &mut dyn FnMut(Family, &str, Fate)| match aside {
-        Aside::Unexpressed { lines, why } => {
-            let line = lines.last().map_or("", String::as_str);
-            for jump in &lines[..lines.len().saturating_sub(1)] {
-                note(family, jump, Fate::Imported);
+    let mut aside_fate =
+        |family: Family,
+         aside: &Aside,
+         warnings: &mut Vec<String>,
+         note: &mut dyn FnMut(Family, &str, Fate)| match aside {
+            Aside::Unexpressed { lines, why } => {
+                let line = lines.last().map_or("", String::as_str);
+                for jump in &lines[..lines.len().saturating_sub(1)] {
+                    note(family, jump, Fate::Imported);
+                }
+                note(family, line, Fate::NotImported);
+                let warning = format!("not imported ({family}): {line}: {why}");
+                if !warnings.contains(&warning) {
+                    warnings.push(warning);
+                }
             }
-            note(family, line, Fate::NotImported);
-            let warning = format!("not imported ({family}): {line}: {why}");
-            if !warnings.contains(&warning) {
-                warnings.push(warning);
+            Aside::Covered { line, .. } => note(family, line, Fate::Covered),
+            Aside::Owned { owner, line } => {
+                owners_seen.insert(*owner);
+                note(family, line, Fate::Owned);
             }
-        }
-        Aside::Covered { line, .. } => note(family, line, Fate::Covered),
-        Aside::Owned { owner, line } => {
-            owners_seen.insert(*owner);
-            note(family, line, Fate::Owned);
-        }
-    };
+        };
     for chain in &placement.chains {
         for unit in &chain.units {
             for line in &unit.lines {
@@ -369,10 +390,12 @@ pub fn import(sources: &[Source], mirrored: &[Family]) -> Result<Imported, Impor
             "no {family} ruleset was read: the script protects {family} like the other family"
         ));
     }
-    if owners_seen.contains(&Owner::Fwscript) {
+    if beside_fwscript {
         let _ = writeln!(
             script,
-            "// fwscript's own rules are in this ruleset: {}.",
+            "// fwscript's own rules are in this ruleset: {}. Below are only the rules \
+             beside them, each as a call, to add to that script where it belongs; the \
+             baseline and the policies are that script's.",
             Owner::Fwscript.keeps_them()
         );
     }
@@ -383,7 +406,7 @@ pub fn import(sources: &[Source], mirrored: &[Family]) -> Result<Imported, Impor
             owner.keeps_them()
         );
     }
-    for difference in &placement.differences {
+    for difference in placement.differences.iter().filter(|_| !beside_fwscript) {
         let _ = writeln!(script, "// note: {difference}.");
     }
     script.push_str(
@@ -393,7 +416,9 @@ pub fn import(sources: &[Source], mirrored: &[Family]) -> Result<Imported, Impor
          // a NOT IMPORTED comment says why.\n",
     );
     let mut preamble = String::new();
-    emit::preamble(&mut preamble, &placement, mirrored);
+    if !beside_fwscript {
+        emit::preamble(&mut preamble, &placement, mirrored);
+    }
     if !preamble.is_empty() {
         script.push('\n');
         script.push_str(&preamble);
@@ -431,10 +456,7 @@ fn placement(rulesets: &[FamilyRules], checked: &BTreeSet<Family>) -> place::Pla
 
 fn read(source: &Source) -> Result<FamilyRules, ImportError> {
     let tool = source.family.tool();
-    let has_table = source
-        .text
-        .lines()
-        .any(|l| l.trim_start().starts_with('*'));
+    let has_table = source.text.lines().any(|l| l.trim_start().starts_with('*'));
     if !has_table {
         let looks_like_commands = source
             .text

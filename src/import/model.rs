@@ -355,14 +355,19 @@ mod tests {
         let established = m("-m state --state RELATED,ESTABLISHED");
         let null = m("-p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG NONE");
         let xmas = m("-p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG FIN,SYN,RST,PSH,ACK,URG");
-        let new_without_syn = m("-p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m state --state NEW");
+        let new_without_syn =
+            m("-p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m state --state NEW");
         for scan in [&null, &xmas, &new_without_syn] {
             assert!(!overlap(Family::Ipv4, &established, scan), "{scan:?}");
         }
         // But a null packet can arrive on loopback, or at an open port.
         assert!(overlap(Family::Ipv4, &m("-i lo"), &null));
         assert!(overlap(Family::Ipv4, &m("-p tcp -m tcp --dport 80"), &null));
-        assert!(!overlap(Family::Ipv4, &m("-p udp -m udp --dport 80"), &null));
+        assert!(!overlap(
+            Family::Ipv4,
+            &m("-p udp -m udp --dport 80"),
+            &null
+        ));
     }
 
     #[test]

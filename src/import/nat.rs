@@ -16,10 +16,7 @@ use crate::plan::PortRange;
 /// One nat call or comment, in the original's order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NatItem {
-    Call {
-        call: Call,
-        lines: Vec<String>,
-    },
+    Call { call: Call, lines: Vec<String> },
     Aside(Aside),
 }
 
@@ -34,26 +31,26 @@ pub fn translate(family: Family, hooked: &[Hooked], filter: &[&Chain]) -> Vec<Na
                     owner: *owner,
                     line: line.clone(),
                 })),
-                Entry::Unexpressed { lines, why } => {
-                    out.push(NatItem::Aside(Aside::Unexpressed {
-                        lines: lines.clone(),
-                        why: why.clone(),
-                    }))
-                }
+                Entry::Unexpressed { lines, why } => out.push(NatItem::Aside(Aside::Unexpressed {
+                    lines: lines.clone(),
+                    why: why.clone(),
+                })),
                 Entry::Dead { line, why } => out.push(NatItem::Aside(Aside::Covered {
                     line: line.clone(),
                     why: why.clone(),
                 })),
-                Entry::Flat(flat) => match call(family, chain.hook, &flat.matches, &flat.target, filter) {
-                    Ok(call) => out.push(NatItem::Call {
-                        call,
-                        lines: flat.lines.clone(),
-                    }),
-                    Err(why) => out.push(NatItem::Aside(Aside::Unexpressed {
-                        lines: flat.lines.clone(),
-                        why,
-                    })),
-                },
+                Entry::Flat(flat) => {
+                    match call(family, chain.hook, &flat.matches, &flat.target, filter) {
+                        Ok(call) => out.push(NatItem::Call {
+                            call,
+                            lines: flat.lines.clone(),
+                        }),
+                        Err(why) => out.push(NatItem::Aside(Aside::Unexpressed {
+                            lines: flat.lines.clone(),
+                            why,
+                        })),
+                    }
+                }
             }
         }
     }

@@ -40,7 +40,8 @@ impl Owner {
     pub fn keeps_them(self) -> &'static str {
         match self {
             Owner::Fwscript => {
-                "their script is their source: import that script, not the kernel"
+                "the script that made them is their source (`fwscript status` names it), \
+                 not the kernel"
             }
             Owner::Fail2ban => {
                 "fail2ban re-creates them when it starts and inserts its jumps above \
@@ -153,11 +154,17 @@ mod tests {
     fn neighbours_are_known_by_their_chains_and_bridges() {
         assert_eq!(owner("FORWARD", "-j DOCKER-USER"), Some(Owner::Docker));
         assert_eq!(
-            owner("FORWARD", "-o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+            owner(
+                "FORWARD",
+                "-o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+            ),
             Some(Owner::Docker)
         );
         assert_eq!(
-            owner("FORWARD", "-i br-0123456789ab ! -o br-0123456789ab -j ACCEPT"),
+            owner(
+                "FORWARD",
+                "-i br-0123456789ab ! -o br-0123456789ab -j ACCEPT"
+            ),
             Some(Owner::Docker)
         );
         assert_eq!(
@@ -165,11 +172,17 @@ mod tests {
             Some(Owner::Fail2ban)
         );
         assert_eq!(
-            owner("INPUT", r#"-m comment --comment "fws:0a0a0a0a0a00" -j FWS-INPUT"#),
+            owner(
+                "INPUT",
+                r#"-m comment --comment "fws:0a0a0a0a0a00" -j FWS-INPUT"#
+            ),
             Some(Owner::Fwscript)
         );
         assert_eq!(owner("INPUT", "-i br0 -j ACCEPT"), None);
-        assert_eq!(owner("INPUT", r#"-m comment --comment "web" -j ACCEPT"#), None);
+        assert_eq!(
+            owner("INPUT", r#"-m comment --comment "web" -j ACCEPT"#),
+            None
+        );
         assert_eq!(chain_owner("KUBE-SERVICES"), Some(Owner::Kubernetes));
         assert_eq!(chain_owner("ufw-user-input"), None);
     }

@@ -313,7 +313,13 @@ fn is_neighbour_discovery(family: Family, m: &RuleMatch) -> bool {
 /// What `rule()` has no key for.
 fn expressible(m: &RuleMatch, hook: Hook, notes: &mut Vec<String>) -> Result<(), String> {
     if let Some(flags) = &m.tcp_flags {
-        if flags.negated && *flags != (TcpFlags { negated: true, ..TcpFlags::syn() }) {
+        if flags.negated
+            && *flags
+                != (TcpFlags {
+                    negated: true,
+                    ..TcpFlags::syn()
+                })
+        {
             return Err("fwscript can negate only `--syn`, not other `--tcp-flags`".into());
         }
     }
@@ -367,17 +373,27 @@ fn piece_of(family: Family, hook: Hook, m: &RuleMatch, kind: &Kind) -> Option<Pi
     };
     match kind {
         Kind::Accept => {
-            if hook == Hook::Input && bare.iface.as_deref() == Some("lo") && only(&|r| r.iface = None) {
+            if hook == Hook::Input
+                && bare.iface.as_deref() == Some("lo")
+                && only(&|r| r.iface = None)
+            {
                 return Some(Piece::Loopback);
             }
-            if hook == Hook::Output && bare.oface.as_deref() == Some("lo") && only(&|r| r.oface = None) {
+            if hook == Hook::Output
+                && bare.oface.as_deref() == Some("lo")
+                && only(&|r| r.oface = None)
+            {
                 return Some(Piece::Loopback);
             }
-            if bare.states == [CtState::Established, CtState::Related] && only(&|r| r.states.clear()) {
+            if bare.states == [CtState::Established, CtState::Related]
+                && only(&|r| r.states.clear())
+            {
                 return Some(Piece::Established);
             }
             if bare.proto == Some(Proto::Icmp)
-                && bare.icmp_type.is_some_and(|t| icmp_piece_types(family, hook).contains(&t))
+                && bare
+                    .icmp_type
+                    .is_some_and(|t| icmp_piece_types(family, hook).contains(&t))
                 && only(&|r| {
                     r.proto = None;
                     r.icmp_type = None;
@@ -463,7 +479,12 @@ pub fn piece_rules(family: Family, hook: Hook, piece: Piece) -> Vec<(RuleMatch, 
 /// drops or rejects (either order), with the same matches; plus an accept
 /// with those matches right after, which `limit_tcp` also makes. Rules
 /// that only log may sit between them (the log is said to be lost).
-fn limit_pair(family: Family, hook: Hook, entries: &[Entry], index: usize) -> Option<(Unit, usize)> {
+fn limit_pair(
+    family: Family,
+    hook: Hook,
+    entries: &[Entry],
+    index: usize,
+) -> Option<(Unit, usize)> {
     if hook != Hook::Input {
         return None;
     }
@@ -505,15 +526,16 @@ fn limit_pair(family: Family, hook: Hook, entries: &[Entry], index: usize) -> Op
     let guarded = strip(first);
     // (set first, then check), as the readers of the tutorial write it, or
     // (check first, then set and accept), as `limit_tcp` writes it.
-    let (seconds, hits, deny, set_accepts) = match (r1.check, &first.target, r2.check, &second.target) {
-        (RecentCheck::Set, Target::None, RecentCheck::Seen { seconds, hits }, deny) => {
-            (seconds, hits.checked_sub(1)?, deny, false)
-        }
-        (RecentCheck::Seen { seconds, hits }, deny, RecentCheck::Set, Target::Accept) => {
-            (seconds, hits, deny, true)
-        }
-        _ => return None,
-    };
+    let (seconds, hits, deny, set_accepts) =
+        match (r1.check, &first.target, r2.check, &second.target) {
+            (RecentCheck::Set, Target::None, RecentCheck::Seen { seconds, hits }, deny) => {
+                (seconds, hits.checked_sub(1)?, deny, false)
+            }
+            (RecentCheck::Seen { seconds, hits }, deny, RecentCheck::Set, Target::Accept) => {
+                (seconds, hits, deny, true)
+            }
+            _ => return None,
+        };
     let reject = match deny {
         Target::Drop => false,
         Target::Reject { .. } => true,
@@ -554,7 +576,9 @@ fn limit_pair(family: Family, hook: Hook, entries: &[Entry], index: usize) -> Op
         notes.push("the original rejects a source over the limit; `limit_tcp` drops it".into());
     }
     for log in logs {
-        notes.push(format!("the log of a source over the limit is not kept: {log}"));
+        notes.push(format!(
+            "the log of a source over the limit is not kept: {log}"
+        ));
     }
     let mut lines: Vec<String> = first.lines.clone();
     lines.push(second.line().to_string());
@@ -625,10 +649,10 @@ pub fn resolve(mut chains: Vec<Chain>, checked: BTreeSet<Family>) -> Placement {
             .iter()
             .enumerate()
             .filter(|(_, c)| checked.contains(&c.family))
-            .find_map(|(ci, c)| {
-                find_conflict(c, &pieces, output_drops).map(|f| (ci, f))
-            });
-        let Some((ci, conflict)) = conflict else { break };
+            .find_map(|(ci, c)| find_conflict(c, &pieces, output_drops).map(|f| (ci, f)));
+        let Some((ci, conflict)) = conflict else {
+            break;
+        };
         match conflict {
             Conflict::Piece(piece, why) => {
                 pieces.remove(&piece);
@@ -645,7 +669,11 @@ pub fn resolve(mut chains: Vec<Chain>, checked: BTreeSet<Family>) -> Placement {
                 let chain = &mut chains[ci];
                 let policy = policy_of(&policies, chain.hook);
                 let unit = chain.units[later].clone();
-                let before = chain.units[earlier].lines.last().cloned().unwrap_or_default();
+                let before = chain.units[earlier]
+                    .lines
+                    .last()
+                    .cloned()
+                    .unwrap_or_default();
                 match (&unit.kind, policy) {
                     (Kind::Deny { reject }, Policy::Drop) => {
                         let reject = *reject;
@@ -802,7 +830,8 @@ fn prune(chain: &mut Chain) {
                 if !later.has_verdict() {
                     continue;
                 }
-                let same = later.verdict(0) == unit.verdict(0) && later.verdict(1) == unit.verdict(1);
+                let same =
+                    later.verdict(0) == unit.verdict(0) && later.verdict(1) == unit.verdict(1);
                 if same && model::contains(family, &later.matches, &unit.matches) {
                     covering = Some(later);
                     break;
@@ -838,14 +867,20 @@ enum Conflict {
 fn find_conflict(chain: &Chain, pieces: &BTreeSet<Piece>, output_drops: bool) -> Option<Conflict> {
     let family = chain.family;
     let order = chain.evaluation_order();
-    let rank = |unit: &Unit| order.iter().position(|u| std::ptr::eq(*u, unit)).unwrap_or(0);
+    let rank = |unit: &Unit| {
+        order
+            .iter()
+            .position(|u| std::ptr::eq(*u, unit))
+            .unwrap_or(0)
+    };
     // Pairs whose order flips.
     for (j, later) in chain.units.iter().enumerate() {
         for (i, earlier) in chain.units[..j].iter().enumerate() {
             if rank(later) > rank(earlier) {
                 continue;
             }
-            if !differ(earlier, later) || !model::overlap(family, &earlier.matches, &later.matches) {
+            if !differ(earlier, later) || !model::overlap(family, &earlier.matches, &later.matches)
+            {
                 continue;
             }
             // A piece out of order is switched off before anything else
@@ -914,17 +949,21 @@ fn insertion_changes(chain: &Chain, inserted: &Unit, policy: Policy) -> Option<S
     // and invalid rules) never reach it.
     let mut reaching: Vec<model::State> = vec![model::State::Untracked];
     for state in CtState::ALL {
-        let decided = chain.units.iter().filter(|u| rank(u) < rank(inserted)).any(|u| {
-            let state_only = RuleMatch {
-                states: Vec::new(),
-                ..strip(&u.matches)
-            }
-            .is_any();
-            state_only
-                && u.matches.states.contains(&state)
-                && u.verdict(0).is_some()
-                && u.verdict(0) == u.verdict(1)
-        });
+        let decided = chain
+            .units
+            .iter()
+            .filter(|u| rank(u) < rank(inserted))
+            .any(|u| {
+                let state_only = RuleMatch {
+                    states: Vec::new(),
+                    ..strip(&u.matches)
+                }
+                .is_any();
+                state_only
+                    && u.matches.states.contains(&state)
+                    && u.verdict(0).is_some()
+                    && u.verdict(0) == u.verdict(1)
+            });
         if !decided {
             reaching.push(model::State::Tracked(state));
         }
@@ -947,7 +986,8 @@ fn insertion_changes(chain: &Chain, inserted: &Unit, policy: Policy) -> Option<S
             }
         }
         let covered = after.iter().any(|u| {
-            u.verdict(world) == Some(verdict) && model::contains(family, &u.matches, &inserted.matches)
+            u.verdict(world) == Some(verdict)
+                && model::contains(family, &u.matches, &inserted.matches)
         });
         if !covered && Verdict::of_policy(policy) != verdict {
             return Some(format!(
@@ -961,7 +1001,10 @@ fn insertion_changes(chain: &Chain, inserted: &Unit, policy: Policy) -> Option<S
 
 /// `log_drops`'s own rule: 5 a minute, burst 10, nothing else matched.
 pub fn is_log_drops(unit: &Unit) -> bool {
-    let Kind::Log { prefix: Some(prefix) } = &unit.kind else {
+    let Kind::Log {
+        prefix: Some(prefix),
+    } = &unit.kind
+    else {
         return false;
     };
     let limit = RuleMatch {
@@ -996,7 +1039,13 @@ pub fn scan_kind(m: &RuleMatch) -> Option<usize> {
         Some(0)
     } else if !flags.negated && flags.mask == all && flags.set == all && m.states.is_empty() {
         Some(1)
-    } else if *flags == (TcpFlags { negated: true, ..TcpFlags::syn() }) && m.states == [CtState::New] {
+    } else if *flags
+        == (TcpFlags {
+            negated: true,
+            ..TcpFlags::syn()
+        })
+        && m.states == [CtState::New]
+    {
         Some(2)
     } else {
         None

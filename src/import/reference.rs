@@ -28,11 +28,21 @@ pub fn verdict(rules: &FamilyRules, hook: Hook, packet: &Packet) -> Verdict {
     }
 }
 
-fn walk(rules: &FamilyRules, name: &str, packet: &Packet, stack: &mut Vec<String>) -> Option<Verdict> {
+fn walk(
+    rules: &FamilyRules,
+    name: &str,
+    packet: &Packet,
+    stack: &mut Vec<String>,
+) -> Option<Verdict> {
     let chain = rules.chain(Table::Filter, name)?;
     stack.push(name.to_string());
     let mut out = None;
     for rule in &chain.rules {
+        // Neighbours' rules stay theirs, in the original and beside the
+        // imported script alike: compared is the rest.
+        if super::owners::rule_owner(rule).is_some() {
+            continue;
+        }
         if !rule.unknown.is_empty() || !matches(rules.family, &rule.matches, packet) {
             continue;
         }
@@ -58,7 +68,12 @@ fn walk(rules: &FamilyRules, name: &str, packet: &Packet, stack: &mut Vec<String
 
 /// The verdict of the placed units for `packet`, in fwscript's stage order
 /// with the deny stage first: the import's own view of its script.
-pub fn placed_verdict(placement: &Placement, family: Family, hook: Hook, packet: &Packet) -> Verdict {
+pub fn placed_verdict(
+    placement: &Placement,
+    family: Family,
+    hook: Hook,
+    packet: &Packet,
+) -> Verdict {
     let Some(chain) = placement
         .chains
         .iter()
@@ -85,7 +100,13 @@ pub fn placed_verdict(placement: &Placement, family: Family, hook: Hook, packet:
     }
     for unit in &chain.units {
         if unit.place != Place::Base {
-            rules.push((unit.place, 0, unit.index, unit.matches.clone(), unit.kind.clone()));
+            rules.push((
+                unit.place,
+                0,
+                unit.index,
+                unit.matches.clone(),
+                unit.kind.clone(),
+            ));
         }
     }
     rules.sort_by_key(|(place, rank, index, _, _)| (*place, *rank, *index));
@@ -100,7 +121,10 @@ pub fn placed_verdict(placement: &Placement, family: Family, hook: Hook, packet:
             Kind::Accept | Kind::CatchAll | Kind::Limit { .. } => return Verdict::Accept,
             Kind::Deny { reject: true } => return Verdict::Reject,
             Kind::Deny { reject: false } => return Verdict::Drop,
-            Kind::PolicyReturn { .. } => break,
+            // A reject kept after the accepts is said to become a drop;
+            // the order is what is checked here.
+            Kind::PolicyReturn { reject: true } => return Verdict::Reject,
+            Kind::PolicyReturn { reject: false } => break,
             Kind::Log { .. } => {}
         }
     }
@@ -225,7 +249,9 @@ pub fn grid(rules: &FamilyRules, extra_sources: &[IpAddr]) -> Vec<Packet> {
                 ports.insert(r.last.saturating_add(1).max(1));
             }
             if let Some(i) = &m.iface {
-                ifaces.insert(i.trim_end_matches('+').to_string() + if i.ends_with('+') { "7" } else { "" });
+                ifaces.insert(
+                    i.trim_end_matches('+').to_string() + if i.ends_with('+') { "7" } else { "" },
+                );
             }
         }
     }

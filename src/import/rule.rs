@@ -99,14 +99,24 @@ pub enum Target {
     Accept,
     Drop,
     /// `--reject-with`, when given and not the default.
-    Reject { with: Option<String> },
+    Reject {
+        with: Option<String>,
+    },
     Return,
-    Log { prefix: Option<String> },
+    Log {
+        prefix: Option<String>,
+    },
     /// A jump to a user chain.
     Jump(String),
-    Redirect { to_port: PortRange },
-    Dnat { to: Endpoint },
-    Snat { to: Endpoint },
+    Redirect {
+        to_port: PortRange,
+    },
+    Dnat {
+        to: Endpoint,
+    },
+    Snat {
+        to: Endpoint,
+    },
     Masquerade,
     /// No `-j`: the rule only counts (or records, with `-m recent --set`).
     None,
@@ -845,7 +855,8 @@ mod tests {
                 last: 8010
             }
         );
-        let rule = v4("-p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m state --state NEW -j DROP");
+        let rule =
+            v4("-p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m state --state NEW -j DROP");
         let flags = rule.matches.tcp_flags.unwrap();
         assert!(flags.negated);
         assert_eq!(flags.set, [TcpFlag::Syn]);
@@ -853,7 +864,8 @@ mod tests {
         assert_eq!(rule.matches.tcp_flags.unwrap().set, []);
         let rule = v4("-p icmp -m icmp --icmp-type 8 -j ACCEPT");
         assert_eq!(rule.matches.icmp_type, Some(8));
-        let rule = v4("-p tcp -m tcp --tcp-flags SYN,RST,ACK,FIN RST -m limit --limit 1/sec -j ACCEPT");
+        let rule =
+            v4("-p tcp -m tcp --tcp-flags SYN,RST,ACK,FIN RST -m limit --limit 1/sec -j ACCEPT");
         assert_eq!(rule.matches.limit.unwrap().count, 1);
         let rule = v4("-p tcp -m tcp --dport 22 --tcp-flags FIN,SYN,RST,ACK SYN -m recent --update --seconds 30 --hitcount 3 --name dmitro --mask 255.255.255.255 --rsource -j DROP");
         assert!(rule.unknown.is_empty(), "{:?}", rule.unknown);
@@ -921,7 +933,9 @@ mod tests {
             "PREROUTING",
             "-p tcp -m tcp --dport 2222 -j DNAT --to-destination 10.0.0.10:22",
         );
-        assert!(matches!(dnat.target, Target::Dnat { to } if to.port == Some(PortRange::single(22))));
+        assert!(
+            matches!(dnat.target, Target::Dnat { to } if to.port == Some(PortRange::single(22)))
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Apply against real kernels, one throwaway network namespace per case and
 //! iptables backend. Needs root; skips loudly without it (fails under CI).
 
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,7 +4,6 @@
 //! else's rules and chains must come through untouched. Seeded, so a
 //! failure names the seed that reproduces it.
 
-
 use crate::common::netns::{kernel_available, Netns, FLAVORS};
 use fwscript::apply;
 use fwscript::backend::iptables::{Flavor, Iptables};

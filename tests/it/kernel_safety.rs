@@ -2,7 +2,6 @@
 //! lockout guard, confirm-or-roll-back, and rollback. Needs root; skips
 //! loudly without it (fails under CI).
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -3,7 +3,6 @@
 //! the rules, drift is repaired, SIGHUP re-evaluates, SIGTERM leaves the
 //! rules. Polls with deadlines; never sleeps for a fixed time.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,7 +3,6 @@
 //! outside client and an inside host. Needs root; skips loudly without it
 //! (fails under CI).
 
-
 use std::net::{IpAddr, SocketAddr};
 
 use crate::common::netns::kernel_available;
@@ -51,7 +50,13 @@ fn without_masquerade(script: &str) -> String {
 }
 
 #[track_caller]
-fn connect(from: &crate::common::netns::Netns, src: IpAddr, dst: IpAddr, port: u16, expected: Reach) {
+fn connect(
+    from: &crate::common::netns::Netns,
+    src: IpAddr,
+    dst: IpAddr,
+    port: u16,
+    expected: Reach,
+) {
     let reach = probe::tcp_connect(&from.name, src, SocketAddr::new(dst, port), expected.wait());
     assert_eq!(reach, expected, "tcp {src} → {dst}:{port}");
 }

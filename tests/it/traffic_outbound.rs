@@ -3,7 +3,6 @@
 //! namespace connects to listeners in the client namespace. Needs root;
 //! skips loudly without it (fails under CI).
 
-
 use std::net::{IpAddr, SocketAddr};
 
 use crate::common::netns::kernel_available;

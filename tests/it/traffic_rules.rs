@@ -2,7 +2,6 @@
 //! block, limit_tcp, a port range, and a re-applied script changing what
 //! gets through. Needs root; skips loudly without it (fails under CI).
 
-
 use crate::common::netns::kernel_available;
 use crate::traffic::docs::snippet;
 use crate::traffic::probe::Reach::{Filtered, Open};

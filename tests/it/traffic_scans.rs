@@ -3,7 +3,6 @@
 //! and the server's counters saying which rule dropped them. Needs root;
 //! skips loudly without it (fails under CI).
 
-
 use std::net::IpAddr;
 
 use crate::common::netns::kernel_available;

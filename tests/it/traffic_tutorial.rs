@@ -2,7 +2,6 @@
 //! namespace connects to a server namespace over IPv4 and IPv6, with each
 //! iptables backend. Needs root; skips loudly without it (fails under CI).
 
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

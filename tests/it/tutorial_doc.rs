@@ -2,7 +2,6 @@
 //! block passes `fwscript check`, is named, and is applied by a traffic
 //! test that sends packets through it.
 
-
 use std::path::Path;
 use std::process::Command;
 
