@@ -24,4 +24,8 @@ pub enum Error {
     Confirm(#[from] crate::confirm::ConfirmError),
     #[error("error: {0}")]
     Daemon(#[from] crate::daemon::DaemonError),
+    #[error("error: {0}")]
+    Import(#[from] crate::import::ImportError),
+    #[error("error: {0}")]
+    Kernel(#[from] crate::testing::kernel::KernelError),
 }

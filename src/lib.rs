@@ -25,4 +25,5 @@ pub mod render;
 pub mod ruleset;
 pub mod script;
 pub mod state;
+pub mod testing;
 pub mod transaction;

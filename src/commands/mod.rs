@@ -3,8 +3,11 @@
 //! stage modules.
 
 mod explain;
+mod import;
+mod json;
 mod kernel;
 mod script;
+mod test;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -16,6 +19,9 @@ pub enum Outcome {
     Done,
     /// `plan` only: changes are pending.
     ChangesPending,
+    /// Done, and what it found is a failure (`test`: an expectation
+    /// failed; a `--json` error already printed).
+    Failed,
 }
 
 impl Outcome {
@@ -23,6 +29,7 @@ impl Outcome {
         match self {
             Outcome::Done => 0,
             Outcome::ChangesPending => 2,
+            Outcome::Failed => 1,
         }
     }
 }
@@ -41,5 +48,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::ConfirmTimer { token } => kernel::confirm_timer(&cli.state_dir, &token),
         Command::Explain(args) => explain::explain(&args),
         Command::Watch(args) => kernel::watch(&args, &cli.state_dir),
+        Command::Import(args) => import::import(&args),
+        Command::Test(args) => test::test(&args),
     }
 }

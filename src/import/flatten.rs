@@ -76,15 +76,6 @@ impl FamilyRules {
                 chain.rules.is_empty() && chain.policy.is_none_or(|p| p == Policy::Accept)
             })
     }
-
-    pub fn rule_count(&self) -> usize {
-        self.tables
-            .values()
-            .flatten()
-            .map(|c| c.rules.len())
-            .sum::<usize>()
-            + self.other_tables.len()
-    }
 }
 
 /// `-A` lines of the tables the live stage skips.
@@ -150,7 +141,6 @@ impl Flat {
 /// One built-in chain, flattened.
 #[derive(Debug, Clone)]
 pub struct Hooked {
-    pub table: Table,
     pub hook: Hook,
     pub policy: Option<Policy>,
     pub entries: Vec<Entry>,
@@ -173,7 +163,6 @@ pub fn flatten(rules: &FamilyRules, table: Table) -> Vec<Hooked> {
         };
         walk.chain(chain, &RuleMatch::default(), &[], &mut Vec::new());
         out.push(Hooked {
-            table,
             hook,
             policy: chain.policy,
             entries: walk.entries,

@@ -40,6 +40,8 @@ pub struct Source {
 /// What went wrong reading a ruleset.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    #[error("cannot read `{name}`: {message}")]
+    Read { name: String, message: String },
     #[error("`{name}` is not {tool}-save output: {source}")]
     Parse {
         name: String,

@@ -135,6 +135,7 @@ fn net_contains(outer: Option<&IpNet>, inner: Option<&IpNet>) -> bool {
 }
 
 /// iptables' interface match: exact, or a prefix with a trailing `+`.
+#[cfg(test)]
 pub fn iface_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('+') {
         Some(prefix) => name.starts_with(prefix),

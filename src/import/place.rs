@@ -616,8 +616,6 @@ pub struct Placement {
     /// Differences known and accepted (baseline rules in FORWARD and
     /// OUTPUT the original lacks), for the script's header.
     pub differences: Vec<String>,
-    /// Families whose chains are checked (the others mirror them).
-    pub checked: BTreeSet<Family>,
 }
 
 /// Settles the baseline, the policies and every unit's place.
@@ -753,7 +751,6 @@ pub fn resolve(mut chains: Vec<Chain>, checked: BTreeSet<Family>) -> Placement {
         off,
         policies,
         differences,
-        checked,
     }
 }
 
