@@ -58,18 +58,27 @@ pub fn tcp(
     socket
         .start_connect(dst)
         .map_err(|e| setup(&format!("connect to {dst}"), e))?;
+    let sport = socket.local_port();
     let deadline = Instant::now() + WAIT;
-    if !socket.poll(libc::POLLOUT, deadline) {
-        return Ok(Found::verdict(Verdict::Drop));
+    // An ICMP error back is a REJECT, whatever the connect makes of it
+    // (IPv6 TCP takes the first one only as a soft error, and retries).
+    loop {
+        match poll_two(&socket, &icmp, deadline) {
+            Ready::Neither => return Ok(Found::verdict(Verdict::Drop)),
+            Ready::Icmp => {
+                if icmp_error_seen(&icmp, src, sport, Instant::now()) {
+                    return Ok(Found::verdict(Verdict::Reject));
+                }
+            }
+            Ready::Socket => break,
+        }
     }
     match socket.take_error() {
         0 => {
-            let local_port = socket.local_port();
             let stream = TcpStream::from(socket.0);
             stream.set_nonblocking(false).ok();
             stream.set_read_timeout(Some(WAIT)).ok();
             let landing = read_landing(BufReader::new(&stream));
-            let _ = local_port;
             Ok(Found {
                 verdict: Verdict::Accept,
                 landing,
@@ -79,7 +88,8 @@ pub fn tcp(
         libc::ECONNREFUSED => {
             // A reset (the path is open, nothing listened there) or an ICMP
             // port-unreachable (a REJECT): the raw socket tells which.
-            if icmp_error_seen(&icmp, src, socket.local_port()) {
+            let until = Instant::now() + Duration::from_millis(100);
+            if icmp_error_seen(&icmp, src, sport, until) {
                 Ok(Found::verdict(Verdict::Reject))
             } else {
                 Ok(Found {
@@ -92,6 +102,45 @@ pub fn tcp(
         libc::ETIMEDOUT => Ok(Found::verdict(Verdict::Drop)),
         // Host or network unreachable, prohibited: an ICMP error, a REJECT.
         _ => Ok(Found::verdict(Verdict::Reject)),
+    }
+}
+
+enum Ready {
+    Socket,
+    Icmp,
+    Neither,
+}
+
+/// Waits until the connect has an outcome or an ICMP message arrived.
+fn poll_two(socket: &Socket, icmp: &Socket, deadline: Instant) -> Ready {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [
+            libc::pollfd {
+                fd: socket.fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: icmp.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: two valid `pollfd`s.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        match rc {
+            0 => return Ready::Neither,
+            n if n > 0 => {
+                if fds[0].revents != 0 {
+                    return Ready::Socket;
+                }
+                return Ready::Icmp;
+            }
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return Ready::Neither,
+        }
     }
 }
 
@@ -197,9 +246,9 @@ fn read_landing(mut reader: impl BufRead) -> Option<Landing> {
     parse_landing(&line)
 }
 
-/// Whether an ICMP destination-unreachable about our source port arrived.
-fn icmp_error_seen(icmp: &Socket, src: IpAddr, sport: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_millis(100);
+/// Whether an ICMP destination-unreachable about our source port arrived
+/// by `deadline`.
+fn icmp_error_seen(icmp: &Socket, src: IpAddr, sport: u16, deadline: Instant) -> bool {
     while let Some((bytes, _)) = icmp.recv_until(deadline) {
         let (kind, quoted) = if src.is_ipv4() {
             let Some(msg) = strip_ipv4(&bytes) else {
