@@ -103,7 +103,7 @@ fn other_table_rules(text: &str) -> Vec<String> {
 /// What a packet meets at one point of a built-in chain.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Flat(Flat),
+    Flat(Box<Flat>),
     /// A rule of another program's (a jump into its chain, a rule about
     /// its bridge).
     Owned {
@@ -294,7 +294,7 @@ impl Walk<'_> {
                     self.entries.push(Entry::Unexpressed { lines: here, why });
                     continue;
                 }
-                Joined::Match(m) => m,
+                Joined::Match(m) => *m,
             };
             if let Some(ret) = returns.iter().find(|r| model::overlap(family, r, &joined)) {
                 let _ = ret;
@@ -317,11 +317,11 @@ impl Walk<'_> {
                         _ => Target::Return,
                     };
                     let unconditional = joined.is_any();
-                    self.entries.push(Entry::Flat(Flat {
+                    self.entries.push(Entry::Flat(Box::new(Flat {
                         lines: here,
                         matches: joined,
                         target,
-                    }));
+                    })));
                     if unconditional {
                         ended_by = Some(rule.line.clone());
                     }
@@ -353,11 +353,11 @@ impl Walk<'_> {
                 }
                 target => {
                     let ends = joined.is_any() && target.is_verdict();
-                    self.entries.push(Entry::Flat(Flat {
+                    self.entries.push(Entry::Flat(Box::new(Flat {
                         lines: here,
                         matches: joined,
                         target: target.clone(),
-                    }));
+                    })));
                     if ends {
                         ended_by = Some(rule.line.clone());
                     }
@@ -413,7 +413,7 @@ impl RuleMatch {
 /// jumps to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Joined {
-    Match(RuleMatch),
+    Match(Box<RuleMatch>),
     /// No packet matches both.
     Never,
     /// Both restrict something in ways one rule cannot say.
@@ -492,7 +492,7 @@ pub fn conjoin(outer: &RuleMatch, inner: &RuleMatch) -> Joined {
     if m.comment.is_none() {
         m.comment = outer.comment.clone();
     }
-    Joined::Match(m)
+    Joined::Match(Box::new(m))
 }
 
 fn join_nets(a: &IpNet, b: &IpNet) -> Option<IpNet> {

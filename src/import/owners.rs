@@ -129,10 +129,8 @@ pub fn rule_owner(rule: &SavedRule) -> Option<Owner> {
                     return Some(owner);
                 }
             }
-            "--comment" => {
-                if RuleId::from_comment(&pair[1].text).is_some() {
-                    return Some(Owner::Fwscript);
-                }
+            "--comment" if RuleId::from_comment(&pair[1].text).is_some() => {
+                return Some(Owner::Fwscript);
             }
             _ => {}
         }

@@ -185,7 +185,15 @@ pub fn load(path: &Path, shown: &str) -> Result<Vec<Expectation>, ScriptError> {
 fn read_regular(path: &Path, shown: &str) -> Result<String, ScriptError> {
     let fail =
         |what: String| ScriptError::plain(format!("cannot read test file `{shown}`: {what}"));
-    let file = std::fs::File::open(path).map_err(|e| fail(lowercase(&e)))?;
+    // Non-blocking, so a FIFO is not waited on before it is refused.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| fail(lowercase(&e)))?
+    };
     let meta = file.metadata().map_err(|e| fail(lowercase(&e)))?;
     if !meta.is_file() {
         return Err(fail("it is not a regular file".into()));
