@@ -281,6 +281,13 @@ pub fn overlap(family: Family, a: &RuleMatch, b: &RuleMatch) -> bool {
     let Some(protos) = protos(a.proto, b.proto) else {
         return false;
     };
+    // Nothing that ties flags, types and states together: the fields
+    // above decide.
+    let plain =
+        |m: &RuleMatch| m.tcp_flags.is_none() && m.icmp_type.is_none() && m.states.is_empty();
+    if plain(a) && plain(b) {
+        return true;
+    }
     protos.into_iter().any(|proto| {
         // Ports only exist for TCP and UDP.
         let ported = !a.sports.is_empty()
@@ -327,6 +334,9 @@ pub fn contains(family: Family, outer: &RuleMatch, inner: &RuleMatch) -> bool {
     }
     if outer.proto.is_some() && outer.proto != inner.proto {
         return false;
+    }
+    if outer.tcp_flags.is_none() && outer.icmp_type.is_none() && outer.states.is_empty() {
+        return true;
     }
     let protos = match inner.proto {
         Some(p) => vec![p],

@@ -172,15 +172,6 @@ pub struct Chain {
     pub asides: Vec<(usize, Aside)>,
 }
 
-impl Chain {
-    /// The units in the order fwscript evaluates them.
-    pub fn evaluation_order(&self) -> Vec<&Unit> {
-        let mut units: Vec<&Unit> = self.units.iter().collect();
-        units.sort_by_key(|u| (u.place, base_rank(u), u.index));
-        units
-    }
-}
-
 /// Within the baseline stage the pieces come in the collector's order.
 fn base_rank(unit: &Unit) -> usize {
     match (unit.place, unit.piece) {
@@ -273,12 +264,16 @@ fn unit(family: Family, hook: Hook, flat: &Flat, index: usize) -> Result<Unit, S
                 .collect();
             (Kind::Deny { reject: true }, notes)
         }
-        Target::Log { prefix } => (
-            Kind::Log {
-                prefix: prefix.clone(),
-            },
-            Vec::new(),
-        ),
+        Target::Log { prefix } => {
+            let kept = prefix.clone().filter(|p| valid_text(p, 29));
+            let notes = match (prefix, &kept) {
+                (Some(p), None) => vec![format!(
+                    "its log prefix {p:?} is left out: fwscript takes at most 29 bytes without quotes, backslashes or control characters"
+                )],
+                _ => Vec::new(),
+            };
+            (Kind::Log { prefix: kept }, notes)
+        }
         Target::None => {
             return Err("a rule without a target only counts packets".into());
         }
@@ -641,72 +636,90 @@ pub fn resolve(mut chains: Vec<Chain>, checked: BTreeSet<Family>) -> Placement {
     let mut off: Vec<(Piece, String)> = Vec::new();
     // Each round fixes one conflict; every fix moves a unit later or
     // gives it up, so this ends.
-    for _ in 0..10_000 {
+    // Each round fixes every conflict of one chain (or switches one piece
+    // off, which holds for all); every fix moves a unit later or gives it
+    // up, so this ends.
+    for _ in 0..100_000 {
         let output_drops = policy_of(&policies, Hook::Output) == Policy::Drop;
-        let conflict = chains
+        let found = chains
             .iter()
             .enumerate()
             .filter(|(_, c)| checked.contains(&c.family))
-            .find_map(|(ci, c)| find_conflict(c, &pieces, output_drops).map(|f| (ci, f)));
-        let Some((ci, conflict)) = conflict else {
+            .find_map(|(ci, c)| {
+                let conflicts = find_conflicts(c, &pieces, output_drops);
+                (!conflicts.is_empty()).then_some((ci, conflicts))
+            });
+        let Some((ci, conflicts)) = found else {
             break;
         };
-        match conflict {
-            Conflict::Piece(piece, why) => {
-                pieces.remove(&piece);
-                off.push((piece, why));
-                for chain in &mut chains {
-                    for unit in &mut chain.units {
-                        if unit.piece == Some(piece) {
-                            demote_piece(unit);
-                        }
+        if let Some(Conflict::Piece(piece, why)) = conflicts
+            .iter()
+            .find(|c| matches!(c, Conflict::Piece(..)))
+            .cloned()
+        {
+            pieces.remove(&piece);
+            off.push((piece, why));
+            for chain in &mut chains {
+                for unit in &mut chain.units {
+                    if unit.piece == Some(piece) {
+                        demote_piece(unit);
                     }
                 }
             }
-            Conflict::Pair { later, earlier } => {
-                let chain = &mut chains[ci];
-                let policy = policy_of(&policies, chain.hook);
-                let unit = chain.units[later].clone();
-                let before = chain.units[earlier]
-                    .lines
-                    .last()
-                    .cloned()
-                    .unwrap_or_default();
-                match (&unit.kind, policy) {
-                    (Kind::Deny { reject }, Policy::Drop) => {
-                        let reject = *reject;
-                        let u = &mut chain.units[later];
-                        u.kind = Kind::PolicyReturn { reject };
-                        u.place = Place::Allow;
-                        if reject {
-                            u.notes.push("the original rejects these; here the policy drops them, since the rule must stay after the accepts above".into());
-                        }
+            continue;
+        }
+        let chain = &mut chains[ci];
+        let policy = policy_of(&policies, chain.hook);
+        let mut given_up = Vec::new();
+        let mut flip_policy = false;
+        for conflict in &conflicts {
+            let Conflict::Pair { later, earlier } = *conflict else {
+                continue;
+            };
+            let before = chain.units[earlier]
+                .lines
+                .last()
+                .cloned()
+                .unwrap_or_default();
+            let u = &mut chain.units[later];
+            match (&u.kind, policy) {
+                (Kind::Deny { reject }, Policy::Drop) => {
+                    let reject = *reject;
+                    u.kind = Kind::PolicyReturn { reject };
+                    u.place = Place::Allow;
+                    if reject {
+                        u.notes.push("the original rejects these; here the policy drops them, since the rule must stay after the accepts above".into());
                     }
-                    (Kind::Deny { .. }, Policy::Accept) if chain.hook != Hook::Output => {
-                        // A drop that must stay after accepts needs a
-                        // dropping policy: the accepting family gets its
-                        // accept at the end instead.
-                        let hook = chain.hook;
-                        for (h, p) in &mut policies {
-                            if *h == hook {
-                                *p = Policy::Drop;
-                            }
-                        }
-                    }
-                    _ => {
-                        let unit = chain.units.remove(later);
-                        let at = chain.units.iter().filter(|u| u.index < unit.index).count();
-                        chain.asides.push((
-                            at,
-                            Aside::Unexpressed {
-                                lines: unit.lines.clone(),
-                                why: format!(
-                                    "fwscript's stages would put it before `{before}`, which \
-                                     decides some of the same packets the other way"
-                                ),
-                            },
-                        ));
-                    }
+                }
+                // A drop that must stay after accepts needs a dropping
+                // policy: the accepting family gets its accept at the end
+                // instead.
+                (Kind::Deny { .. }, Policy::Accept) if chain.hook != Hook::Output => {
+                    flip_policy = true;
+                }
+                _ => given_up.push((later, before)),
+            }
+        }
+        given_up.sort_by_key(|(later, _)| std::cmp::Reverse(*later));
+        for (later, before) in given_up {
+            let unit = chain.units.remove(later);
+            let at = chain.units.iter().filter(|u| u.index < unit.index).count();
+            chain.asides.push((
+                at,
+                Aside::Unexpressed {
+                    lines: unit.lines.clone(),
+                    why: format!(
+                        "fwscript's stages would put it before `{before}`, which \
+                         decides some of the same packets the other way"
+                    ),
+                },
+            ));
+        }
+        if flip_policy {
+            let hook = chain.hook;
+            for (h, p) in &mut policies {
+                if *h == hook {
+                    *p = Policy::Drop;
                 }
             }
         }
@@ -853,6 +866,7 @@ fn prune(chain: &mut Chain) {
     }
 }
 
+#[derive(Clone)]
 enum Conflict {
     /// Switch a baseline piece off, for this reason.
     Piece(Piece, String),
@@ -861,19 +875,24 @@ enum Conflict {
     Pair { later: usize, earlier: usize },
 }
 
-fn find_conflict(chain: &Chain, pieces: &BTreeSet<Piece>, output_drops: bool) -> Option<Conflict> {
+/// The conflicts of one chain: every unit the stages would put before an
+/// earlier one that decides some of its packets otherwise (the first such
+/// earlier one each), or the baseline pieces that change a verdict.
+fn find_conflicts(chain: &Chain, pieces: &BTreeSet<Piece>, output_drops: bool) -> Vec<Conflict> {
     let family = chain.family;
-    let order = chain.evaluation_order();
-    let rank = |unit: &Unit| {
-        order
-            .iter()
-            .position(|u| std::ptr::eq(*u, unit))
-            .unwrap_or(0)
-    };
-    // Pairs whose order flips.
+    let mut order: Vec<usize> = (0..chain.units.len()).collect();
+    order.sort_by_key(|&i| {
+        let u = &chain.units[i];
+        (u.place, base_rank(u), u.index)
+    });
+    let mut rank = vec![0; chain.units.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
+    let mut out = Vec::new();
     for (j, later) in chain.units.iter().enumerate() {
         for (i, earlier) in chain.units[..j].iter().enumerate() {
-            if rank(later) > rank(earlier) {
+            if rank[j] > rank[i] {
                 continue;
             }
             if !differ(earlier, later) || !model::overlap(family, &earlier.matches, &later.matches)
@@ -883,24 +902,28 @@ fn find_conflict(chain: &Chain, pieces: &BTreeSet<Piece>, output_drops: bool) ->
             // A piece out of order is switched off before anything else
             // moves.
             if let Some(piece) = later.piece {
-                return Some(Conflict::Piece(
+                return vec![Conflict::Piece(
                     piece,
                     format!(
                         "the original decides some of its packets first with `{}`",
                         earlier.lines.last().map_or("", String::as_str)
                     ),
-                ));
+                )];
             }
-            return Some(Conflict::Pair {
+            out.push(Conflict::Pair {
                 later: j,
                 earlier: i,
             });
+            break;
         }
+    }
+    if !out.is_empty() {
+        return out;
     }
     // Baseline rules the original's chain lacks: in INPUT they must change
     // nothing; elsewhere they are reported differences.
     if chain.hook != Hook::Input {
-        return None;
+        return Vec::new();
     }
     for piece in pieces_at(family, chain.hook, output_drops) {
         if !pieces.contains(&piece) || has_piece(chain, piece) {
@@ -919,11 +942,11 @@ fn find_conflict(chain: &Chain, pieces: &BTreeSet<Piece>, output_drops: bool) ->
             // What falls through gets the original's policy: the script's,
             // or the accept added at the end where the two differ.
             if let Some(why) = insertion_changes(chain, &inserted, chain.policy) {
-                return Some(Conflict::Piece(piece, why));
+                return vec![Conflict::Piece(piece, why)];
             }
         }
     }
-    None
+    Vec::new()
 }
 
 fn differ(a: &Unit, b: &Unit) -> bool {

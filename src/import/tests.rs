@@ -471,3 +471,25 @@ fn bad_input_is_a_clear_error() {
         "`x.v4` holds IPv6 addresses (2001:db8::1/128), but was given as the IPv4 ruleset: give it with `--from6`"
     );
 }
+
+#[test]
+fn hostile_text_in_the_ruleset_never_reaches_the_script_as_code() {
+    // A comment and a log prefix made to break out of a string.
+    let text = format!(
+        "{HEAD}-A INPUT -p tcp -m tcp --dport 80 -m comment --comment \"x\\\"}});allow_from(\\\"0.0.0.0/0\\\");//\" -j ACCEPT\n\
+         -A INPUT -m limit --limit 5/min -j LOG --log-prefix \"\\\");allow_from(\\\"::/0\"\n\
+         -A INPUT -i eth0;rm -j ACCEPT\nCOMMIT\n"
+    );
+    let imported = import(&[v4(&text)], &[Family::Ipv6]).unwrap();
+    let script = &imported.script;
+    for line in calls(script) {
+        assert!(!line.contains("allow_from"), "{line}\n{script}");
+    }
+    assert!(script.contains("its comment"), "{script}");
+    assert!(script.contains("its log prefix"), "{script}");
+    assert!(
+        script.contains("NOT IMPORTED: -A INPUT -i eth0;rm -j ACCEPT"),
+        "{script}"
+    );
+    evaluate(script);
+}

@@ -88,16 +88,22 @@ fn every_example_passes_its_tests_with_real_packets() {
             );
         }
     }
-    // Nothing is left behind.
-    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let mine = format!("fws-test-{}", std::process::id());
-    assert!(
-        !String::from_utf8_lossy(&left.stdout)
-            .lines()
-            .any(|l| l.starts_with("fws-test-") && !l.starts_with(&mine)),
-        "namespaces left: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    // Nothing is left behind: no namespace of a `--kernel` run
+    // (`fws-test-PID-N-host`, `…-side1`) whose process is gone.
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let leaked: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|line| {
+            let name = line.split_whitespace().next()?;
+            let mut parts = name.strip_prefix("fws-test-")?.split('-');
+            let pid = parts.next()?;
+            let role = parts.nth(1)?;
+            let ours = role == "host" || role.starts_with("side");
+            let gone = !Path::new("/proc").join(pid).exists();
+            (ours && gone).then(|| name.to_string())
+        })
+        .collect();
+    assert!(leaked.is_empty(), "namespaces left behind: {leaked:?}");
 }
 
 const SCRIPT: &str = "allow_tcp(80);\nrule(#{ proto: \"tcp\", dport: 25, action: \"reject\" });\nredirect_tcp(8000, 80);\n";
@@ -345,4 +351,50 @@ fn kernel_mode_needs_root_and_says_so() {
         run.stderr
     );
     as_nobody(&["test", &case.script()]).expect(0);
+}
+
+#[test]
+fn a_killed_kernel_run_leaves_nothing_the_next_run_keeps() {
+    if !kernel_available() {
+        return;
+    }
+    // Many drops: each waits for silence, so the run takes seconds.
+    let tests: String = (1000..1040)
+        .map(|port| format!("expect(#{{ proto: \"tcp\", dport: {port} }}, \"drop\");\n"))
+        .collect();
+    let case = Case::new("allow_tcp(22);\n", &tests);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fwscript"))
+        .args(["test", "--kernel", &case.script()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let prefix = format!("fws-test-{}-", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mine = || -> Vec<String> {
+        std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    while mine().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run made no namespaces"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!mine().is_empty(), "kill -9 left them, as it must");
+    // The next run removes what the dead one left.
+    let quick = Case::new(
+        "allow_tcp(22);\n",
+        "expect(#{ proto: \"tcp\", dport: 22 }, \"accept\");",
+    );
+    fwscript(&["test", "--kernel", &quick.script()], &[]).expect(0);
+    assert_eq!(mine(), Vec::<String>::new());
 }

@@ -168,6 +168,7 @@ pub fn run(plan: &Plan, expectations: &[Expectation]) -> Result<Vec<Outcome>, Ke
     if unsafe { libc::geteuid() } != 0 {
         return Err(KernelError::NotRoot);
     }
+    netns::remove_stale();
     let explained: Vec<Vec<Explanation>> =
         expectations.iter().map(|e| e.query.explain(plan)).collect();
     let unnamed = unnamed_ports(plan);

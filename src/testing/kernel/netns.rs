@@ -64,6 +64,30 @@ impl Drop for Netns {
     }
 }
 
+/// Removes the namespaces of earlier `--kernel` runs whose process is gone
+/// (killed before it could clean up): `fws-test-PID-N-host`, `…-sideN`.
+/// Names without a role are the test suite's, and are left alone.
+pub fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("fws-test-") else {
+            continue;
+        };
+        let mut parts = rest.split('-');
+        let (Some(pid), Some(_), Some(role)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let ours = role == "host" || role.starts_with("side");
+        let alive = Path::new("/proc").join(pid).exists();
+        if ours && !alive && pid.bytes().all(|b| b.is_ascii_digit()) {
+            let _ = ip(&["netns", "delete", &name]);
+        }
+    }
+}
+
 /// Runs the `ip` tool; its complaint is the error.
 pub fn ip(args: &[&str]) -> Result<(), KernelError> {
     let program = find("ip").ok_or_else(|| KernelError::Setup {
