@@ -304,22 +304,27 @@ fn join(last: &mut Call, next: &Call) -> bool {
 
 /// Lines of the script for `elements`.
 pub fn write(out: &mut String, elements: &[Element]) {
-    for element in elements {
+    let returns = |element: &Element| match element {
+        Element::Call {
+            call: Call::Rule(entries),
+            ..
+        } => entries
+            .iter()
+            .any(|(k, v)| *k == "action" && *v == Value::Str("return".into())),
+        _ => false,
+    };
+    for (i, element) in elements.iter().enumerate() {
         match element {
             Element::Call { call, notes } => {
                 for note in notes {
                     let _ = writeln!(out, "// note: {note}");
                 }
-                if let Call::Rule(entries) = call {
-                    if entries
-                        .iter()
-                        .any(|(k, v)| *k == "action" && *v == Value::Str("return".into()))
-                    {
-                        out.push_str(
-                            "// dropped by the policy: the original drops these only after \
-                             accepts above, and a drop here would come first\n",
-                        );
-                    }
+                // Said once for a run of them.
+                if returns(element) && (i == 0 || !returns(&elements[i - 1])) {
+                    out.push_str(
+                        "// dropped by the policy: the original drops these only after \
+                         accepts above, and a drop here would come first\n",
+                    );
                 }
                 let _ = writeln!(out, "{};", call.text());
             }
