@@ -55,6 +55,11 @@ pub enum Command {
     Reset,
     /// List the script functions with their documentation.
     Functions,
+    /// Turn an existing ruleset (the live kernel, or iptables-save files)
+    /// into a script that gives the same verdicts.
+    Import(ImportArgs),
+    /// Check a script against the expectations of its test files.
+    Test(TestArgs),
     /// The timer `apply --confirm` leaves running (internal).
     #[command(hide = true)]
     ConfirmTimer { token: String },
@@ -148,6 +153,36 @@ pub struct ExplainArgs {
     /// For icmp and icmpv6: a type name or number (default echo-request).
     #[arg(long)]
     pub icmp_type: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// An `iptables-save` file to import; without `--from` and `--from6`,
+    /// the live kernel is read (both families).
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// An `ip6tables-save` file to import.
+    #[arg(long, value_name = "FILE")]
+    pub from6: Option<PathBuf>,
+    /// Print one JSON object (the script, the summary, the warnings).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The firewall script.
+    pub script: PathBuf,
+    /// Test files; without them, `NAME.test.rhai` and `NAME.*.test.rhai`
+    /// beside the script `NAME.rhai`.
+    pub tests: Vec<PathBuf>,
+    /// Prove the expectations with real packets: the script is applied in
+    /// throwaway network namespaces (root only).
+    #[arg(long)]
+    pub kernel: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

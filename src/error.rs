@@ -24,6 +24,10 @@ pub enum Error {
     Confirm(#[from] crate::confirm::ConfirmError),
     #[error("error: {0}")]
     Daemon(#[from] crate::daemon::DaemonError),
+    #[error("error: {0}")]
+    Import(#[from] crate::import::ImportError),
+    #[error("error: {0}")]
+    Kernel(#[from] crate::testing::kernel::KernelError),
     /// The script could not be applied at boot; the fallback was.
     #[error(
         "{}\nnote: at boot the kernel must not stay open: {fallback} was applied instead",

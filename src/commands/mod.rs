@@ -5,9 +5,12 @@
 mod apply;
 mod confirm;
 mod explain;
+mod import;
+mod json;
 mod report;
 mod reset;
 mod script;
+mod test;
 mod try_script;
 mod watch;
 
@@ -21,6 +24,9 @@ pub enum Outcome {
     Done,
     /// `plan` only: changes are pending.
     ChangesPending,
+    /// Done, and what it found is a failure (`test`: an expectation
+    /// failed; a `--json` error already printed).
+    Failed,
 }
 
 impl Outcome {
@@ -28,6 +34,7 @@ impl Outcome {
         match self {
             Outcome::Done => 0,
             Outcome::ChangesPending => 2,
+            Outcome::Failed => 1,
         }
     }
 }
@@ -46,5 +53,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::ConfirmTimer { token } => confirm::confirm_timer(&cli.state_dir, &token),
         Command::Explain(args) => explain::explain(&args),
         Command::Watch(args) => watch::watch(&args, &cli.state_dir),
+        Command::Import(args) => import::import(&args),
+        Command::Test(args) => test::test(&args),
     }
 }

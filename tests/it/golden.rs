@@ -92,7 +92,8 @@ fn every_example_is_listed_here() {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rhai") {
+        let test_file = path.to_string_lossy().ends_with(".test.rhai");
+        if path.extension().is_some_and(|e| e == "rhai") && !test_file {
             found.push(format!(
                 "scripts/{}",
                 path.file_name().unwrap().to_string_lossy()
