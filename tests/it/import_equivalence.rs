@@ -239,6 +239,18 @@ fn arrives(socket: &std::net::UdpSocket) -> bool {
             {
                 return false
             }
+            // An ICMP error queued on the socket (for an earlier datagram of
+            // this port): a reject reached us, nothing arrived.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::HostUnreachable
+                        | std::io::ErrorKind::NetworkUnreachable
+                ) =>
+            {
+                return false
+            }
             Err(e) => panic!("udp receive: {e} ({:?})", e.kind()),
         }
     }
