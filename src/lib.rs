@@ -23,6 +23,7 @@ pub mod guard;
 pub mod live;
 pub mod logging;
 pub mod netfilter;
+pub mod origins;
 pub mod plan;
 pub mod render;
 pub mod ruleset;

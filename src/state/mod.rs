@@ -25,6 +25,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::forms::KernelForms;
+use crate::origins::RuleOrigins;
 
 pub use lock::WriterLock;
 pub use records::{
@@ -104,6 +105,8 @@ const LAST_GOOD_RULES: &str = "last-good.rules";
 const POLICIES: &str = "original-policies.json";
 const DAEMON: &str = "watch.json";
 const KERNEL_FORMS: &str = "kernel-forms.json";
+const APPLIED_RULES: &str = "applied.rules";
+const ORIGINS: &str = "origins.json";
 
 /// The largest state file read: the rules of 200,000 rules with room to
 /// spare. Anything larger is not fwscript's.
@@ -248,6 +251,18 @@ impl StateDir {
     /// to find rules changed behind its back; empty before the first.
     pub fn kernel_forms(&self) -> Result<KernelForms, StateError> {
         Ok(self.read_json(KERNEL_FORMS)?.unwrap_or_default())
+    }
+
+    /// The rules of the last write, whatever wrote them (an apply, reset,
+    /// rollback, a fallback): what `status` compares the kernel with.
+    pub fn applied_rules(&self) -> Result<Option<String>, StateError> {
+        self.read_text(APPLIED_RULES)
+    }
+
+    /// The script line behind each rule id of the last write and of the
+    /// kernel before it; empty before the first write that recorded them.
+    pub fn rule_origins(&self) -> Result<RuleOrigins, StateError> {
+        Ok(self.read_json(ORIGINS)?.unwrap_or_default())
     }
 
     /// The daemon's own record, written outside transactions: only the
@@ -485,6 +500,12 @@ impl<'a> Locked<'a> {
         if let Some(policies) = &plan.policies {
             files.push(state.stage(POLICIES, &json_bytes(policies))?);
         }
+        if let Some(text) = &plan.applied_rules {
+            files.push(state.stage(APPLIED_RULES, text.as_bytes())?);
+        }
+        if let Some(origins) = &plan.origins {
+            files.push(state.stage(ORIGINS, &json_bytes(origins))?);
+        }
         Ok(StagedPlan { files })
     }
 
@@ -514,6 +535,10 @@ pub struct PlanRecords {
     pub pending: Option<PendingConfirm>,
     /// Original policies, with what this write taught.
     pub policies: Option<OriginalPolicies>,
+    /// The rules written, for `status` (`applied.rules`).
+    pub applied_rules: Option<String>,
+    /// The script line of each rule written (`origins.json`).
+    pub origins: Option<RuleOrigins>,
 }
 
 /// The rules of a plan, as restore files of every family.

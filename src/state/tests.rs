@@ -72,6 +72,8 @@ fn records(text: &str, last_good: Option<LastGood>) -> PlanRecords {
         }),
         pending: None,
         policies: None,
+        applied_rules: None,
+        origins: None,
     }
 }
 
