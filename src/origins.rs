@@ -168,10 +168,14 @@ pub fn record(
     }
 }
 
+/// A call site: file, line, column.
+type Site = (String, usize, usize);
+
 /// What an earlier record says of rules written again without origins.
 #[derive(Default)]
 struct Carried {
-    lines: BTreeMap<(String, usize, usize), (Option<String>, Vec<RuleId>)>,
+    /// Each site's line text and the ids carried to it.
+    lines: BTreeMap<Site, (Option<String>, Vec<RuleId>)>,
     baseline: Vec<RuleId>,
 }
 
@@ -290,7 +294,7 @@ mod tests {
             got.lines[1].source.as_deref(),
             Some("ssh_from(\"192.0.2.7\");")
         );
-        assert_eq!(got.baseline, [base.id.clone()]);
+        assert_eq!(got.baseline, std::slice::from_ref(&base.id));
         assert_eq!(got.find(&jump.id), None, "a jump belongs to no line");
         assert_eq!(got.find(&base.id), Some(Found::Baseline));
         assert!(matches!(got.find(&web.id), Some(Found::Line(l)) if l.line == 2));

@@ -28,8 +28,8 @@ use crate::plan::Plan;
 use crate::render;
 use crate::ruleset::Ruleset;
 use crate::state::{
-    boot_id, Applied, FamilySnapshot, LastGood, Locked, OriginalPolicies, PendingConfirm,
-    PlanRecords, RulesRecord, Snapshot, StateDir, StateError,
+    boot_id, Applied, AppliedRules, FamilySnapshot, LastGood, Locked, OriginalPolicies,
+    PendingConfirm, PlanRecords, RulesRecord, Snapshot, StateDir, StateError,
 };
 
 #[derive(Debug)]
@@ -325,9 +325,27 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
             _ => None,
         },
         policies,
-        applied_rules: Some(rules_text(&intent.rulesets)),
-        origins: Some(rule_origins(state, &intent, survey)),
+        applied_rules: Some(applied_rules(&intent.rulesets)),
+        origins: Some(rule_origins(state, intent, survey)),
     })
+}
+
+/// The rules written and the policies they decide.
+pub fn applied_rules(rulesets: &[Ruleset]) -> AppliedRules {
+    AppliedRules {
+        text: rules_text(rulesets),
+        policies: rulesets
+            .iter()
+            .map(|ruleset| {
+                let tables = ruleset
+                    .tables
+                    .iter()
+                    .map(|(&table, rules)| (table, rules.policies.clone()))
+                    .collect();
+                (ruleset.family, tables)
+            })
+            .collect(),
+    }
 }
 
 /// The script line of each rule the intent writes, and of each rule the

@@ -29,8 +29,8 @@ use crate::origins::RuleOrigins;
 
 pub use lock::WriterLock;
 pub use records::{
-    boot_id, Applied, DaemonRecord, FamilySnapshot, LastGood, OriginalPolicies, PendingConfirm,
-    Rejected, Snapshot,
+    boot_id, Applied, AppliedRules, DaemonRecord, FamilySnapshot, LastGood, OriginalPolicies,
+    PendingConfirm, Rejected, Snapshot,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,7 @@ const LAST_GOOD_RULES: &str = "last-good.rules";
 const POLICIES: &str = "original-policies.json";
 const DAEMON: &str = "watch.json";
 const KERNEL_FORMS: &str = "kernel-forms.json";
-const APPLIED_RULES: &str = "applied.rules";
+const APPLIED_RULES: &str = "applied-rules.json";
 const ORIGINS: &str = "origins.json";
 
 /// The largest state file read: the rules of 200,000 rules with room to
@@ -255,8 +255,8 @@ impl StateDir {
 
     /// The rules of the last write, whatever wrote them (an apply, reset,
     /// rollback, a fallback): what `status` compares the kernel with.
-    pub fn applied_rules(&self) -> Result<Option<String>, StateError> {
-        self.read_text(APPLIED_RULES)
+    pub fn applied_rules(&self) -> Result<Option<AppliedRules>, StateError> {
+        self.read_json(APPLIED_RULES)
     }
 
     /// The script line behind each rule id of the last write and of the
@@ -500,8 +500,8 @@ impl<'a> Locked<'a> {
         if let Some(policies) = &plan.policies {
             files.push(state.stage(POLICIES, &json_bytes(policies))?);
         }
-        if let Some(text) = &plan.applied_rules {
-            files.push(state.stage(APPLIED_RULES, text.as_bytes())?);
+        if let Some(rules) = &plan.applied_rules {
+            files.push(state.stage(APPLIED_RULES, &json_bytes(rules))?);
         }
         if let Some(origins) = &plan.origins {
             files.push(state.stage(ORIGINS, &json_bytes(origins))?);
@@ -535,8 +535,8 @@ pub struct PlanRecords {
     pub pending: Option<PendingConfirm>,
     /// Original policies, with what this write taught.
     pub policies: Option<OriginalPolicies>,
-    /// The rules written, for `status` (`applied.rules`).
-    pub applied_rules: Option<String>,
+    /// The rules written, for `status` (`applied-rules.json`).
+    pub applied_rules: Option<AppliedRules>,
     /// The script line of each rule written (`origins.json`).
     pub origins: Option<RuleOrigins>,
 }

@@ -67,6 +67,18 @@ pub struct Applied {
     pub boot_id: String,
 }
 
+/// The rules of the last write, whatever wrote them (an apply, reset,
+/// rollback, a fallback): what `status` compares the kernel with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRules {
+    /// Restore files per family, each introduced by `# ipv4` / `# ipv6`,
+    /// as `last-good.rules` holds them.
+    pub text: String,
+    /// The built-in chains' policies the write decided. A restore file
+    /// names a policy for every built-in chain; only these are fwscript's.
+    pub policies: BTreeMap<Family, BTreeMap<Table, BTreeMap<Hook, Policy>>>,
+}
+
 /// The last good ruleset (DESIGN.md 7): the last plan applied and, when it
 /// was applied with `--confirm`, confirmed. Its rules are in
 /// `last-good.rules`; this is what a boot falls back to when the script
