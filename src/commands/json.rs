@@ -144,9 +144,10 @@ pub fn asked_for() -> bool {
 /// A command line that did not parse, as the JSON error object (the
 /// command named as far as it was given); returns the exit code, 1.
 pub fn usage_error(err: &clap::Error) -> u8 {
+    let cli = <crate::cli::Cli as clap::CommandFactory>::command();
     let command = std::env::args()
         .skip(1)
-        .find(|arg| !arg.starts_with('-'))
+        .find(|arg| cli.find_subcommand(arg).is_some())
         .unwrap_or_default();
     let text = err.render().to_string();
     let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).collect();

@@ -30,7 +30,7 @@ use crate::forms::KernelForms;
 use crate::live::LiveState;
 use crate::netfilter::{Family, ID_TAG};
 use crate::origins::{is_jump, Found, RuleOrigins};
-use crate::ruleset::{RuleId, Ruleset};
+use crate::ruleset::{Origin, RuleId, Ruleset};
 use crate::state::{Applied, AppliedRules, DaemonRecord, PendingConfirm, StateDir};
 use crate::transaction::now;
 
@@ -143,7 +143,7 @@ impl Status {
         *forms = read!(state.kernel_forms());
         let rules: Option<AppliedRules> = read!(state.applied_rules());
         self.expected = match rules {
-            Some(rules) => match expected(&rules) {
+            Some(rules) => match expected(&rules, &self.origins) {
                 Ok(rulesets) => Some(rulesets),
                 Err(err) => {
                     self.problem("state", &format!("the rules last written: {err}"));
@@ -561,9 +561,25 @@ impl Status {
     }
 }
 
-/// The rulesets of the last write, with only the policies it decided.
-fn expected(rules: &AppliedRules) -> Result<Vec<Ruleset>, String> {
+/// The rulesets of the last write, with only the policies it decided and
+/// each rule's recorded script line.
+fn expected(rules: &AppliedRules, origins: &RuleOrigins) -> Result<Vec<Ruleset>, String> {
     let mut rulesets = fallback::parse_rules(&rules.text)?;
+    let index = origins.index();
+    for rule in rulesets
+        .iter_mut()
+        .flat_map(|r| r.tables.values_mut())
+        .flat_map(|t| t.chains.iter_mut())
+        .flat_map(|c| c.rules.iter_mut())
+    {
+        if let Some(Found::Line(line)) = index.get(&rule.id) {
+            rule.origin = Some(Origin {
+                file: line.file.clone(),
+                line: line.line,
+                column: line.col,
+            });
+        }
+    }
     for ruleset in &mut rulesets {
         let decided = rules.policies.get(&ruleset.family);
         for (table, tables) in ruleset.tables.iter_mut() {

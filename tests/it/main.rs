@@ -10,6 +10,7 @@ mod cli;
 mod examples;
 mod explain;
 mod golden;
+mod json;
 mod kernel_apply;
 mod kernel_boot;
 mod kernel_diff_random;
