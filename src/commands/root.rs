@@ -15,6 +15,11 @@ pub fn explain(err: Error) -> Error {
     if is_root() || !for_want_of_root(&err) {
         return err;
     }
+    if let Error::State(state) = &err {
+        if let Some(text) = roots_folder(state) {
+            return Error::NeedsRoot(text);
+        }
+    }
     // The cause's own hint (`chown root …`) is not what to do as another
     // user: root's hint replaces it.
     let text = err.to_string();
@@ -23,6 +28,19 @@ pub fn explain(err: Error) -> Error {
         .filter(|line| !line.trim_start().starts_with("= hint:"))
         .collect();
     Error::NeedsRoot(what.join("\n").trim_start_matches("error: ").to_string())
+}
+
+/// A state folder that is root's, read by another user: its distrust
+/// (`belongs to user id 0, who could plant…`) is not the point.
+pub fn roots_folder(err: &crate::state::StateError) -> Option<String> {
+    match err {
+        crate::state::StateError::Untrusted { what, path, why, .. }
+            if why.contains("belongs to user id 0") && !is_root() =>
+        {
+            Some(format!("the state {what} `{}` is root's", path.display()))
+        }
+        _ => None,
+    }
 }
 
 /// The words the kernel, the tools and the state folder use when only

@@ -96,7 +96,10 @@ impl Status {
         match StateDir::open_existing(state_dir) {
             Ok(Some(state)) => status.read_state(&state, &mut forms),
             Ok(None) => {}
-            Err(err) => status.problem("state", &err.to_string()),
+            Err(err) => match root::roots_folder(&err) {
+                Some(text) => status.problem("state", &format!("must run as root: {text}")),
+                None => status.problem("state", &err.to_string()),
+            },
         }
         match backend {
             Ok(backend) => status.read_kernel(backend, &forms),
@@ -114,7 +117,7 @@ impl Status {
         ]
         .iter()
         .any(|w| text.to_lowercase().contains(w));
-        if permission && !root::is_root() {
+        if permission && !root::is_root() && !text.starts_with("must run as root") {
             text = format!("must run as root: {text}");
         }
         let (message, _) = json::split_text(&text);

@@ -20,6 +20,7 @@ mod kernel_neighbours_fail2ban;
 mod kernel_render;
 mod kernel_safety;
 mod kernel_state;
+mod kernel_status;
 mod kernel_watch;
 mod script_errors;
 mod traffic_guard;
