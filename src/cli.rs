@@ -326,3 +326,51 @@ impl Command {
         json.then_some(dry_run)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                assert!(
+                    builtin || arg.get_help().is_some(),
+                    "`{path}` argument `{}` has no help text",
+                    arg.get_id()
+                );
+            }
+            for sub in command.get_subcommands() {
+                assert!(
+                    sub.get_about().is_some(),
+                    "`{path} {}` has no help text",
+                    sub.get_name()
+                );
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        Cli::command().debug_assert();
+        walk(&Cli::command(), "fwscript");
+    }
+
+    #[test]
+    fn global_flags_go_after_the_command_too() {
+        let cli = Cli::try_parse_from([
+            "fwscript",
+            "apply",
+            "--boot",
+            "--quiet",
+            "/etc/fwscript/firewall.rhai",
+        ])
+        .unwrap();
+        assert!(cli.quiet);
+        assert_eq!(cli.command.json(), None);
+        let cli = Cli::try_parse_from(["fwscript", "status", "--json", "-q"]).unwrap();
+        assert!(cli.quiet);
+        assert_eq!(cli.command.json(), Some(true));
+    }
+}

@@ -147,24 +147,20 @@ fn roff(text: &str) -> String {
 /// the other way round.
 pub fn help(path: &[String]) -> Result<Outcome, Error> {
     let mut command = Cli::command();
+    let mut found = &command;
     for name in path {
-        command = match command.find_subcommand(name) {
-            Some(sub) => sub.clone(),
-            None => {
-                return Err(Error::Refused(format!(
-                    "no command `{name}`; `fwscript --help` lists them"
-                )))
-            }
-        };
+        found = found.find_subcommand(name).ok_or_else(|| {
+            Error::Refused(format!("no command `{name}`; `fwscript --help` lists them"))
+        })?;
     }
-    let help = command.bin_name(bin_name(path)).render_long_help();
-    write!(std::io::stdout().lock(), "{help}")?;
-    Ok(Outcome::Done)
-}
-
-fn bin_name(path: &[String]) -> String {
-    std::iter::once("fwscript".to_string())
-        .chain(path.iter().cloned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    let args = std::iter::once("fwscript")
+        .chain(path.iter().map(String::as_str))
+        .chain(["--help"]);
+    match command.try_get_matches_from_mut(args) {
+        Err(shown) if shown.kind() == clap::error::ErrorKind::DisplayHelp => {
+            shown.print()?;
+            Ok(Outcome::Done)
+        }
+        _ => Err(Error::Refused("cannot show that help".to_string())),
+    }
 }

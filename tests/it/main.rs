@@ -13,6 +13,7 @@ mod golden;
 mod json;
 mod kernel_apply;
 mod kernel_boot;
+mod kernel_cli;
 mod kernel_diff_random;
 mod kernel_neighbours;
 mod kernel_neighbours_docker;
