@@ -507,6 +507,7 @@ mod tests {
             !backend.kernel.state(Family::Ipv4).tables.is_empty(),
             "the write did happen"
         );
+        assert!(kernel_written(), "reports say `changed` with the error");
     }
 
     #[test]

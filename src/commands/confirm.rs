@@ -72,7 +72,10 @@ pub fn rollback(ui: &Ui, as_json: bool, state_dir: &Path) -> Result<Outcome, Err
     locked.clear_pending_confirm()?;
     let last = match transaction.survey.change_count() {
         0 => "no changes".to_string(),
-        n => format!("applied {}: the rules from before are back", changes_word(n)),
+        n => format!(
+            "applied {}: the rules from before are back",
+            changes_word(n)
+        ),
     };
     let report = Report {
         command: "rollback",

@@ -34,9 +34,9 @@ pub fn explain(err: Error) -> Error {
 /// (`belongs to user id 0, who could plant…`) is not the point.
 pub fn roots_folder(err: &crate::state::StateError) -> Option<String> {
     match err {
-        crate::state::StateError::Untrusted { what, path, why, .. }
-            if why.contains("belongs to user id 0") && !is_root() =>
-        {
+        crate::state::StateError::Untrusted {
+            what, path, why, ..
+        } if why.contains("belongs to user id 0") && !is_root() => {
             Some(format!("the state {what} `{}` is root's", path.display()))
         }
         _ => None,

@@ -71,10 +71,7 @@ fn help_answers_help_about_itself_and_every_command() {
         ("--sport <PORT>", "Source port"),
     ] {
         let line = explain.lines().find(|l| l.trim_start().starts_with(arg));
-        assert!(
-            line.is_some_and(|l| l.contains(help)),
-            "{arg}: {explain}"
-        );
+        assert!(line.is_some_and(|l| l.contains(help)), "{arg}: {explain}");
     }
 }
 
@@ -82,7 +79,10 @@ fn help_answers_help_about_itself_and_every_command() {
 fn quiet_prints_nothing_but_problems() {
     let quiet = run(&["check", "scripts/minimal.rhai", "--quiet"]);
     assert!(quiet.status.success());
-    assert!(quiet.stdout.is_empty() && quiet.stderr.is_empty(), "{quiet:?}");
+    assert!(
+        quiet.stdout.is_empty() && quiet.stderr.is_empty(),
+        "{quiet:?}"
+    );
     let loud = run(&["check", "scripts/minimal.rhai"]);
     assert!(String::from_utf8_lossy(&loud.stdout).contains("ok, "));
     let broken = tempfile::tempdir().unwrap();
@@ -167,12 +167,26 @@ fn completions_and_the_manual_are_made_from_the_commands() {
     assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(1));
 
     let man = String::from_utf8(run(&["man"]).stdout).unwrap();
-    assert!(man.starts_with(".ie") || man.starts_with(".TH"), "{}", &man[..80]);
-    for section in [".TH fwscript 1", ".SH SYNOPSIS", ".SH COMMANDS", ".SH EXIT STATUS", ".SH ENVIRONMENT", ".SH FILES"] {
+    assert!(
+        man.starts_with(".ie") || man.starts_with(".TH"),
+        "{}",
+        &man[..80]
+    );
+    for section in [
+        ".TH fwscript 1",
+        ".SH SYNOPSIS",
+        ".SH COMMANDS",
+        ".SH EXIT STATUS",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+    ] {
         assert!(man.contains(section), "the manual lacks {section}");
     }
     for command in ["status", "reset", "apply", "completions"] {
         assert!(man.contains(&format!("fwscript {command}")), "{command}");
     }
-    assert!(!man.contains("confirm\\-timer"), "internal commands stay out");
+    assert!(
+        !man.contains("confirm\\-timer"),
+        "internal commands stay out"
+    );
 }

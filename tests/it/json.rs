@@ -31,8 +31,11 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("fw.rhai"), SCRIPT).unwrap();
         std::fs::write(dir.path().join("other.rhai"), "allow_tcp(22);\n").unwrap();
-        std::fs::write(dir.path().join("broken.rhai"), "allow_tcp(22);\nallow_tcp(70000);\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("broken.rhai"),
+            "allow_tcp(22);\nallow_tcp(70000);\n",
+        )
+        .unwrap();
         let netns = Netns::new("nft");
         // A foreign rule ahead of fwscript's accepting hook: a warning.
         netns.sh("$IPT -A INPUT -s 198.51.100.0/24 -j ACCEPT");
@@ -130,16 +133,29 @@ fn every_command_prints_its_golden_object() {
         &["apply", "--dry-run", "--json", "fw.rhai"],
         0,
     );
-    assert_eq!((&dry["changed"], &dry["dry_run"]), (&false.into(), &true.into()));
+    assert_eq!(
+        (&dry["changed"], &dry["dry_run"]),
+        (&false.into(), &true.into())
+    );
     assert_eq!(fx.netns.saves(), before, "a dry run writes nothing");
     assert_eq!(dry["changes"], plan["changes"], "the dry run is the plan");
 
     let applied = fx.golden("json-apply.json", &["apply", "--json", "fw.rhai"], 0);
     assert_eq!(applied["changed"], true);
-    assert_eq!(applied["changes"], plan["changes"], "what ran is what was planned");
+    assert_eq!(
+        applied["changes"], plan["changes"],
+        "what ran is what was planned"
+    );
     assert_ne!(fx.netns.saves(), before);
-    let again = fx.golden("json-apply-in-sync.json", &["apply", "--json", "fw.rhai"], 0);
-    assert_eq!((&again["changed"], &again["in_sync"]), (&false.into(), &true.into()));
+    let again = fx.golden(
+        "json-apply-in-sync.json",
+        &["apply", "--json", "fw.rhai"],
+        0,
+    );
+    assert_eq!(
+        (&again["changed"], &again["in_sync"]),
+        (&false.into(), &true.into())
+    );
     fx.golden("json-status.json", &["status", "--json"], 0);
 
     // Someone adds a rule to fwscript's chain, and changes one of its own
@@ -169,7 +185,10 @@ fn every_command_prints_its_golden_object() {
     );
     let status = fx.golden("json-status-drift.json", &["status", "--json"], 0);
     assert_eq!(status["kernel"]["in_sync"], false);
-    assert_eq!(status["kernel"]["changes"], drift["changes"], "the same diff as plan");
+    assert_eq!(
+        status["kernel"]["changes"], drift["changes"],
+        "the same diff as plan"
+    );
     fx.golden(
         "json-status-rule.json",
         &["status", "--json", "--rule", &format!("fws:{web}")],
@@ -178,7 +197,11 @@ fn every_command_prints_its_golden_object() {
     fx.golden("json-apply-repair.json", &["apply", "--json", "fw.rhai"], 0);
 
     // Another script, then back.
-    fx.golden("json-apply-other.json", &["apply", "--json", "other.rhai"], 0);
+    fx.golden(
+        "json-apply-other.json",
+        &["apply", "--json", "other.rhai"],
+        0,
+    );
     let rolled = fx.golden("json-rollback.json", &["rollback", "--json"], 0);
     assert_eq!(rolled["changed"], true);
 
@@ -209,7 +232,11 @@ fn every_command_prints_its_golden_object() {
     fx.golden("json-confirm.json", &["confirm", "--json"], 0);
 
     let before = fx.netns.saves();
-    fx.golden("json-reset-dry-run.json", &["reset", "--dry-run", "--json"], 0);
+    fx.golden(
+        "json-reset-dry-run.json",
+        &["reset", "--dry-run", "--json"],
+        0,
+    );
     assert_eq!(fx.netns.saves(), before, "a dry run writes nothing");
     fx.golden("json-reset.json", &["reset", "--json"], 0);
     let [v4, v6] = fx.netns.saves();

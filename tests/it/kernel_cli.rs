@@ -44,7 +44,10 @@ fn reset_asks_on_a_terminal_and_only_there() {
     let (code, said) = on_a_terminal(&reset, &env, "n\n");
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("[y/N]"), "{said}");
-    assert!(said.contains("reset cancelled: nothing was changed"), "{said}");
+    assert!(
+        said.contains("reset cancelled: nothing was changed"),
+        "{said}"
+    );
     assert_eq!(netns.saves(), applied, "declined: nothing changed");
     // Enter alone is no.
     let (code, _) = on_a_terminal(&reset, &env, "\n");
@@ -83,7 +86,9 @@ fn quiet_is_what_the_boot_unit_runs() {
     assert!(netns.saves()[0].contains("FWS-INPUT"));
     // Errors still speak.
     std::fs::write(&script, "allow_tcp(0);\n").unwrap();
-    let run = netns.fwscript(state, &["apply", "--quiet", &script]).expect(1);
+    let run = netns
+        .fwscript(state, &["apply", "--quiet", &script])
+        .expect(1);
     assert!(run.stderr.contains("error: "), "{run:#?}");
 }
 
@@ -104,8 +109,13 @@ fn a_forwarding_script_on_a_kernel_that_does_not_forward_is_warned_about() {
         )),
         "{run:#?}"
     );
-    assert!(run.stderr.contains("net.ipv6.conf.all.forwarding = 0"), "{run:#?}");
-    let run = netns.fwscript(state, &["apply", "--json", &script]).expect(0);
+    assert!(
+        run.stderr.contains("net.ipv6.conf.all.forwarding = 0"),
+        "{run:#?}"
+    );
+    let run = netns
+        .fwscript(state, &["apply", "--json", &script])
+        .expect(0);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let off: Vec<&serde_json::Value> = report["warnings"]
         .as_array()
@@ -117,7 +127,9 @@ fn a_forwarding_script_on_a_kernel_that_does_not_forward_is_warned_about() {
     assert_eq!(off[0]["setting"], "net.ipv4.ip_forward");
     assert_eq!(off[0]["origin"]["line"], 2);
 
-    netns.sh("echo 1 > /proc/sys/net/ipv4/ip_forward && echo 1 > /proc/sys/net/ipv6/conf/all/forwarding");
+    netns.sh(
+        "echo 1 > /proc/sys/net/ipv4/ip_forward && echo 1 > /proc/sys/net/ipv6/conf/all/forwarding",
+    );
     let run = netns.fwscript(state, &["plan", &script]).expect(0);
     assert!(!run.stderr.contains("forwarding is off"), "{run:#?}");
     // A script that does not forward is not warned about.

@@ -151,9 +151,9 @@ fn a_rule_changed_behind_fwscripts_back_is_seen_and_put_right() {
             .filter(|c| c["action"] == "delete_rule")
             .collect();
         assert_eq!(deleted.len(), 2, "{report}");
-        assert!(deleted.iter().all(|c| c["why"]
-            == "changed_behind_fwscripts_back"
-            && c["rule"]["id"].is_string()));
+        assert!(deleted
+            .iter()
+            .all(|c| c["why"] == "changed_behind_fwscripts_back" && c["rule"]["id"].is_string()));
 
         lan.tcp_again(OTHER4, 22, Filtered);
         lan.tcp_again(OTHER6, 22, Filtered);

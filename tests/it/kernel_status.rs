@@ -98,13 +98,18 @@ fn a_rule_id_names_its_script_line_even_after_the_lines_moved_or_a_rollback() {
     let mut lan = Lan::new("nft");
     lan.apply(SCRIPT);
     let alt = id_of(&lan, "--dport 8080");
-    let run = lan.fwscript(&["status", "--rule", &format!("fws:{alt}")]).expect(0);
+    let run = lan
+        .fwscript(&["status", "--rule", &format!("fws:{alt}")])
+        .expect(0);
     assert!(
         run.stdout.starts_with(&format!("fws:{alt}: "))
             && run.stdout.contains("fw.rhai:3:1 allow_tcp(8080);"),
         "{run:#?}"
     );
-    assert!(run.stdout.contains("ipv4 filter FWS-INPUT-ALLOW: "), "{run:#?}");
+    assert!(
+        run.stdout.contains("ipv4 filter FWS-INPUT-ALLOW: "),
+        "{run:#?}"
+    );
     // Without the prefix too.
     let bare = lan.fwscript(&["status", "--rule", &alt]).expect(0);
     assert_eq!(bare.stdout, run.stdout);
@@ -113,7 +118,10 @@ fn a_rule_id_names_its_script_line_even_after_the_lines_moved_or_a_rollback() {
     // lines now read 5.
     lan.apply(&format!("// web\n\n{SCRIPT}"));
     let moved = lan.fwscript(&["status", "--rule", &alt]).expect(0);
-    assert!(moved.stdout.contains("fw.rhai:5:1 allow_tcp(8080);"), "{moved:#?}");
+    assert!(
+        moved.stdout.contains("fw.rhai:5:1 allow_tcp(8080);"),
+        "{moved:#?}"
+    );
 
     // Another script, then a rollback: the rule is back, and so is its line.
     let run = lan.run_with(&["apply"], "allow_tcp(22);\n", &[]).expect(0);
@@ -131,10 +139,16 @@ fn a_rule_id_names_its_script_line_even_after_the_lines_moved_or_a_rollback() {
     // A hook names no line; an id nobody wrote is an error.
     let hook = id_of(&lan, "-A INPUT ");
     let run = lan.fwscript(&["status", "--rule", &hook]).expect(0);
-    assert!(run.stdout.contains("jumps between its own chains"), "{run:#?}");
-    let run = lan.fwscript(&["status", "--rule", "fws:0000000000ff"]).expect(1);
     assert!(
-        run.stderr.contains("no applied plan has the rule id `fws:0000000000ff`"),
+        run.stdout.contains("jumps between its own chains"),
+        "{run:#?}"
+    );
+    let run = lan
+        .fwscript(&["status", "--rule", "fws:0000000000ff"])
+        .expect(1);
+    assert!(
+        run.stderr
+            .contains("no applied plan has the rule id `fws:0000000000ff`"),
         "{run:#?}"
     );
     let run = lan.fwscript(&["status", "--rule", "fws:nope"]).expect(1);
@@ -151,7 +165,10 @@ fn drift_a_pending_confirm_and_a_dead_daemon_are_told() {
     lan.server
         .sh("$IPT -I FWS-INPUT-ALLOW 1 -s 192.0.2.99 -j ACCEPT && $IP6T -F FWS-INPUT-ALLOW");
     let run = lan.fwscript(&["status"]).expect(0);
-    assert!(run.stdout.contains("kernel: drifted: 4 changes"), "{run:#?}");
+    assert!(
+        run.stdout.contains("kernel: drifted: 4 changes"),
+        "{run:#?}"
+    );
     assert!(run.stdout.contains("ipv4 filter: +0 \u{2212}1"), "{run:#?}");
     assert!(run.stdout.contains("ipv6 filter: +3 \u{2212}0"), "{run:#?}");
     assert!(run.stdout.contains("1 rules added"), "{run:#?}");
@@ -159,7 +176,10 @@ fn drift_a_pending_confirm_and_a_dead_daemon_are_told() {
     assert_eq!(status["kernel"]["in_sync"], false);
     assert_eq!(status["changed"], false);
     // Status only reads: the drift is still there.
-    assert!(lan.server.sh("$IPT -S FWS-INPUT-ALLOW").contains("192.0.2.99"));
+    assert!(lan
+        .server
+        .sh("$IPT -S FWS-INPUT-ALLOW")
+        .contains("192.0.2.99"));
     let script = lan.script().unwrap().to_str().unwrap().to_string();
     lan.fwscript(&["apply", &script]).expect(0);
 
@@ -185,7 +205,10 @@ fn drift_a_pending_confirm_and_a_dead_daemon_are_told() {
     let mut watch = Watch::start(&netns, dir.path(), "allow_tcp(22);\n", 60);
     let state = dir.path().join("state");
     let run = netns.fwscript(&state, &["status"]).expect(0);
-    assert!(run.stdout.contains("daemon: `fwscript watch` (pid "), "{run:#?}");
+    assert!(
+        run.stdout.contains("daemon: `fwscript watch` (pid "),
+        "{run:#?}"
+    );
     let status = json(&netns.fwscript(&state, &["status", "--json"]).expect(0));
     assert_eq!(status["daemon"]["running"], true);
     assert_eq!(status["applied"]["command"], "watch");
@@ -234,16 +257,25 @@ fn another_user_is_told_what_needs_root() {
     assert!(said.contains("state: must run as root"), "{run:#?}");
     assert!(said.contains("kernel: must run as root"), "{run:#?}");
     let run = as_nobody(&netns, &["--state-dir", state, "apply", script]).expect(1);
-    assert!(run.stderr.starts_with("error: must run as root: "), "{run:#?}");
-    assert!(run.stderr.contains("hint: run it as root"), "{run:#?}");
-    let run = as_nobody(&netns, &["--state-dir", "/nonexistent/fws", "apply", script]).expect(1);
     assert!(
-        run.stderr.starts_with("error: must run as root: cannot create the state folder"),
+        run.stderr.starts_with("error: must run as root: "),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("hint: run it as root"), "{run:#?}");
+    let run = as_nobody(
+        &netns,
+        &["--state-dir", "/nonexistent/fws", "apply", script],
+    )
+    .expect(1);
+    assert!(
+        run.stderr
+            .starts_with("error: must run as root: cannot create the state folder"),
         "{run:#?}"
     );
     let run = as_nobody(&netns, &["try", script]).expect(1);
     assert!(
-        run.stderr.starts_with("error: must run as root: `fwscript try` creates a network namespace"),
+        run.stderr
+            .starts_with("error: must run as root: `fwscript try` creates a network namespace"),
         "{run:#?}"
     );
     let run = as_nobody(&netns, &["--state-dir", state, "apply", "--json", script]).expect(1);

@@ -6,6 +6,7 @@
 mod common;
 mod traffic;
 
+mod ansible;
 mod cli;
 mod examples;
 mod explain;

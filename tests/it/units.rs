@@ -111,12 +111,17 @@ fn the_units_run_command_lines_fwscript_takes() {
     use clap::Parser;
     for unit in UNITS {
         let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("dist").join(unit),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("dist")
+                .join(unit),
         )
         .unwrap();
         let lines: Vec<&str> = text
             .lines()
-            .filter_map(|l| l.strip_prefix("ExecStart=").or(l.strip_prefix("ExecReload=")))
+            .filter_map(|l| {
+                l.strip_prefix("ExecStart=")
+                    .or(l.strip_prefix("ExecReload="))
+            })
             .filter(|l| l.starts_with("fwscript "))
             .collect();
         assert!(!lines.is_empty(), "{unit}");
