@@ -24,6 +24,7 @@ mod kernel_safety;
 mod kernel_state;
 mod kernel_status;
 mod kernel_watch;
+mod package;
 mod script_errors;
 mod traffic_guard;
 mod traffic_nat;
