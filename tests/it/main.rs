@@ -7,6 +7,7 @@ mod common;
 mod traffic;
 
 mod ansible;
+mod ci_scripts;
 mod cli;
 mod examples;
 mod explain;
