@@ -88,77 +88,83 @@ impl RuleOrigins {
     }
 }
 
-/// The record for a write of `written` over a kernel that held `before`:
-/// each written rule with its call site (its line read from `read`), or
-/// with what `known` (the record of the last write) says of it when it
-/// carries no origin (rules put back from a snapshot); then what `known`
-/// says of the rules in `before`, which a rollback may put back.
+/// The record for a write of `written` over a kernel whose owned rules had
+/// the ids `before`: each written rule with its call site (its line read
+/// from `read`), or with what `known` (the record of the last write) says
+/// of it when it carries no origin (rules put back from a snapshot); then
+/// what `known` says of the rules in `before`, which a rollback may put
+/// back.
 pub fn record(
     written: &[Ruleset],
-    before: &[Ruleset],
+    before: &[&RuleId],
     known: &RuleOrigins,
     read: &mut dyn FnMut(&str) -> Option<String>,
 ) -> RuleOrigins {
     let known_index = known.index();
-    let mut sites: BTreeMap<Origin, Vec<RuleId>> = BTreeMap::new();
+    let mut sites: HashMap<&Origin, Vec<RuleId>> = HashMap::new();
     let mut carried = Carried::default();
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<&RuleId> = HashSet::new();
     for rule in written.iter().flat_map(chain_rules) {
-        if !seen.insert(rule.id.clone()) {
+        if !seen.insert(&rule.id) {
             continue;
         }
         match (&rule.origin, known_index.get(&rule.id)) {
-            (Some(origin), _) => sites
-                .entry(origin.clone())
-                .or_default()
-                .push(rule.id.clone()),
+            (Some(origin), _) => sites.entry(origin).or_default().push(rule.id.clone()),
             (None, Some(found)) => carried.add(&rule.id, *found),
             (None, None) if is_jump(&rule.spec) => {}
             (None, None) => carried.baseline.push(rule.id.clone()),
         }
     }
-    for rule in before.iter().flat_map(chain_rules) {
-        if !seen.insert(rule.id.clone()) {
-            continue;
-        }
-        if let Some(found) = known_index.get(&rule.id) {
-            carried.add(&rule.id, *found);
+    for &id in before {
+        if seen.insert(id) {
+            if let Some(found) = known_index.get(id) {
+                carried.add(id, *found);
+            }
         }
     }
-    let mut texts: HashMap<String, Option<Vec<String>>> = HashMap::new();
+    let mut texts: HashMap<&str, Option<String>> = HashMap::new();
+    for origin in sites.keys() {
+        texts
+            .entry(origin.file.as_str())
+            .or_insert_with(|| read(&origin.file));
+    }
+    let split: HashMap<&str, Vec<&str>> = texts
+        .iter()
+        .filter_map(|(file, text)| Some((*file, text.as_deref()?.lines().collect())))
+        .collect();
     let mut lines: Vec<ScriptLine> = sites
         .into_iter()
-        .map(|(origin, ids)| {
-            let text = texts.entry(origin.file.clone()).or_insert_with(|| {
-                read(&origin.file).map(|t| t.lines().map(str::to_string).collect())
-            });
-            let source = text
-                .as_ref()
+        .map(|(origin, ids)| ScriptLine {
+            file: origin.file.clone(),
+            line: origin.line,
+            col: origin.column,
+            source: split
+                .get(origin.file.as_str())
                 .and_then(|lines| lines.get(origin.line.checked_sub(1)?))
-                .map(|line| shorten(line.trim()));
-            ScriptLine {
-                file: origin.file,
-                line: origin.line,
-                col: origin.column,
-                source,
-                ids,
-            }
+                .map(|line| shorten(line.trim())),
+            ids,
         })
         .collect();
-    for ((file, line, col), (source, ids)) in carried.lines {
-        match lines
-            .iter_mut()
-            .find(|l| l.file == file && l.line == line && l.col == col)
-        {
+    let mut at: HashMap<Site, usize> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| ((l.file.clone(), l.line, l.col), i))
+        .collect();
+    for (site, (source, ids)) in carried.lines {
+        match at.get(&site) {
             // The same call site written again: its text is the new one.
-            Some(existing) => existing.ids.extend(ids),
-            None => lines.push(ScriptLine {
-                file,
-                line,
-                col,
-                source,
-                ids,
-            }),
+            Some(&index) => lines[index].ids.extend(ids),
+            None => {
+                at.insert(site.clone(), lines.len());
+                let (file, line, col) = site;
+                lines.push(ScriptLine {
+                    file,
+                    line,
+                    col,
+                    source,
+                    ids,
+                });
+            }
         }
     }
     lines.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
@@ -191,6 +197,37 @@ impl Carried {
             Found::Baseline => self.baseline.push(id.clone()),
         }
     }
+}
+
+/// A digest of what [`record`] would say of `written`: each rule's id and
+/// call site, and the text of every file named. Cheap beside the record
+/// itself, to tell whether the record must be made again.
+pub fn digest(written: &[Ruleset], read: &mut dyn FnMut(&str) -> Option<String>) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    let mut files = std::collections::BTreeSet::new();
+    for rule in written.iter().flat_map(chain_rules) {
+        hasher.update(rule.id.as_str());
+        if let Some(origin) = &rule.origin {
+            hasher.update(origin.file.as_bytes());
+            hasher.update(origin.line.to_le_bytes());
+            hasher.update(origin.column.to_le_bytes());
+            files.insert(origin.file.as_str());
+        }
+        hasher.update([0]);
+    }
+    for file in files {
+        hasher.update(file);
+        hasher.update([0]);
+        hasher.update(read(file).unwrap_or_default());
+        hasher.update([0]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The rules of owned chains: hooks only dispatch, and their counters are
@@ -313,10 +350,7 @@ mod tests {
         );
         let second = record(
             &[ruleset(vec![web.clone()])],
-            &[ruleset(vec![OwnedRule {
-                origin: None,
-                ..old.clone()
-            }])],
+            &[&old.id],
             &first,
             &mut script,
         );
@@ -339,6 +373,21 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(rolled.find(&web.id).is_none(), "what is gone is forgotten");
+    }
+
+    #[test]
+    fn the_digest_changes_when_a_line_moves_or_its_text_changes() {
+        let at = |line| ruleset(vec![rule("-p tcp --dport 80 -j ACCEPT", Some((line, 1)))]);
+        let one = digest(&[at(2)], &mut script);
+        assert_eq!(one, digest(&[at(2)], &mut script));
+        assert_ne!(one, digest(&[at(3)], &mut script), "moved");
+        assert_ne!(
+            one,
+            digest(&[at(2)], &mut |_| Some(
+                "// web\nallow_tcp(80); // http\n".into()
+            )),
+            "the line's text changed"
+        );
     }
 
     #[test]

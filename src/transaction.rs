@@ -26,7 +26,7 @@ use crate::netfilter::Family;
 use crate::origins::{self, RuleOrigins};
 use crate::plan::Plan;
 use crate::render;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{RuleId, Ruleset};
 use crate::state::{
     boot_id, Applied, AppliedRules, FamilySnapshot, LastGood, Locked, OriginalPolicies,
     PendingConfirm, PlanRecords, RulesRecord, Snapshot, StateDir, StateError,
@@ -302,6 +302,7 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
         }),
         Keep::Unchanged => None,
     };
+    let rules_kept = rules.is_some();
     let digest = match &intent.keep {
         Keep::Good { digest } => digest.clone(),
         Keep::Pending(pending) => pending.plan_digest.clone(),
@@ -318,6 +319,7 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
             at: now(),
             digest,
             boot_id: boot_id(),
+            origins: origins::digest(&intent.rulesets, &mut origins::read_source),
         }),
         rules,
         pending: match &intent.keep {
@@ -325,15 +327,20 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
             _ => None,
         },
         policies,
-        applied_rules: Some(applied_rules(&intent.rulesets)),
-        origins: Some(rule_origins(state, intent, survey)),
+        applied_rules: Some(applied_rules(&intent.rulesets, rules_kept)),
+        origins: Some(rule_origins(
+            &state.rule_origins().unwrap_or_default(),
+            intent,
+            survey,
+        )),
     })
 }
 
-/// The rules written and the policies they decide.
-pub fn applied_rules(rulesets: &[Ruleset]) -> AppliedRules {
+/// The rules written and the policies they decide; `kept`: the write keeps
+/// the rules in a rules file already (last good or pending).
+pub fn applied_rules(rulesets: &[Ruleset], kept: bool) -> AppliedRules {
     AppliedRules {
-        text: rules_text(rulesets),
+        text: (!kept).then(|| rules_text(rulesets)),
         policies: rulesets
             .iter()
             .map(|ruleset| {
@@ -350,29 +357,42 @@ pub fn applied_rules(rulesets: &[Ruleset]) -> AppliedRules {
 
 /// The script line of each rule the intent writes, and of each rule the
 /// kernel held before (which a rollback may put back).
-fn rule_origins(state: &StateDir, intent: &Intent, survey: &Survey) -> RuleOrigins {
-    let known = state.rule_origins().unwrap_or_default();
-    let before: Vec<Ruleset> = survey.families.iter().map(|f| f.live.owned()).collect();
-    origins::record(&intent.rulesets, &before, &known, &mut origins::read_source)
+fn rule_origins(known: &RuleOrigins, intent: &Intent, survey: &Survey) -> RuleOrigins {
+    let before: Vec<&RuleId> = survey
+        .families
+        .iter()
+        .flat_map(|f| f.live.tables.values())
+        .flat_map(|t| t.owned_chains())
+        .flat_map(|c| &c.rules)
+        .filter_map(|r| r.id.as_ref())
+        .collect();
+    origins::record(&intent.rulesets, &before, known, &mut origins::read_source)
 }
 
 /// A kernel in sync with a plan whose lines moved (a comment added above
 /// them) or that now comes from another file: the record of the lines is
 /// brought up to date, so `status` names the lines the script has now.
-/// Best effort: it only tells people where rules came from.
+/// Best effort: it only tells people where rules came from. The digest
+/// in `applied.json` tells in a few milliseconds whether anything moved,
+/// so a no-op apply of a big script does not pay for the whole record.
 fn refresh_origins(state: &Locked, intent: &Intent, survey: &Survey) {
     if !matches!(intent.keep, Keep::Good { .. } | Keep::Pending(_)) {
+        return;
+    }
+    let Ok(Some(mut applied)) = state.applied() else {
+        return;
+    };
+    let digest = origins::digest(&intent.rulesets, &mut origins::read_source);
+    if applied.origins == digest {
         return;
     }
     let Ok(known) = state.rule_origins() else {
         return;
     };
-    let fresh = rule_origins(state, intent, survey);
-    if fresh == known {
-        return;
-    }
+    applied.origins = digest;
     let records = PlanRecords {
-        origins: Some(fresh),
+        origins: Some(rule_origins(&known, intent, survey)),
+        applied: Some(applied),
         ..PlanRecords::default()
     };
     if let Err(err) = state

@@ -145,15 +145,25 @@ impl Status {
         self.origins = read!(state.rule_origins());
         *forms = read!(state.kernel_forms());
         let rules: Option<AppliedRules> = read!(state.applied_rules());
-        self.expected = match rules {
-            Some(rules) => match expected(&rules, &self.origins) {
+        // Kept in the write's own rules file: the pending one while a
+        // confirm is pending, else the last good one.
+        let text = match &rules {
+            Some(AppliedRules {
+                text: Some(text), ..
+            }) => Some(text.clone()),
+            Some(_) if self.pending.is_some() => read!(state.pending_rules()),
+            Some(_) => read!(state.last_good_rules()),
+            None => None,
+        };
+        self.expected = match (rules, text) {
+            (Some(rules), Some(text)) => match expected(&text, &rules, &self.origins) {
                 Ok(rulesets) => Some(rulesets),
                 Err(err) => {
                     self.problem("state", &format!("the rules last written: {err}"));
                     None
                 }
             },
-            None => None,
+            _ => None,
         };
     }
 
@@ -566,8 +576,12 @@ impl Status {
 
 /// The rulesets of the last write, with only the policies it decided and
 /// each rule's recorded script line.
-fn expected(rules: &AppliedRules, origins: &RuleOrigins) -> Result<Vec<Ruleset>, String> {
-    let mut rulesets = fallback::parse_rules(&rules.text)?;
+fn expected(
+    text: &str,
+    rules: &AppliedRules,
+    origins: &RuleOrigins,
+) -> Result<Vec<Ruleset>, String> {
+    let mut rulesets = fallback::parse_rules(text)?;
     let index = origins.index();
     for rule in rulesets
         .iter_mut()

@@ -504,7 +504,11 @@ impl<'a> Locked<'a> {
             files.push(state.stage(APPLIED_RULES, &json_bytes(rules))?);
         }
         if let Some(origins) = &plan.origins {
-            files.push(state.stage(ORIGINS, &json_bytes(origins))?);
+            // An entry per script line: compact, as it is read at every
+            // write.
+            let mut text = serde_json::to_vec(origins).expect("state serialises");
+            text.push(b'\n');
+            files.push(state.stage(ORIGINS, &text)?);
         }
         Ok(StagedPlan { files })
     }
