@@ -148,6 +148,9 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
+/// The longest `apply --confirm` wait: a day. Longer is no safety net.
+pub const MAX_CONFIRM_SECS: u64 = 86_400;
+
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// The firewall script (a Rhai file; the modules it imports are read
@@ -161,8 +164,9 @@ pub struct ApplyArgs {
     /// (docs/json.md).
     #[arg(long)]
     pub json: bool,
-    /// Roll back by itself unless `fwscript confirm` runs within SECS.
-    #[arg(long, value_name = "SECS")]
+    /// Roll back by itself unless `fwscript confirm` runs within SECS
+    /// (1 to 86400, one day).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_CONFIRM_SECS))]
     pub confirm: Option<u64>,
     /// Apply even when the lockout guard refuses, or a plan that was
     /// rolled back unconfirmed.

@@ -21,10 +21,6 @@ use crate::live::LiveState;
 use crate::state::{boot_id, LastGood, Locked, PendingConfirm, Rejected, StateDir};
 use crate::transaction::{self, now, Intent, Keep, Records, Transaction};
 
-/// The longest `apply --confirm` may wait: a day. Longer is a mistake
-/// (a typo'd number) more often than a plan.
-pub const MAX_CONFIRM_SECS: u64 = 86_400;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfirmError {
     #[error("there is nothing to confirm: no `apply --confirm` is waiting")]

@@ -22,6 +22,7 @@ pub mod foreign;
 pub mod forms;
 pub mod forwarding;
 pub mod guard;
+pub mod io_error;
 pub mod live;
 pub mod logging;
 pub mod netfilter;

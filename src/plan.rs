@@ -17,10 +17,23 @@ use crate::ruleset::Placement;
 /// The evaluated script: the owned state it asks for in both families.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
-    /// The script and every module it imported, as read from disk. `watch`
-    /// watches their folders; the permission check inspects each.
+    /// The script, every module it imported and every address list it
+    /// read, as read from disk. `watch` watches them.
     pub sources: Vec<PathBuf>,
+    /// The address lists the script read (`address_list()`), each once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub address_lists: Vec<AddressListSource>,
     pub families: BTreeMap<Family, FamilyPlan>,
+}
+
+/// One address list file and what it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddressListSource {
+    /// The path as the script wrote it (`lists/blocklist.txt`), relative
+    /// to the script's folder.
+    pub shown: String,
+    /// Unique, in file order.
+    pub entries: Vec<IpNet>,
 }
 
 impl Plan {

@@ -101,6 +101,7 @@ mod tests {
         };
         Plan {
             sources: Vec::new(),
+            address_lists: Vec::new(),
             families: BTreeMap::from([(Family::Ipv4, family(v4)), (Family::Ipv6, family(v6))]),
         }
     }

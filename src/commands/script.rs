@@ -53,6 +53,8 @@ pub fn render(path: &Path, family: Option<Family>) -> Result<Outcome, Error> {
     Ok(Outcome::Done)
 }
 
+/// Exactly what a script can call: stdlib with its documentation, then
+/// the names of the Rhai built-ins that remain.
 pub fn functions() -> Result<Outcome, Error> {
     let mut out = String::new();
     for function in script::functions::all() {
@@ -65,6 +67,22 @@ pub fn functions() -> Result<Outcome, Error> {
         }
         out.push('\n');
     }
+    out.push_str(
+        "Rhai built-ins, besides operators and the keywords Fn, call, curry, type_of,\n\
+         is_def_fn, is_def_var, print and debug (there is no eval, sleep, exit or clock):\n",
+    );
+    let mut line = String::from("   ");
+    for name in script::functions::builtins() {
+        if line.len() + 1 + name.len() > 78 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("   ");
+        }
+        line.push(' ');
+        line.push_str(&name);
+    }
+    out.push_str(&line);
+    out.push('\n');
     std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(Outcome::Done)
 }

@@ -407,6 +407,7 @@ impl Daemon<'_> {
     /// Watches the script's folder and those of `sources` (its modules and
     /// list files).
     fn follow_imports(&mut self, sources: &[PathBuf]) {
+        self.watcher.count_files(sources);
         let mut folders = folders_of(sources);
         folders.extend(folders_of([&self.script]));
         let before = self.watcher.folders();

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify_debouncer_full::notify::event::{AccessKind, AccessMode, EventKind};
@@ -29,10 +30,15 @@ pub struct FolderWatcher {
     /// Each folder wanted, and the identity (device, inode) of the folder
     /// watched at that path; `None` while it could not be watched.
     folders: BTreeMap<PathBuf, Option<(u64, u64)>>,
+    /// Files read that are not `*.rhai` (address lists): their changes
+    /// count too.
+    files: Arc<Mutex<BTreeSet<PathBuf>>>,
 }
 
 impl FolderWatcher {
     pub fn new(events: Sender<Event>) -> Result<FolderWatcher, String> {
+        let files: Arc<Mutex<BTreeSet<PathBuf>>> = Arc::default();
+        let read = files.clone();
         let handler = move |result: DebounceEventResult| {
             let events_of_this_burst = match result {
                 Ok(events) => events,
@@ -42,11 +48,13 @@ impl FolderWatcher {
                     return;
                 }
             };
+            let read = read.lock().map(|f| f.clone()).unwrap_or_default();
             let mut scripts = BTreeSet::new();
             let mut moved = BTreeSet::new();
             for event in &events_of_this_burst {
                 for path in &event.event.paths {
-                    if is_script(path) && is_change(&event.event.kind) {
+                    let counted = is_script(path) || read.contains(path);
+                    if counted && is_change(&event.event.kind) {
                         scripts.insert(path.clone());
                     } else if is_move(&event.event.kind) {
                         moved.insert(path.clone());
@@ -69,7 +77,21 @@ impl FolderWatcher {
         Ok(FolderWatcher {
             debouncer,
             folders: BTreeMap::new(),
+            files,
         })
+    }
+
+    /// Counts changes of these files too, whatever their names (the
+    /// address lists a script read), by their real paths.
+    pub fn count_files<'a>(&self, sources: impl IntoIterator<Item = &'a PathBuf>) {
+        let files: BTreeSet<PathBuf> = sources
+            .into_iter()
+            .filter(|p| !is_script(p))
+            .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+            .collect();
+        if let Ok(mut read) = self.files.lock() {
+            *read = files;
+        }
     }
 
     /// Watches exactly `wanted`: new imports' folders are added, folders no
@@ -198,7 +220,8 @@ fn is_move(kind: &EventKind) -> bool {
 }
 
 /// Scripts and modules end in `.rhai`; an editor's swap and backup files
-/// (`.fw.rhai.swp`, `fw.rhai~`, vim's `4913`) do not.
+/// (`.fw.rhai.swp`, `fw.rhai~`, vim's `4913`) do not. Address lists count
+/// by their exact path (see [`FolderWatcher::count_files`]).
 fn is_script(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "rhai")
 }

@@ -104,6 +104,7 @@ fn plan_of(tables: Vec<(Family, Table, TablePlan)>) -> Plan {
     }
     Plan {
         sources: Vec::new(),
+        address_lists: Vec::new(),
         families,
     }
 }

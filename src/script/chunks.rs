@@ -8,11 +8,15 @@
 //! deleting a rule then changes only the chunk it lands in; the others keep
 //! their names, their rules and their counters.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use crate::netfilter::MAX_CHAIN_NAME;
-use crate::plan::{Action, ChainPlan, Matches, Rule};
-use crate::render::{matches_text, target_text};
+use crate::plan::{Action, ChainPlan, Matches, PortRange, Rule};
+use crate::render::target_text;
 
 /// Stages up to this many rules stay one chain.
 pub const SPLIT_ABOVE: usize = 1024;
@@ -42,20 +46,32 @@ pub fn split(mut stage: ChainPlan) -> Vec<ChainPlan> {
     if stage.rules.len() <= SPLIT_ABOVE || has_return {
         return vec![stage];
     }
-    let mut chunks: Vec<ChainPlan> = Vec::new();
-    let mut current: Vec<Rule> = Vec::new();
-    let mut names = Names::default();
-    for rule in std::mem::take(&mut stage.rules) {
-        let hash = content_hash(&rule);
-        current.push(rule);
-        let boundary = current.len() >= MAX || (current.len() >= MIN && hash % TARGET == 0);
-        if boundary {
-            chunks.push(names.chunk(&stage.name, &stage, std::mem::take(&mut current)));
+    // Where each chunk starts. Only a rule at least MIN into its chunk can
+    // end it, so only those are hashed.
+    let mut starts = vec![0];
+    let mut len = 0;
+    for (i, rule) in stage.rules.iter().enumerate() {
+        len += 1;
+        let boundary = len >= MAX || (len >= MIN && content_hash(rule) % TARGET == 0);
+        if boundary && i + 1 < stage.rules.len() {
+            starts.push(i + 1);
+            len = 0;
         }
     }
-    if !current.is_empty() {
-        chunks.push(names.chunk(&stage.name, &stage, current));
+    // Cut from the end, giving each tail's memory back as it goes: a long
+    // stage is never held twice.
+    let mut rules = std::mem::take(&mut stage.rules);
+    let mut pieces: Vec<Vec<Rule>> = Vec::with_capacity(starts.len());
+    for &start in starts.iter().rev() {
+        pieces.push(rules.split_off(start));
+        rules.shrink_to_fit();
     }
+    pieces.reverse();
+    let mut names = Names::default();
+    let chunks: Vec<ChainPlan> = pieces
+        .into_iter()
+        .map(|piece| names.chunk(&stage.name, &stage, piece))
+        .collect();
     let jumps = chunks.iter().map(|c| jump_to(&c.name)).collect();
     let mut chains = vec![ChainPlan {
         rules: jumps,
@@ -65,35 +81,111 @@ pub fn split(mut stage: ChainPlan) -> Vec<ChainPlan> {
     chains
 }
 
+/// A hash of everything that makes a rule what it is (not its origin),
+/// fed field by field: formatting each rule's text only to hash it was the
+/// larger part of assembling a 10,000-rule plan.
 fn content_hash(rule: &Rule) -> u64 {
-    let text = format!(
-        "{}|{}|{}",
-        matches_text(&rule.matches),
-        rule.comment.as_deref().unwrap_or(""),
-        target_text(&rule.action)
-    );
-    let digest = Sha256::digest(text.as_bytes());
+    let mut feed = Feed(Sha256::new());
+    let m = &rule.matches;
+    feed.net(b's', m.src.as_ref());
+    feed.net(b'd', m.dst.as_ref());
+    feed.text(b'i', m.iface.as_deref());
+    feed.text(b'o', m.oface.as_deref());
+    feed.text(b'p', m.proto.map(|p| p.iptables_name()));
+    feed.ports(b'S', m.sport);
+    feed.ports(b'D', m.dport);
+    for state in &m.state {
+        feed.text(b'c', Some(state.name()));
+    }
+    if let Some(port) = m.dnat_from_port {
+        feed.bytes(b'n', &port.to_le_bytes());
+    }
+    // Rare in long stages: their plain-data form is exact enough.
+    if let Some(flags) = &m.tcp_flags {
+        feed.text(b'f', Some(&format!("{flags:?}")));
+    }
+    if let Some(icmp) = &m.icmp_type {
+        feed.text(b'I', Some(&icmp.name));
+    }
+    if let Some(limit) = &m.limit {
+        feed.text(b'l', Some(&format!("{limit:?}")));
+    }
+    if let Some(recent) = &m.recent {
+        feed.text(b'r', Some(&format!("{recent:?}")));
+    }
+    feed.text(b'#', rule.comment.as_deref());
+    match &rule.action {
+        Action::Accept => feed.text(b'j', Some("ACCEPT")),
+        Action::Drop => feed.text(b'j', Some("DROP")),
+        Action::Reject => feed.text(b'j', Some("REJECT")),
+        Action::Return => feed.text(b'j', Some("RETURN")),
+        other => feed.text(b'J', Some(&target_text(other))),
+    }
+    let digest = feed.0.finalize();
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// Tagged, length-prefixed fields, so no two rules feed the same bytes.
+struct Feed(Sha256);
+
+impl Feed {
+    fn bytes(&mut self, tag: u8, bytes: &[u8]) {
+        self.0.update([tag]);
+        self.0.update((bytes.len() as u32).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    fn text(&mut self, tag: u8, text: Option<&str>) {
+        if let Some(text) = text {
+            self.bytes(tag, text.as_bytes());
+        }
+    }
+
+    fn net(&mut self, tag: u8, net: Option<&IpNet>) {
+        let Some(net) = net else {
+            return;
+        };
+        let mut bytes = match net.addr() {
+            IpAddr::V4(addr) => addr.octets().to_vec(),
+            IpAddr::V6(addr) => addr.octets().to_vec(),
+        };
+        bytes.push(net.prefix_len());
+        self.bytes(tag, &bytes);
+    }
+
+    fn ports(&mut self, tag: u8, ports: Option<PortRange>) {
+        if let Some(ports) = ports {
+            let mut bytes = ports.first.to_le_bytes().to_vec();
+            bytes.extend(ports.last.to_le_bytes());
+            self.bytes(tag, &bytes);
+        }
+    }
+}
+
 /// Chunk names come from the chunk's first rule, so they stay put when
-/// another chunk changes: `FWS-INPUT-ALLOW-3fa2c1`.
+/// another chunk changes: `FWS-INPUT-ALLOW-3fa2c1`. Two chunks that start
+/// with the same rule (a rule repeated over a whole chunk) get names drawn
+/// from the first name and a counter until one is free: names are unique
+/// whatever the rules.
 #[derive(Default)]
 struct Names {
-    used: std::collections::HashMap<String, usize>,
+    used: HashSet<String>,
 }
 
 impl Names {
     fn chunk(&mut self, stage_name: &str, stage: &ChainPlan, rules: Vec<Rule>) -> ChainPlan {
-        let digits = MAX_CHAIN_NAME - stage_name.len() - 1;
-        let first = format!("{:016x}", content_hash(&rules[0]));
-        let mut name = format!("{stage_name}-{}", &first[..digits.min(16)]);
-        // Identical first rules (the same rule twice) still get two chains.
-        let seen = self.used.entry(name.clone()).or_default();
-        *seen += 1;
-        if *seen > 1 {
-            name.truncate(name.len() - 2);
-            name.push_str(&format!("{:02x}", *seen % 256));
+        let digits = (MAX_CHAIN_NAME - stage_name.len() - 1).min(16);
+        let first = content_hash(&rules[0]);
+        let mut name = format!("{stage_name}-{}", &format!("{first:016x}")[..digits]);
+        let mut round: u64 = 0;
+        while !self.used.insert(name.clone()) {
+            round += 1;
+            let mut feed = Sha256::new();
+            feed.update(first.to_le_bytes());
+            feed.update(round.to_le_bytes());
+            let digest = feed.finalize();
+            let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            name = format!("{stage_name}-{}", &hex[..digits]);
         }
         ChainPlan {
             name,
@@ -200,6 +292,27 @@ mod tests {
             "{kept} of {} chunk names kept",
             before_names.len()
         );
+    }
+
+    #[test]
+    fn identical_rules_never_share_a_chunk_name() {
+        for count in [1_025, 2_049, 70_000] {
+            let chains = split(stage(std::iter::repeat_n(22, count)));
+            let mut names = chunk_names(&chains);
+            let total = names.len();
+            names.sort();
+            names.dedup();
+            assert_eq!(
+                names.len(),
+                total,
+                "{count} identical rules: chunk names repeat"
+            );
+            assert!(names.iter().all(|n| n.len() <= MAX_CHAIN_NAME));
+            assert_eq!(
+                chains[1..].iter().map(|c| c.rules.len()).sum::<usize>(),
+                count
+            );
+        }
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! The script functions users can call, read from stdlib's own doc comments
-//! so `fwscript functions` and the code cannot disagree.
+//! The script functions users can call, from the one table stdlib is
+//! registered from, so `fwscript functions` and the engine cannot disagree.
 
-use super::engine::STDLIB;
+use super::engine;
+use super::stdlib::FUNCTIONS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionDoc {
     pub name: String,
     pub params: Vec<String>,
-    /// The `///` lines above the function, without the slashes.
+    /// The documentation, as lines of at most about 76 characters.
     pub doc: Vec<String>,
 }
 
@@ -17,48 +18,49 @@ impl FunctionDoc {
     }
 }
 
-/// Every public stdlib function, one entry per arity, in stdlib order.
+/// Every stdlib function, one entry per arity, in the order of the table.
 pub fn all() -> Vec<FunctionDoc> {
-    STDLIB.iter().flat_map(|(_, text)| parse(text)).collect()
+    FUNCTIONS
+        .iter()
+        .map(|f| FunctionDoc {
+            name: f.name.to_string(),
+            params: f.params.iter().map(|p| p.to_string()).collect(),
+            doc: wrap(f.doc, 76),
+        })
+        .collect()
 }
 
-fn parse(text: &str) -> Vec<FunctionDoc> {
-    let mut docs = Vec::new();
-    let mut pending: Vec<String> = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if let Some(doc) = line.strip_prefix("///") {
-            pending.push(doc.trim().to_string());
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("fn ") {
-            let (name, params) = rest.split_once('(').unwrap_or((rest, ""));
-            let params = params.split(')').next().unwrap_or("");
-            let params: Vec<String> = params
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_string)
-                .collect();
-            if !name.starts_with("__") {
-                docs.push(FunctionDoc {
-                    name: name.trim().to_string(),
-                    params,
-                    doc: std::mem::take(&mut pending),
-                });
-            }
-        }
-        pending.clear();
-    }
-    docs
+/// Rhai's own functions a script may also call (on numbers, strings,
+/// arrays, maps), by name: no clock, no `sleep`, no `exit`, no `eval`.
+pub fn builtins() -> Vec<String> {
+    engine::builtin_names()
 }
 
 /// The signatures of one function name, for "takes 1 or 2 arguments" hints.
 pub fn signatures(name: &str) -> Vec<String> {
-    all()
-        .into_iter()
+    FUNCTIONS
+        .iter()
         .filter(|f| f.name == name)
         .map(|f| f.signature())
         .collect()
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -66,38 +68,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_public_function_has_a_doc_and_the_contract_names_exist() {
-        let docs = all();
-        for doc in &docs {
-            assert!(
-                !doc.doc.is_empty(),
-                "`{}` has no /// doc in stdlib",
-                doc.signature()
-            );
-        }
-        let names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
-        for wanted in [
-            "allow_tcp",
-            "allow_udp",
-            "allow_service",
-            "ssh_from",
-            "limit_tcp",
-            "drop_scans",
-            "allow_from",
-            "block",
-            "allow_ping",
-            "redirect_tcp",
-            "forward_tcp",
-            "masquerade",
-            "log_drops",
-            "policy",
-            "rule",
-        ] {
-            assert!(names.contains(&wanted), "stdlib lacks `{wanted}`");
-        }
+    fn every_signature_is_listed_with_its_doc() {
         assert_eq!(
             signatures("allow_tcp"),
             ["allow_tcp(ports)", "allow_tcp(ports, opts)"]
+        );
+        assert!(all().iter().all(|f| !f.doc.is_empty()));
+    }
+
+    #[test]
+    fn the_builtins_hold_nothing_that_waits_ends_or_reads_a_clock() {
+        let builtins = builtins();
+        for gone in [
+            "sleep",
+            "exit",
+            "timestamp",
+            "elapsed",
+            "eval",
+            "parse_json",
+            "back_trace",
+        ] {
+            assert!(!builtins.iter().any(|b| b == gone), "`{gone}` is callable");
+        }
+        for kept in ["len", "push", "contains", "to_string", "keys", "sort"] {
+            assert!(builtins.iter().any(|b| b == kept), "`{kept}` is missing");
+        }
+        assert!(
+            !builtins.iter().any(|b| b == "allow_tcp"),
+            "stdlib is listed on its own"
         );
     }
 }

@@ -1,18 +1,21 @@
-//! Script stage: a Rhai script (plus stdlib and imported modules) evaluates
-//! into a [`Plan`] (**script** → plan → render).
+//! Script stage: a Rhai script (plus stdlib, imported modules and address
+//! lists) evaluates into a [`Plan`] (**script** → plan → render).
 
+mod carets;
 mod chunks;
 mod collector;
 mod engine;
 mod error;
+mod files;
 pub mod functions;
 mod modules;
-mod natives;
 mod permissions;
 mod rhai_errors;
 mod rule_spec;
 mod services;
 mod session;
+mod source;
+mod stdlib;
 mod values;
 
 use std::cell::RefCell;
@@ -20,43 +23,82 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 pub use error::{Location, ScriptError};
+pub use stdlib::{parse_list, ListEntries};
 
-use crate::plan::Plan;
+use crate::plan::{AddressListSource, Plan};
+use engine::Deadline;
 use session::{Session, SourceFile};
+use values::Problem;
 
-/// Evaluates the script at `path` into a plan. Reads only the script and the
-/// modules it imports; never touches the kernel.
+/// The evaluation runs on a thread of its own with this much stack
+/// (reserved, not used): deep but bounded recursion inside Rhai (nested
+/// arrays, call levels) stays far from the end of it, and a panic inside
+/// the engine becomes an error instead of ending the process (a daemon).
+const STACK: usize = 256 * 1024 * 1024;
+
+/// Evaluates the script at `path` into a plan. Reads only the script, the
+/// modules it imports and the address lists it names; never touches the
+/// kernel; ends within [`engine::TIME_LIMIT`] of wall time.
 pub fn evaluate(path: &Path) -> Result<Plan, ScriptError> {
+    // A smaller stack when the address space is limited (ulimit -v); the
+    // calling thread itself as the last resort.
+    for stack in [STACK, STACK / 8] {
+        let owned = path.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("script".into())
+            .stack_size(stack)
+            .spawn(move || evaluate_here(&owned));
+        if let Ok(worker) = spawned {
+            return worker.join().unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                Err(ScriptError {
+                    message: format!("internal error while evaluating the script: {what}"),
+                    location: None,
+                    hint: Some("this is a bug in fwscript; the kernel was not touched".into()),
+                })
+            });
+        }
+    }
+    evaluate_here(path)
+}
+
+fn evaluate_here(path: &Path) -> Result<Plan, ScriptError> {
+    let deadline = Deadline::after(engine::TIME_LIMIT);
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        ScriptError::plain(format!(
-            "cannot read `{shown}`: {}",
-            modules::lowercase(&err)
-        ))
-    })?;
-    let shown_root = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let root = folder_of(path)?;
     let trusted_uid = permissions::effective_uid();
-    permissions::check(path, &shown, trusted_uid).map_err(|problem| ScriptError {
-        message: problem.message,
-        location: None,
-        hint: problem.hint,
-    })?;
+    let opened = files::open(path, &shown).map_err(plain)?;
+    permissions::check(&opened, trusted_uid).map_err(plain)?;
+    let real = opened.real.clone();
+    let text = opened.read_text().map_err(plain)?;
+    source::check(&text, &shown).map_err(plain)?;
 
     let shared = Rc::new(RefCell::new(Session {
         trusted_uid,
+        entry: shown.clone(),
+        root: folder_of(path)?,
+        shown_root: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        importing: vec![(real, shown.clone())],
         ..Session::default()
     }));
     shared.borrow_mut().files.push(SourceFile {
         id: shown.clone(),
         path: path.to_path_buf(),
-        text: text.clone(),
+        text,
     });
-    let engine = engine::build(&shared, root, shown_root);
+    let engine = engine::build(&shared, deadline);
 
-    let mut ast = engine
-        .compile(&text)
-        .map_err(|err| rhai_errors::from_parse(&err, &shown, &shared.borrow()))?;
+    let compiled = {
+        let session = shared.borrow();
+        let text = session.files[0].text.clone();
+        drop(session);
+        engine.compile(&text)
+    };
+    let mut ast =
+        compiled.map_err(|err| rhai_errors::from_parse(&err, &shown, &shared.borrow()))?;
     ast.set_source(shown.as_str());
     engine
         .run_ast(&ast)
@@ -69,8 +111,29 @@ pub fn evaluate(path: &Path) -> Result<Plan, ScriptError> {
             // The engine is gone, so nothing else holds the session; take it anyway.
             std::mem::take(&mut *shared.borrow_mut())
         });
-    let sources = session.files.iter().map(|f| f.path.clone()).collect();
-    Ok(session.collector.into_plan(sources))
+    let mut sources: Vec<PathBuf> = session.files.iter().map(|f| f.path.clone()).collect();
+    sources.extend(session.lists.iter().map(|l| l.real.clone()));
+    let address_lists = session
+        .lists
+        .into_iter()
+        .map(|l| AddressListSource {
+            shown: l.written,
+            entries: l.entries,
+        })
+        .collect();
+    let mut plan = session.collector.into_plan(sources);
+    plan.address_lists = address_lists;
+    Ok(plan)
+}
+
+/// A problem with the script file itself: no call to point at, unless it
+/// names its own place (a line too long).
+fn plain(problem: Problem) -> ScriptError {
+    ScriptError {
+        message: problem.message,
+        location: problem.place.map(|place| *place),
+        hint: problem.hint,
+    }
 }
 
 /// The ruleset of last resort, for a boot with no good ruleset kept: the
@@ -90,18 +153,15 @@ pub fn emergency_plan(ssh_port: u16) -> Plan {
         origin: None,
     };
     let mut collector = collector::Collector::default();
-    let rules = Family::ALL
-        .map(|family| rule_spec::PlacedRule {
+    for family in Family::ALL {
+        collector.push(rule_spec::PlacedRule {
             family,
             table: Table::Filter,
             hook: Hook::Input,
             stage: Some(Stage::Allow),
             rule: rule.clone(),
-        })
-        .to_vec();
-    collector
-        .add(rules)
-        .expect("two rules are within the limit");
+        });
+    }
     collector.into_plan(Vec::new())
 }
 
@@ -114,7 +174,7 @@ fn folder_of(path: &Path) -> Result<PathBuf, ScriptError> {
         ScriptError::plain(format!(
             "cannot open the folder of `{}`: {}",
             path.display(),
-            modules::lowercase(&err)
+            crate::io_error::lowercase(&err)
         ))
     })
 }

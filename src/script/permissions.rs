@@ -1,88 +1,159 @@
-//! Run as root, fwscript refuses a script or module that another user can
-//! change: whoever can edit it controls the firewall (DESIGN.md 6). The
-//! folder counts too, since whoever can write it can swap the file.
+//! Run as root, fwscript refuses a script, module or address list that
+//! another user can change: whoever can edit it controls the firewall
+//! (DESIGN.md 6). Like sshd's StrictModes, the check covers the file's real
+//! path from `/` down: the file and every folder above it must belong to
+//! root and be writable by no one else (a sticky folder such as `/tmp` may
+//! be, since there only owners can rename or delete). It is decided on the
+//! descriptor that was opened and then read, so a symlink swapped in
+//! between wins nothing.
 
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
 
+use rustix::fs::{AtFlags, Mode, OFlags, Stat};
+
+use super::files::Opened;
 use super::values::Problem;
 
 /// The effective user id, whose files are trusted.
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
-/// Checks `file` (as read, symlinks followed) and its folder. `shown` is
-/// the path as the user wrote it, for the message.
-pub fn check(file: &Path, shown: &str, trusted_uid: u32) -> Result<(), Problem> {
+/// Checks the opened file and the folders of its real path. Only root is
+/// held to this: anyone else can only ever change their own firewall view
+/// (`check`, `render`), not the kernel.
+pub fn check(opened: &Opened, trusted_uid: u32) -> Result<(), Problem> {
     if trusted_uid != 0 {
         return Ok(());
     }
-    let meta = std::fs::metadata(file)
-        .map_err(|err| Problem::new(format!("cannot inspect `{shown}`: {err}")))?;
-    if let Some(problem) = unsafe_owner_or_mode(&meta, shown, "", trusted_uid) {
+    let shown = opened.shown.as_str();
+    if let Some(problem) = owner_or_mode(&opened.stat, shown, None, trusted_uid) {
         return Err(problem);
     }
-    let folder = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let shown_folder = Path::new(shown)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let meta = std::fs::metadata(folder)
-        .map_err(|err| Problem::new(format!("cannot inspect the folder of `{shown}`: {err}")))?;
-    // A sticky folder (like /tmp) only lets owners rename or delete files.
-    let sticky = meta.mode() & 0o1000 != 0;
-    if !sticky {
-        let folder_text = shown_folder.display().to_string();
-        if let Some(problem) = unsafe_owner_or_mode(&meta, &folder_text, "the folder ", trusted_uid)
-        {
-            return Err(problem);
-        }
+    let (folders, name) = match (opened.real.parent(), opened.real.file_name()) {
+        (Some(folders), Some(name)) => (folders, name),
+        _ => return Err(moved(shown)),
+    };
+    let last = walk_folders(folders, shown, trusted_uid)?;
+    // The file now at the real path is the one opened: nothing was swapped
+    // in beneath folders that only root can change.
+    let now =
+        rustix::fs::statat(&last, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|_| moved(shown))?;
+    if (now.st_dev, now.st_ino) != opened.identity() {
+        return Err(moved(shown));
     }
     Ok(())
 }
 
-fn unsafe_owner_or_mode(
-    meta: &Metadata,
+/// Opens each folder from `/` down to `folders` without following
+/// symlinks (the real path has none) and checks its owner and mode.
+fn walk_folders(folders: &Path, shown: &str, trusted_uid: u32) -> Result<OwnedFd, Problem> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let cannot = |folder: &Path, err: rustix::io::Errno| {
+        Problem::new(format!(
+            "cannot inspect the folder `{}` of `{shown}`: {}",
+            folder.display(),
+            crate::io_error::lowercase(&std::io::Error::from(err))
+        ))
+    };
+    let root = Path::new("/");
+    let mut dir = rustix::fs::open(root, flags, Mode::empty()).map_err(|e| cannot(root, e))?;
+    let mut walked = PathBuf::from("/");
+    check_folder(&dir, &walked, shown, trusted_uid)?;
+    for component in folders.components() {
+        let name: &OsStr = match component {
+            Component::RootDir => continue,
+            Component::Normal(name) => name,
+            // A real path has no `.`, `..` or prefixes; one that does was
+            // not produced by the kernel.
+            _ => return Err(moved(shown)),
+        };
+        walked.push(name);
+        dir =
+            rustix::fs::openat(&dir, name, flags, Mode::empty()).map_err(|e| cannot(&walked, e))?;
+        check_folder(&dir, &walked, shown, trusted_uid)?;
+    }
+    Ok(dir)
+}
+
+fn check_folder(dir: &OwnedFd, path: &Path, shown: &str, trusted_uid: u32) -> Result<(), Problem> {
+    let stat = rustix::fs::fstat(dir).map_err(|_| moved(shown))?;
+    match owner_or_mode(&stat, shown, Some(path), trusted_uid) {
+        Some(problem) => Err(problem),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with the owner or mode of the file (`folder` `None`) or
+/// of a folder above it.
+fn owner_or_mode(
+    stat: &Stat,
     shown: &str,
-    what: &str,
+    folder: Option<&Path>,
     trusted_uid: u32,
 ) -> Option<Problem> {
-    if meta.uid() != trusted_uid {
+    let (it, subject, why) = match folder {
+        None => (
+            "it".to_string(),
+            shown.to_string(),
+            "whoever can edit it controls the firewall",
+        ),
+        Some(folder) => (
+            format!("its folder `{}`", folder.display()),
+            folder.display().to_string(),
+            "whoever can change that folder can swap the file",
+        ),
+    };
+    if stat.st_uid != trusted_uid {
         return Some(
             Problem::new(format!(
-                "refusing to use {what}`{shown}`: it belongs to user id {}, not root; whoever can edit it controls the firewall",
-                meta.uid()
+                "refusing to use `{shown}`: {it} belongs to user id {}, not root; {why}",
+                stat.st_uid
             ))
-            .hint(format!("make root its owner: chown root {shown}")),
+            .hint(format!("make root its owner: chown root {subject}")),
         );
     }
-    let writers = match (meta.mode() & 0o020 != 0, meta.mode() & 0o002 != 0) {
+    // A sticky folder (like /tmp) only lets owners rename or delete.
+    if folder.is_some() && stat.st_mode & 0o1000 != 0 {
+        return None;
+    }
+    let writers = match (stat.st_mode & 0o020 != 0, stat.st_mode & 0o002 != 0) {
         (true, true) => "its group and everyone",
         (true, false) => "its group",
         (false, true) => "everyone",
         (false, false) => return None,
     };
+    let writers = match folder {
+        None => writers.to_string(),
+        Some(_) => writers.replace("its group", "the folder's group"),
+    };
     Some(
         Problem::new(format!(
-            "refusing to use {what}`{shown}`: {writers} can write it; whoever can edit it controls the firewall"
+            "refusing to use `{shown}`: {writers} can write {it}; {why}"
         ))
-        .hint(format!("take the write permission away: chmod go-w {shown}")),
+        .hint(format!(
+            "take the write permission away: chmod go-w {subject}"
+        )),
     )
+}
+
+fn moved(shown: &str) -> Problem {
+    Problem::new(format!(
+        "refusing to use `{shown}`: it was moved or replaced while being checked"
+    ))
+    .hint("run fwscript again once the file stays put")
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
+    use crate::script::files;
 
-    fn setup(mode: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+    fn setup(mode: u32) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("fw.rhai");
         std::fs::write(&file, "").unwrap();
@@ -94,26 +165,41 @@ mod tests {
         std::fs::metadata(path).unwrap().uid()
     }
 
+    fn checked(file: &Path, shown: &str, uid: u32) -> Result<(), Problem> {
+        check(&files::open(file, shown).unwrap(), uid)
+    }
+
+    fn as_root() -> bool {
+        if effective_uid() == 0 {
+            return true;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the permission check must be tested as root under CI"
+        );
+        eprintln!("SKIP: the permission check applies to root only");
+        false
+    }
+
     #[test]
     fn a_private_file_passes() {
         let (_dir, file) = setup(0o644);
-        assert_eq!(check(&file, "fw.rhai", owner(&file)), Ok(()));
-        assert_eq!(check(&file, "fw.rhai", 0).is_ok(), owner(&file) == 0);
+        assert_eq!(checked(&file, "fw.rhai", owner(&file)), Ok(()));
+        assert_eq!(checked(&file, "fw.rhai", 0).is_ok(), owner(&file) == 0);
     }
 
     #[test]
     fn group_or_world_writable_files_are_refused_as_root() {
+        if !as_root() {
+            return;
+        }
         for (mode, words) in [
             (0o664, "its group can"),
             (0o646, "everyone can"),
             (0o666, "its group and everyone"),
         ] {
             let (_dir, file) = setup(mode);
-            if owner(&file) != 0 {
-                eprintln!("SKIP: needs files owned by root");
-                return;
-            }
-            let problem = check(&file, "fw.rhai", 0).unwrap_err();
+            let problem = checked(&file, "fw.rhai", 0).unwrap_err();
             assert!(
                 problem.message.contains(words),
                 "{mode:o}: {}",
@@ -129,18 +215,17 @@ mod tests {
     #[test]
     fn only_root_is_this_strict() {
         let (_dir, file) = setup(0o666);
-        assert_eq!(check(&file, "fw.rhai", 1000), Ok(()));
+        assert_eq!(checked(&file, "fw.rhai", 1000), Ok(()));
     }
 
     #[test]
     fn a_file_owned_by_someone_else_is_refused() {
-        let (_dir, file) = setup(0o644);
-        if effective_uid() != 0 {
-            eprintln!("SKIP: chown needs root");
+        if !as_root() {
             return;
         }
+        let (_dir, file) = setup(0o644);
         std::os::unix::fs::chown(&file, Some(1000), None).unwrap();
-        let problem = check(&file, "fw.rhai", 0).unwrap_err();
+        let problem = checked(&file, "fw.rhai", 0).unwrap_err();
         assert!(
             problem.message.contains("belongs to user id 1000"),
             "{}",
@@ -149,20 +234,56 @@ mod tests {
     }
 
     #[test]
-    fn a_writable_folder_is_refused_unless_sticky() {
-        let (dir, file) = setup(0o644);
-        if owner(&file) != 0 {
-            eprintln!("SKIP: needs files owned by root");
+    fn every_folder_up_to_the_root_counts_unless_sticky() {
+        if !as_root() {
             return;
         }
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let problem = check(&file, "fw/fw.rhai", 0).unwrap_err();
+        let outer = tempfile::tempdir().unwrap();
+        let middle = outer.path().join("middle");
+        let inner = middle.join("fw");
+        std::fs::create_dir_all(&inner).unwrap();
+        let file = inner.join("fw.rhai");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(checked(&file, "fw/fw.rhai", 0), Ok(()));
+        // Not the folder holding the file: one above it.
+        std::fs::set_permissions(&middle, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let problem = checked(&file, "fw/fw.rhai", 0).unwrap_err();
         assert!(
-            problem.message.contains("the folder `fw`"),
+            problem.message.contains(&format!(
+                "its folder `{}`",
+                middle.canonicalize().unwrap().display()
+            )),
             "{}",
             problem.message
         );
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
-        assert_eq!(check(&file, "fw/fw.rhai", 0), Ok(()));
+        std::fs::set_permissions(&middle, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(checked(&file, "fw/fw.rhai", 0), Ok(()));
+        std::os::unix::fs::chown(&middle, Some(1000), None).unwrap();
+        let problem = checked(&file, "fw/fw.rhai", 0).unwrap_err();
+        assert!(
+            problem.message.contains("belongs to user id 1000"),
+            "{}",
+            problem.message
+        );
+    }
+
+    #[test]
+    fn a_symlink_into_a_folder_others_can_write_is_refused() {
+        if !as_root() {
+            return;
+        }
+        let safe = tempfile::tempdir().unwrap();
+        let open = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let target = open.path().join("fw.rhai");
+        std::fs::write(&target, "").unwrap();
+        let link = safe.path().join("fw.rhai");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let problem = checked(&link, "fw.rhai", 0).unwrap_err();
+        assert!(
+            problem.message.contains("everyone can write it"),
+            "{}",
+            problem.message
+        );
     }
 }

@@ -1,24 +1,24 @@
 //! Rhai's errors in the user's words: each gets the place in the user's
-//! script (never a line inside stdlib), a sentence instead of an internal
-//! signature, and a hint where one helps.
+//! script, a sentence instead of an internal signature, and a hint where
+//! one helps.
 
-use rhai::{EvalAltResult, ParseError, Position};
+use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
+use super::carets;
 use super::error::ScriptError;
 use super::functions;
 use super::rule_spec::closest;
-use super::session::{is_stdlib, Session};
+use super::session::{Raised, Session, Syntax};
 use super::{engine, values::Problem};
 
 pub fn from_parse(err: &ParseError, source: &str, session: &Session) -> ScriptError {
-    let problem = parse_problem(&err.0);
-    located(session, source, err.1, problem)
+    let (problem, position) = parse_problem(&err.0, err.1, session);
+    located(session, source, position, problem)
 }
 
 pub fn from_eval(err: &EvalAltResult, entry: &str, session: &Session) -> ScriptError {
     // Walk from the outermost call inwards, remembering the deepest place
-    // that lies in a user's file: errors inside stdlib belong to the call
-    // that led there.
+    // that lies in a user's file.
     let mut source = entry.to_string();
     let mut site: Option<(String, Position)> = None;
     let mut err = err;
@@ -30,13 +30,13 @@ pub fn from_eval(err: &EvalAltResult, entry: &str, session: &Session) -> ScriptE
             EvalAltResult::ErrorInModule(path, inner, pos) => (inner, Some(path.clone()), *pos),
             innermost => {
                 let pos = innermost.position();
-                if !is_stdlib(Some(&source)) && !pos.is_none() {
+                if !pos.is_none() {
                     site = Some((source.clone(), pos));
                 }
                 break;
             }
         };
-        if !is_stdlib(Some(&source)) && !position.is_none() {
+        if !position.is_none() {
             site = Some((source.clone(), position));
         }
         if let Some(next) = next_source.filter(|s| !s.is_empty()) {
@@ -47,12 +47,13 @@ pub fn from_eval(err: &EvalAltResult, entry: &str, session: &Session) -> ScriptE
 
     if let (EvalAltResult::ErrorRuntime(value, _), Some(raised)) = (err, &session.raised) {
         if value.to_string() == raised.message {
-            return raised.clone();
+            return from_raised(raised, session);
         }
     }
     if let EvalAltResult::ErrorParsing(kind, pos) = err {
         // A module that does not parse: its own position is the useful one.
-        return located(session, &source, *pos, parse_problem(kind));
+        let (problem, position) = parse_problem(kind, *pos, session);
+        return located(session, &source, position, problem);
     }
     let problem = eval_problem(err);
     match site {
@@ -65,7 +66,44 @@ pub fn from_eval(err: &EvalAltResult, entry: &str, session: &Session) -> ScriptE
     }
 }
 
+/// A problem a stdlib function or the resolver recorded: at its call, the
+/// caret under the argument at fault, or in the file it lies in.
+fn from_raised(raised: &Raised, session: &Session) -> ScriptError {
+    let problem = &raised.problem;
+    if let Some(place) = &problem.place {
+        let called = session.location(&raised.site.source, raised.site.position);
+        let read_by = format!(
+            "reached from {}:{}:{}",
+            called.file, called.line, called.column
+        );
+        return ScriptError {
+            message: raised.message.clone(),
+            location: Some((**place).clone()),
+            hint: Some(match &problem.hint {
+                Some(hint) => format!("{hint}; {read_by}"),
+                None => read_by,
+            }),
+        };
+    }
+    let position = match session.text(&raised.site.source) {
+        Some(text) => carets::refine(text, raised.site.position, &problem.at),
+        None => raised.site.position,
+    };
+    ScriptError {
+        message: raised.message.clone(),
+        location: Some(session.location(&raised.site.source, position)),
+        hint: problem.hint.clone(),
+    }
+}
+
 fn located(session: &Session, source: &str, position: Position, problem: Problem) -> ScriptError {
+    if let Some(place) = problem.place {
+        return ScriptError {
+            message: problem.message,
+            location: Some(*place),
+            hint: problem.hint,
+        };
+    }
     ScriptError {
         message: problem.message,
         location: Some(session.location(source, position)),
@@ -73,14 +111,45 @@ fn located(session: &Session, source: &str, position: Position, problem: Problem
     }
 }
 
-fn parse_problem(kind: &rhai::ParseErrorType) -> Problem {
+/// A parse error, or what the token hook refused (recorded in the
+/// session, with its own position).
+fn parse_problem(
+    kind: &ParseErrorType,
+    position: Position,
+    session: &Session,
+) -> (Problem, Position) {
+    // The token hook refused a token: whatever the parser made of it,
+    // the hook's reason is the one to give.
+    if let Some((syntax, at)) = &session.syntax {
+        return match syntax {
+            Syntax::Reserved(name) => (
+                Problem::new(format!(
+                    "`{name}` is a fwscript function and cannot be redefined"
+                ))
+                .hint(format!(
+                    "give your function another name, like `my_{name}`; `fwscript functions` lists the reserved ones"
+                )),
+                *at,
+            ),
+            Syntax::Deadline => (too_long(), *at),
+        };
+    }
     use rhai::ParseErrorType as P;
-    match kind {
+    let problem = match kind {
         P::Reserved(word) if word == "eval" => Problem::new("`eval` is not available in fwscript")
             .hint("a firewall script cannot run code built at run time"),
         P::Reserved(word) => Problem::new(format!("`{word}` is a reserved word")),
         other => Problem::new(sentence(&other.to_string())),
-    }
+    };
+    (problem, position)
+}
+
+fn too_long() -> Problem {
+    Problem::new(format!(
+        "the script ran too long: it was stopped after {} s",
+        engine::TIME_LIMIT.as_secs()
+    ))
+    .hint("look for a loop that never ends, or work that grows with every round")
 }
 
 fn eval_problem(err: &EvalAltResult) -> Problem {
@@ -95,6 +164,7 @@ fn eval_problem(err: &EvalAltResult) -> Problem {
             engine::MAX_OPERATIONS
         ))
         .hint("look for a loop that never ends"),
+        E::ErrorTerminated(value, _) if engine::is_deadline(value) => too_long(),
         E::ErrorStackOverflow(_) => Problem::new(format!(
             "functions call each other more than {} levels deep",
             engine::MAX_CALL_LEVELS
@@ -108,8 +178,8 @@ fn eval_problem(err: &EvalAltResult) -> Problem {
         E::ErrorTooManyVariables(_) => Problem::new("the script defines too many variables"),
         E::ErrorDataTooLarge(what, _) => Problem::new(format!("{} grew too large", sentence(what)))
             .hint(format!(
-                "strings hold at most {} bytes, arrays {} items, maps {} keys",
-                engine::MAX_STRING,
+                "one value may hold at most {} MiB of text, {} array items and {} map keys, counting what it contains",
+                engine::MAX_STRING >> 20,
                 engine::MAX_ARRAY,
                 engine::MAX_MAP
             )),

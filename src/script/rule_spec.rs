@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use rhai::{Dynamic, Map};
 use sha2::{Digest, Sha256};
 
-use super::values::{self, Checked, Problem};
+use super::values::{self, Checked, Problem, Step};
 use crate::netfilter::{Family, Hook, Table};
 use crate::plan::{
     net_family, Action, CtState, Matches, Origin, PortRange, Proto, Recent, RecentCheck, Rule,
@@ -36,6 +36,91 @@ pub const KEYS: &[&str] = &[
     "family",
 ];
 
+/// A `rule()` key, by position in [`KEYS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Chain,
+    Table,
+    Proto,
+    Dport,
+    Sport,
+    Src,
+    Dst,
+    Iface,
+    Oface,
+    State,
+    TcpFlags,
+    IcmpType,
+    Limit,
+    Burst,
+    Action,
+    ToPort,
+    To,
+    LogPrefix,
+    Comment,
+    Family,
+}
+
+impl Key {
+    pub const ALL: [Key; KEYS.len()] = [
+        Key::Chain,
+        Key::Table,
+        Key::Proto,
+        Key::Dport,
+        Key::Sport,
+        Key::Src,
+        Key::Dst,
+        Key::Iface,
+        Key::Oface,
+        Key::State,
+        Key::TcpFlags,
+        Key::IcmpType,
+        Key::Limit,
+        Key::Burst,
+        Key::Action,
+        Key::ToPort,
+        Key::To,
+        Key::LogPrefix,
+        Key::Comment,
+        Key::Family,
+    ];
+
+    pub fn name(self) -> &'static str {
+        KEYS[self as usize]
+    }
+
+    pub fn parse(name: &str) -> Option<Key> {
+        KEYS.iter().position(|k| *k == name).map(|i| Key::ALL[i])
+    }
+}
+
+/// The values of one rule's keys, as given: an absent key is `None`.
+#[derive(Debug, Clone, Default)]
+pub struct Fields([Option<Dynamic>; KEYS.len()]);
+
+impl Fields {
+    pub fn set(&mut self, key: Key, value: Dynamic) {
+        self.0[key as usize] = Some(value);
+    }
+
+    pub fn get(&self, key: Key) -> Option<&Dynamic> {
+        self.0[key as usize].as_ref()
+    }
+
+    /// A `rule()` map: only known keys (an unknown one is an error, never
+    /// ignored).
+    pub fn from_map(map: &Map) -> Checked<Fields> {
+        check_keys(map, KEYS, "rule")?;
+        let mut fields = Fields::default();
+        for (name, value) in map.iter() {
+            if let Some(key) = Key::parse(name) {
+                fields.set(key, value.clone());
+            }
+        }
+        Ok(fields)
+    }
+}
+
 /// What stdlib may add to a rule beyond the public keys.
 #[derive(Debug, Clone, Default)]
 pub struct Extras {
@@ -56,27 +141,34 @@ pub struct PlacedRule {
 }
 
 /// Reads one `rule()` map; `origin` is the user's call site.
-pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<PlacedRule>> {
-    check_keys(map, KEYS, "rule")?;
-    let spec = Spec { map };
+pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Expansion> {
+    // Only an absent key means "any"; `()` (a typo'd map key, an unset
+    // variable) is a mistake that must never widen the rule.
+    for key in Key::ALL {
+        if fields.get(key).is_some_and(Dynamic::is_unit) {
+            let name = key.name();
+            return Err(Problem::missing(format!("`{name}`")).within(Step::Key(name.to_string())));
+        }
+    }
+    let spec = Spec { fields };
 
-    let table = match spec.get("table") {
-        Some(v) => {
+    let table = match spec.get(Key::Table) {
+        Some(v) => key("table", || {
             let text = values::string(v, "`table`")?;
             Table::parse(&text).ok_or_else(|| {
                 Problem::new(format!("unknown table `{text}`")).hint("one of: filter, nat, mangle")
-            })?
-        }
+            })
+        })?,
         None => Table::Filter,
     };
-    let hook = match spec.get("chain") {
-        Some(v) => {
+    let hook = match spec.get(Key::Chain) {
+        Some(v) => key("chain", || {
             let text = values::string(v, "`chain`")?;
             Hook::parse_script(&text).ok_or_else(|| {
                 Problem::new(format!("unknown chain `{text}`"))
                     .hint("one of: input, forward, output, prerouting, postrouting")
-            })?
-        }
+            })
+        })?,
         None => Hook::Input,
     };
     if !table.builtin_chains().contains(&hook) {
@@ -85,87 +177,103 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
             .iter()
             .map(|h| h.script_name())
             .collect();
-        return Err(Problem::new(format!(
-            "the {table} table has no `{}` chain",
-            hook.script_name()
-        ))
-        .hint(format!(
-            "the {table} table's chains are: {}",
-            names.join(", ")
-        )));
+        return key("chain", || {
+            Err(Problem::new(format!(
+                "the {table} table has no `{}` chain",
+                hook.script_name()
+            ))
+            .hint(format!(
+                "the {table} table's chains are: {}",
+                names.join(", ")
+            )))
+        });
     }
 
-    let proto = match spec.get("proto") {
-        Some(v) => parse_proto(&values::string(v, "`proto`")?)?,
+    let proto = match spec.get(Key::Proto) {
+        Some(v) => key("proto", || parse_proto(&values::string(v, "`proto`")?))?,
         None => None,
     };
     let action = parse_action(&spec, table, hook, proto)?;
 
     let mut matches = Matches::default();
-    let port_list = |key: &str| -> Checked<Vec<Option<PortRange>>> {
-        match spec.get(key) {
+    let port_list = |which: Key| -> Checked<Vec<Option<PortRange>>> {
+        let name = which.name();
+        match spec.get(which) {
             None => Ok(vec![None]),
-            Some(v) => {
+            Some(v) => key(name, || {
                 if !proto.is_some_and(Proto::has_ports) {
                     return Err(Problem::new(format!(
-                        "`{key}` needs `proto` \"tcp\" or \"udp\""
+                        "`{name}` needs `proto` \"tcp\" or \"udp\""
                     )));
                 }
                 Ok(values::ports(v, proto)?.into_iter().map(Some).collect())
-            }
+            }),
         }
     };
-    let dports = port_list("dport")?;
-    let sports = port_list("sport")?;
-    let address_list = |key: &str| -> Checked<Vec<Option<IpNet>>> {
-        match spec.get(key) {
+    let dports = port_list(Key::Dport)?;
+    let sports = port_list(Key::Sport)?;
+    let address_list = |which: Key| -> Checked<Vec<Option<IpNet>>> {
+        let name = which.name();
+        match spec.get(which) {
             None => Ok(vec![None]),
-            Some(v) => Ok(values::addresses(v)?.into_iter().map(Some).collect()),
+            Some(v) => key(name, || {
+                Ok(values::addresses(v)?.into_iter().map(Some).collect())
+            }),
         }
     };
-    let srcs = address_list("src")?;
-    let dsts = address_list("dst")?;
+    let srcs = address_list(Key::Src)?;
+    let dsts = address_list(Key::Dst)?;
 
-    matches.iface = interface(&spec, hook, "iface")?;
-    matches.oface = interface(&spec, hook, "oface")?;
-    if let Some(v) = spec.get("state") {
-        matches.state = parse_states(v)?;
+    matches.iface = interface(&spec, hook, Key::Iface)?;
+    matches.oface = interface(&spec, hook, Key::Oface)?;
+    if let Some(v) = spec.get(Key::State) {
+        matches.state = key("state", || parse_states(v))?;
     }
-    if let Some(v) = spec.get("tcp_flags") {
-        if proto != Some(Proto::Tcp) {
-            return Err(Problem::new("`tcp_flags` needs `proto` \"tcp\""));
+    if let Some(v) = spec.get(Key::TcpFlags) {
+        matches.tcp_flags = Some(key("tcp_flags", || {
+            if proto != Some(Proto::Tcp) {
+                return Err(Problem::new("`tcp_flags` needs `proto` \"tcp\""));
+            }
+            parse_tcp_flags(v)
+        })?);
+    }
+    if let Some(v) = spec.get(Key::IcmpType) {
+        matches.icmp_type = Some(key("icmp_type", || {
+            let p = proto
+                .filter(|p| matches!(p, Proto::Icmp | Proto::Icmpv6))
+                .ok_or_else(|| Problem::new("`icmp_type` needs `proto` \"icmp\" or \"icmpv6\""))?;
+            values::icmp_type(v, p)
+        })?);
+    }
+    if let Some(v) = spec.get(Key::Limit) {
+        matches.limit = Some(key("limit", || {
+            values::rate(&values::string(v, "`limit`")?)
+        })?);
+    }
+    if let Some(v) = spec.get(Key::Burst) {
+        let burst = key("burst", || {
+            if matches.limit.is_none() {
+                return Err(Problem::new("`burst` needs `limit`"));
+            }
+            values::bounded(v, "`burst`", 1..=10_000)
+        })?;
+        if let Some(limit) = matches.limit.as_mut() {
+            limit.burst = Some(burst);
         }
-        matches.tcp_flags = Some(parse_tcp_flags(v)?);
-    }
-    if let Some(v) = spec.get("icmp_type") {
-        let p = proto
-            .filter(|p| matches!(p, Proto::Icmp | Proto::Icmpv6))
-            .ok_or_else(|| Problem::new("`icmp_type` needs `proto` \"icmp\" or \"icmpv6\""))?;
-        matches.icmp_type = Some(values::icmp_type(v, p)?);
-    }
-    if let Some(v) = spec.get("limit") {
-        matches.limit = Some(values::rate(&values::string(v, "`limit`")?)?);
-    }
-    if let Some(v) = spec.get("burst") {
-        let limit = matches
-            .limit
-            .as_mut()
-            .ok_or_else(|| Problem::new("`burst` needs `limit`"))?;
-        limit.burst = Some(values::bounded(v, "burst", 1..=10_000)?);
     }
     matches.proto = proto;
     matches.dnat_from_port = extras.dnat_from_port;
 
-    let comment = spec
-        .get("comment")
-        .map(|v| {
+    let comment = match spec.get(Key::Comment) {
+        Some(v) => Some(key("comment", || {
             values::free_text(
                 &values::string(v, "`comment`")?,
                 "comment",
                 values::MAX_COMMENT,
             )
-        })
-        .transpose()?;
+        })?),
+        None => None,
+    };
 
     // Families the rule may live in, before addresses narrow it down.
     let mut families: Vec<Family> = Family::ALL.to_vec();
@@ -180,9 +288,8 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
         families.retain(|f| *f == only);
         Ok(())
     };
-    if let Some(v) = spec.get("family") {
-        let family = values::family(v)?;
-        narrow(family, "`family`".into())?;
+    if let Some(v) = spec.get(Key::Family) {
+        key("family", || narrow(values::family(v)?, "`family`".into()))?;
     }
     if let Some(family) = proto.and_then(Proto::family) {
         narrow(
@@ -202,72 +309,136 @@ pub fn expand(map: &Map, extras: &Extras, origin: &Origin) -> Checked<Vec<Placed
         Table::Nat | Table::Mangle => None,
     };
 
-    let mut placed = Vec::new();
-    for src in &srcs {
-        for dst in &dsts {
-            let rule_families: Vec<Family> = families
-                .iter()
-                .copied()
-                .filter(|f| {
-                    src.is_none_or(|n| net_family(&n) == *f)
-                        && dst.is_none_or(|n| net_family(&n) == *f)
-                })
-                .collect();
-            for family in rule_families {
-                for sport in &sports {
-                    for dport in &dports {
-                        let mut m = matches.clone();
-                        m.src = *src;
-                        m.dst = *dst;
-                        m.sport = *sport;
-                        m.dport = *dport;
-                        m.recent = extras.recent.clone().map(|check| Recent {
-                            list: recent_list(family, &m),
-                            check,
-                        });
-                        let rule = Rule {
-                            matches: m,
-                            action: action.clone(),
-                            comment: comment.clone(),
-                            origin: Some(origin.clone()),
-                        };
-                        placed.push(PlacedRule {
-                            family,
-                            table,
-                            hook,
-                            stage,
-                            rule,
-                        });
+    let expansion = Expansion {
+        table,
+        hook,
+        stage,
+        matches,
+        action,
+        comment,
+        origin: origin.clone(),
+        recent: extras.recent.clone(),
+        families,
+        srcs,
+        dsts,
+        sports,
+        dports,
+    };
+    if expansion.count() == 0 {
+        return Err(family_conflict(
+            &expansion.srcs,
+            &expansion.dsts,
+            &expansion.families,
+        ));
+    }
+    Ok(expansion)
+}
+
+/// The rules one `rule()` map stands for, not built yet: each source,
+/// destination, family and port makes one. Handed to the collector whole,
+/// so a list of 100,000 addresses is never a list of rules twice over.
+pub struct Expansion {
+    table: Table,
+    hook: Hook,
+    stage: Option<Stage>,
+    matches: Matches,
+    action: Action,
+    comment: Option<String>,
+    origin: Origin,
+    recent: Option<RecentCheck>,
+    families: Vec<Family>,
+    srcs: Vec<Option<IpNet>>,
+    dsts: Vec<Option<IpNet>>,
+    sports: Vec<Option<PortRange>>,
+    dports: Vec<Option<PortRange>>,
+}
+
+impl Expansion {
+    /// The families a rule with these addresses lives in.
+    fn families_of(
+        &self,
+        src: &Option<IpNet>,
+        dst: &Option<IpNet>,
+    ) -> impl Iterator<Item = Family> + '_ {
+        let (src, dst) = (*src, *dst);
+        self.families.iter().copied().filter(move |f| {
+            src.is_none_or(|n| net_family(&n) == *f) && dst.is_none_or(|n| net_family(&n) == *f)
+        })
+    }
+
+    /// How many rules [`Expansion::for_each`] makes.
+    pub fn count(&self) -> usize {
+        let ports = self.sports.len() * self.dports.len();
+        let mut count = 0;
+        for src in &self.srcs {
+            for dst in &self.dsts {
+                count += self.families_of(src, dst).count() * ports;
+            }
+        }
+        count
+    }
+
+    /// Makes each rule, in script order: by source, destination, family,
+    /// source port, destination port.
+    pub fn for_each(&self, mut take: impl FnMut(PlacedRule)) {
+        for src in &self.srcs {
+            for dst in &self.dsts {
+                for family in self.families_of(src, dst) {
+                    for sport in &self.sports {
+                        for dport in &self.dports {
+                            let mut m = self.matches.clone();
+                            m.src = *src;
+                            m.dst = *dst;
+                            m.sport = *sport;
+                            m.dport = *dport;
+                            m.recent = self.recent.clone().map(|check| Recent {
+                                list: recent_list(family, &m),
+                                check,
+                            });
+                            take(PlacedRule {
+                                family,
+                                table: self.table,
+                                hook: self.hook,
+                                stage: self.stage,
+                                rule: Rule {
+                                    matches: m,
+                                    action: self.action.clone(),
+                                    comment: self.comment.clone(),
+                                    origin: Some(self.origin.clone()),
+                                },
+                            });
+                        }
                     }
                 }
             }
         }
     }
-    if placed.is_empty() {
-        return Err(family_conflict(&srcs, &dsts, &families));
-    }
-    Ok(placed)
 }
 
 struct Spec<'a> {
-    map: &'a Map,
+    fields: &'a Fields,
 }
 
 impl Spec<'_> {
-    /// A key's value; `()` counts as absent, so stdlib can pass an option
-    /// straight through whether the user gave it or not.
-    fn get(&self, key: &str) -> Option<&Dynamic> {
-        self.map.get(key).filter(|v| !v.is_unit())
+    /// A key's value; never `()`, which [`expand`] refuses up front.
+    fn get(&self, key: Key) -> Option<&Dynamic> {
+        self.fields.get(key)
     }
+}
+
+/// Whatever goes wrong in `body` lies in the value of key `name`.
+fn key<T>(name: &str, body: impl FnOnce() -> Checked<T>) -> Checked<T> {
+    body().map_err(|p| p.within(Step::Key(name.to_string())))
 }
 
 /// `iface` or `oface`, where the packet has such an interface: none comes
 /// in on output and postrouting, none goes out yet on input and prerouting.
-fn interface(spec: &Spec, hook: Hook, key: &str) -> Checked<Option<String>> {
-    let Some(value) = spec.get(key) else {
+fn interface(spec: &Spec, hook: Hook, which: Key) -> Checked<Option<String>> {
+    let name = which.name();
+    let Some(value) = spec.get(which) else {
         return Ok(None);
     };
-    let (direction, other, other_direction, lacking): (&str, &str, &str, &[Hook]) = match key {
+    let (direction, other, other_direction, lacking): (&str, &str, &str, &[Hook]) = match name {
         "iface" => (
             "incoming",
             "oface",
@@ -283,12 +454,15 @@ fn interface(spec: &Spec, hook: Hook, key: &str) -> Checked<Option<String>> {
     };
     if lacking.contains(&hook) {
         return Err(Problem::new(format!(
-            "`{key}` (the {direction} interface) cannot be used in the `{}` chain",
+            "`{name}` (the {direction} interface) cannot be used in the `{}` chain",
             hook.script_name()
         ))
-        .hint(format!("use `{other}` for the {other_direction} interface")));
+        .hint(format!("use `{other}` for the {other_direction} interface"))
+        .within(Step::Key(name.into())));
     }
-    values::iface(&values::string(value, &format!("`{key}`"))?).map(Some)
+    key(name, || {
+        values::iface(&values::string(value, &format!("`{name}`"))?).map(Some)
+    })
 }
 
 /// An unknown key is an error, never ignored (DESIGN.md 2.2).
@@ -306,7 +480,11 @@ pub fn check_keys(map: &Map, known: &[&str], what: &str) -> Checked<()> {
         Some(near) => format!("did you mean `{near}`?"),
         None => format!("the keys {what} takes: {}", known.join(", ")),
     };
-    Err(Problem::new(format!("unknown key `{first}` in the options of `{what}`")).hint(hint))
+    Err(
+        Problem::new(format!("unknown key `{first}` in the options of `{what}`"))
+            .hint(hint)
+            .within(Step::KeyName(first.to_string())),
+    )
 }
 
 /// The known name nearest to a misspelling, if one is near enough.
@@ -348,27 +526,29 @@ fn parse_proto(text: &str) -> Checked<Option<Proto>> {
 }
 
 fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> Checked<Action> {
-    let value = spec.get("action").ok_or_else(|| {
+    let value = spec.get(Key::Action).ok_or_else(|| {
         Problem::new("the rule has no `action`")
             .hint("add `action: \"accept\"` (or drop, reject, …)")
     })?;
-    let text = values::string(value, "`action`")?;
-    let only_with = |key: &str, action: &str| -> Checked<()> {
-        match spec.get(key) {
-            Some(_) => Err(Problem::new(format!(
-                "`{key}` only goes with `action` \"{action}\""
-            ))),
+    let text = key("action", || values::string(value, "`action`"))?;
+    let only_with = |key: Key, action: &str| -> Checked<()> {
+        let key = key.name();
+        match spec.get(Key::parse(key).unwrap_or(Key::Action)) {
+            Some(_) => Err(
+                Problem::new(format!("`{key}` only goes with `action` \"{action}\""))
+                    .within(Step::Key(key.into())),
+            ),
             None => Ok(()),
         }
     };
     if text != "log" {
-        only_with("log_prefix", "log")?;
+        only_with(Key::LogPrefix, "log")?;
     }
     if text != "redirect" {
-        only_with("to_port", "redirect")?;
+        only_with(Key::ToPort, "redirect")?;
     }
     if !matches!(text.as_str(), "dnat" | "snat") {
-        only_with("to", "dnat\" or \"snat")?;
+        only_with(Key::To, "dnat\" or \"snat")?;
     }
     let place = |tables: &[Table], hooks: &[Hook]| -> Checked<()> {
         if tables.contains(&table) && hooks.contains(&hook) {
@@ -384,15 +564,17 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
             "`{text}` works in the {} table, chains {}",
             tables.join("/"),
             chains.join(", ")
-        )))
+        ))
+        .within(Step::Key("action".into())))
     };
     let needs_ports = |what: &str| -> Checked<()> {
         if proto.is_some_and(Proto::has_ports) {
             Ok(())
         } else {
-            Err(Problem::new(format!(
-                "action `{what}` needs `proto` \"tcp\" or \"udp\""
-            )))
+            Err(
+                Problem::new(format!("action `{what}` needs `proto` \"tcp\" or \"udp\""))
+                    .within(Step::Key("action".into())),
+            )
         }
     };
     let all_hooks = &Hook::ALL;
@@ -409,18 +591,18 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
         }
         "log" => {
             let prefix = spec
-                .get("log_prefix")
-                .map(|v| values::free_text(&values::string(v, "`log_prefix`")?, "log prefix", values::MAX_LOG_PREFIX))
+                .get(Key::LogPrefix)
+                .map(|v| key("log_prefix", || values::free_text(&values::string(v, "`log_prefix`")?, "log prefix", values::MAX_LOG_PREFIX)))
                 .transpose()?;
             Action::Log { prefix }
         }
         "redirect" => {
             place(&[Table::Nat], &[Hook::Prerouting, Hook::Output])?;
             needs_ports("redirect")?;
-            let to_port = spec.get("to_port").ok_or_else(|| Problem::new("action `redirect` needs `to_port`"))?;
-            let ports = values::ports(to_port, proto)?;
+            let to_port = spec.get(Key::ToPort).ok_or_else(|| Problem::new("action `redirect` needs `to_port`"))?;
+            let ports = key("to_port", || values::ports(to_port, proto))?;
             let [to_port] = ports[..] else {
-                return Err(Problem::new("`to_port` must be one port or one range"));
+                return Err(Problem::new("`to_port` must be one port or one range").within(Step::Key("to_port".into())));
             };
             Action::Redirect { to_port }
         }
@@ -445,11 +627,11 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
             Action::Masquerade
         }
         other => match other.strip_prefix("jump:") {
-            Some(chain) => Action::Jump { chain: values::jump_chain(chain)? },
+            Some(chain) => Action::Jump { chain: key("action", || values::jump_chain(chain))? },
             None => {
                 return Err(Problem::new(format!("unknown action `{other}`")).hint(
                     "one of: accept, drop, reject, log, return, jump:NAME, redirect, dnat, snat, masquerade",
-                ))
+                ).within(Step::Key("action".into())))
             }
         },
     };
@@ -458,9 +640,9 @@ fn parse_action(spec: &Spec, table: Table, hook: Hook, proto: Option<Proto>) -> 
 
 fn endpoint(spec: &Spec) -> Checked<crate::plan::Endpoint> {
     let to = spec
-        .get("to")
+        .get(Key::To)
         .ok_or_else(|| Problem::new("this action needs `to`: \"host[:port]\""))?;
-    values::endpoint(&values::string(to, "`to`")?)
+    key("to", || values::endpoint(&values::string(to, "`to`")?))
 }
 
 /// Rules land in a stage by what they do: drops first, then accepts.
@@ -478,14 +660,18 @@ fn stage_of(action: &Action) -> Stage {
 
 fn parse_states(value: &Dynamic) -> Checked<Vec<CtState>> {
     let mut states = Vec::new();
-    for item in values::one_or_many(value) {
-        let text = values::string(&item, "a `state`")?;
+    let listed = value.is_array();
+    for (i, item) in values::one_or_many(value).into_iter().enumerate() {
+        let within = |p: Problem| if listed { p.within(Step::Item(i)) } else { p };
+        let text = values::string(&item, "one of its states").map_err(within)?;
         let state = CtState::ALL
             .into_iter()
             .find(|s| s.script_name() == text)
             .ok_or_else(|| {
-                Problem::new(format!("unknown connection state `{text}`"))
-                    .hint("one of: new, established, related, invalid")
+                within(
+                    Problem::new(format!("unknown connection state `{text}`"))
+                        .hint("one of: new, established, related, invalid"),
+                )
             })?;
         if !states.contains(&state) {
             states.push(state);

@@ -2,6 +2,8 @@
 //! table rather than `/etc/services`, so a script means the same on every
 //! host.
 
+use super::rule_spec::closest;
+use super::values::Problem;
 use crate::plan::Proto;
 
 pub struct Service {
@@ -109,4 +111,40 @@ pub fn names() -> String {
         .map(|s| s.name)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `unknown service `htps``, with the nearest name when one is close
+/// (`did you mean `https`?`) and the whole table only when none is.
+pub fn unknown(name: &str) -> Problem {
+    let problem = Problem::new(format!("unknown service `{name}`"));
+    let all: Vec<&str> = SERVICES.iter().map(|s| s.name).collect();
+    match closest(&name.to_lowercase(), &all) {
+        Some(near) => problem.hint(format!("did you mean `{near}`?")),
+        None => problem.hint(format!("write the port number, or one of: {}", names())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_service_gets_the_nearest_name() {
+        for (typo, near) in [
+            ("htps", "https"),
+            ("HTTPS", "https"),
+            ("smtpp", "smtp"),
+            ("postgress", "postgres"),
+        ] {
+            assert_eq!(
+                unknown(typo).hint.as_deref(),
+                Some(format!("did you mean `{near}`?").as_str()),
+                "{typo}"
+            );
+        }
+        assert!(unknown("eighty")
+            .hint
+            .unwrap()
+            .starts_with("write the port number"));
+    }
 }

@@ -1,46 +1,90 @@
 //! The state one evaluation shares between the engine's callbacks: the
-//! collector, the texts of every file read (for error carets) and the last
-//! error a native function raised.
+//! collector, the files read (for error carets, `watch` and `plan`), the
+//! modules being imported (for cycles) and the last problem a stdlib
+//! function or the parser raised.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use rhai::{EvalAltResult, Position};
+use ipnet::IpNet;
+use rhai::{EvalAltResult, Module, Position};
 
 use super::collector::Collector;
-use super::error::{Location, ScriptError};
+use super::error::Location;
 use super::values::Problem;
 use crate::plan::Origin;
 
-/// Every stdlib module's source id starts with this, which no path a user
-/// script is read from does.
-pub const STDLIB_SOURCE: &str = "<stdlib>/";
-
-pub fn is_stdlib(source: Option<&str>) -> bool {
-    source.is_some_and(|s| s.starts_with(STDLIB_SOURCE))
-}
-
 pub type Shared = Rc<RefCell<Session>>;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Session {
     pub collector: Collector,
-    /// User files read so far: source id (the path as shown) and text.
+    /// The entry script's source id: the path as the user gave it.
+    pub entry: String,
+    /// The script and the modules read so far, in order.
     pub files: Vec<SourceFile>,
-    /// The error a native function raised, with its place in the user's
-    /// script; Rhai only carries its message up the call stack.
-    pub raised: Option<ScriptError>,
+    /// Address lists read so far, each once.
+    pub lists: Vec<ListFile>,
+    /// The problem a stdlib function or the module resolver raised, with
+    /// its place; Rhai only carries its message up the call stack.
+    pub raised: Option<Raised>,
+    /// What the token hook refused while parsing, and where.
+    pub syntax: Option<(Syntax, Position)>,
     /// Files must belong to this user and be writable by no one else (when
     /// it is root).
     pub trusted_uid: u32,
+    /// The script's folder, canonical: imports and lists stay inside it.
+    pub root: PathBuf,
+    /// The same folder as the user named it, for messages and origins.
+    pub shown_root: PathBuf,
+    /// The files whose evaluation is under way, outermost first (the
+    /// script, then each import): an import of one of them is a cycle.
+    pub importing: Vec<(PathBuf, String)>,
+    /// Modules already evaluated, by real path: a second import reuses one.
+    pub modules: HashMap<PathBuf, rhai::Shared<Module>>,
 }
 
-#[derive(Debug)]
 pub struct SourceFile {
+    /// The source id: the path as shown to the user.
     pub id: String,
+    /// The path as given (the script) or as really read (a module).
     pub path: PathBuf,
     pub text: String,
+}
+
+/// One address list file, as `address_list()` read it.
+pub struct ListFile {
+    /// The path as the script wrote it: `lists/blocklist.txt`.
+    pub written: String,
+    pub real: PathBuf,
+    /// Unique, in file order.
+    pub entries: Vec<IpNet>,
+}
+
+pub struct Raised {
+    pub site: Site,
+    /// The full sentence, as Rhai carries it.
+    pub message: String,
+    pub problem: Problem,
+}
+
+/// What the token hook refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Syntax {
+    /// `fn rule(...)`: a user function named like a stdlib one.
+    Reserved(String),
+    Deadline,
+}
+
+impl Syntax {
+    pub fn marker(&self) -> &'static str {
+        match self {
+            Syntax::Reserved(_) => "fwscript: reserved name",
+            Syntax::Deadline => "fwscript: deadline",
+        }
+    }
 }
 
 /// A place in a user's file.
@@ -61,13 +105,18 @@ impl Site {
 }
 
 impl Session {
+    pub fn text(&self, source: &str) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|f| f.id == source)
+            .map(|f| f.text.as_str())
+    }
+
     pub fn location(&self, source: &str, position: Position) -> Location {
         let line = position.line().unwrap_or(0);
         let source_line = self
-            .files
-            .iter()
-            .find(|f| f.id == source)
-            .and_then(|f| f.text.lines().nth(line.checked_sub(1)?))
+            .text(source)
+            .and_then(|text| text.lines().nth(line.checked_sub(1)?))
             .map(str::to_string);
         Location {
             file: source.to_string(),
@@ -77,15 +126,16 @@ impl Session {
         }
     }
 
-    /// Records `problem` at `site` and returns the Rhai error that unwinds
-    /// the script; [`super::evaluate`] swaps it back for the recorded one.
-    pub fn raise(&mut self, site: &Site, problem: Problem) -> Box<EvalAltResult> {
-        let error = ScriptError {
-            message: problem.message.clone(),
-            location: Some(self.location(&site.source, site.position)),
-            hint: problem.hint,
-        };
-        self.raised = Some(error);
-        EvalAltResult::ErrorRuntime(problem.message.into(), site.position).into()
+    /// Records `problem` at `site` (said by `function`, for a missing
+    /// value) and returns the Rhai error that unwinds the script;
+    /// [`super::evaluate`] swaps it back for the recorded one.
+    pub fn raise(&mut self, site: &Site, function: &str, problem: Problem) -> Box<EvalAltResult> {
+        let message = problem.sentence(function);
+        self.raised = Some(Raised {
+            site: site.clone(),
+            message: message.clone(),
+            problem,
+        });
+        EvalAltResult::ErrorRuntime(message.into(), site.position).into()
     }
 }

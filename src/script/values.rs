@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use rhai::Dynamic;
 
+use super::error::Location;
 use super::services;
 use crate::netfilter::{icmp_type_by_name, icmp_types, Family, MAX_CHAIN_NAME, OWNED_PREFIX};
 use crate::plan::{Endpoint, IcmpType, PortRange, Proto, RateLimit, RateUnit};
@@ -16,6 +17,27 @@ use crate::plan::{Endpoint, IcmpType, PortRange, Proto, RateLimit, RateUnit};
 pub struct Problem {
     pub message: String,
     pub hint: Option<String>,
+    /// Where in the call the fault lies, outermost first (which argument,
+    /// which key of a map, which item of an array), so the caret can go
+    /// under it; empty: the call as a whole.
+    pub at: Vec<Step>,
+    /// The message names what has no value (`its ports`); the function
+    /// around it completes the sentence (see [`Problem::missing`]).
+    pub missing: bool,
+    /// The fault is in another file than the call's (a line of an address
+    /// list): shown there instead.
+    pub place: Option<Box<Location>>,
+}
+
+/// One step from a call down to the value at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Arg(usize),
+    /// The value under a key of a map.
+    Key(String),
+    /// A key of a map itself (an unknown one).
+    KeyName(String),
+    Item(usize),
 }
 
 impl Problem {
@@ -23,12 +45,53 @@ impl Problem {
         Problem {
             message: message.into(),
             hint: None,
+            at: Vec::new(),
+            missing: false,
+            place: None,
         }
+    }
+
+    /// `()` where a value was needed: Rhai's answer for a missing map key
+    /// or a variable never set. Never read as "no restriction".
+    pub fn missing(what: impl Into<String>) -> Problem {
+        Problem {
+            missing: true,
+            ..Problem::new(what)
+        }
+        .hint("only a key left out means \"any\"; a value that is not there is refused, so a typo cannot open the firewall")
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Problem {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// The problem lies inside `step` (prepended: problems are found
+    /// innermost first).
+    pub fn within(mut self, step: Step) -> Problem {
+        self.at.insert(0, step);
+        self
+    }
+
+    /// The full sentence, naming `function` for a missing value.
+    pub fn sentence(&self, function: &str) -> String {
+        if self.missing {
+            format!(
+                "`{function}` got no value for {}: a missing map key or unset variable?",
+                self.message
+            )
+        } else {
+            self.message.clone()
+        }
+    }
+}
+
+/// `value`, unless it is `()`.
+pub fn given<'a>(value: &'a Dynamic, what: &str) -> Checked<&'a Dynamic> {
+    if value.is_unit() {
+        Err(Problem::missing(what))
+    } else {
+        Ok(value)
     }
 }
 
@@ -68,7 +131,7 @@ pub fn one_or_many(value: &Dynamic) -> Vec<Dynamic> {
 }
 
 pub fn string(value: &Dynamic, what: &str) -> Checked<String> {
-    value
+    given(value, what)?
         .read_lock::<rhai::ImmutableString>()
         .map(|s| s.to_string())
         .ok_or_else(|| {
@@ -80,7 +143,7 @@ pub fn string(value: &Dynamic, what: &str) -> Checked<String> {
 }
 
 pub fn integer(value: &Dynamic, what: &str) -> Checked<i64> {
-    value.as_int().map_err(|_| {
+    given(value, what)?.as_int().map_err(|_| {
         Problem::new(format!(
             "{what} must be a whole number, found {}",
             describe(value)
@@ -116,7 +179,19 @@ pub fn ports(value: &Dynamic, proto: Option<Proto>) -> Checked<Vec<PortRange>> {
     if value.is_array() && items.is_empty() {
         return Err(Problem::new("the list of ports is empty").hint("name at least one port"));
     }
-    items.iter().map(|item| port_item(item, proto)).collect()
+    let listed = value.is_array();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let item = if listed {
+                given(item, "one of its ports").map_err(|p| p.within(Step::Item(i)))?
+            } else {
+                given(item, "its ports")?
+            };
+            port_item(item, proto).map_err(|p| if listed { p.within(Step::Item(i)) } else { p })
+        })
+        .collect()
 }
 
 fn port_item(item: &Dynamic, proto: Option<Proto>) -> Checked<PortRange> {
@@ -157,12 +232,7 @@ pub fn port_text(text: &str, proto: Option<Proto>) -> Checked<PortRange> {
 
 fn service_port(name: &str, proto: Option<Proto>) -> Checked<u16> {
     let Some(service) = services::lookup(name) else {
-        return Err(
-            Problem::new(format!("unknown service `{name}`")).hint(format!(
-                "write the port number, or one of: {}",
-                services::names()
-            )),
-        );
+        return Err(services::unknown(name));
     };
     match proto {
         Some(proto) if !service.uses(proto) => Err(Problem::new(format!(
@@ -194,16 +264,25 @@ pub fn addresses(value: &Dynamic) -> Checked<Vec<IpNet>> {
         return Err(Problem::new("the list of addresses is empty")
             .hint("an empty list would match nothing; name at least one address"));
     }
+    let listed = value.is_array();
     items
         .iter()
-        .map(|item| {
+        .enumerate()
+        .map(|(i, item)| {
+            let within = |p: Problem| if listed { p.within(Step::Item(i)) } else { p };
+            let what = if listed {
+                "one of its addresses"
+            } else {
+                "its addresses"
+            };
+            let item = given(item, what).map_err(within)?;
             let text = item.read_lock::<rhai::ImmutableString>().ok_or_else(|| {
-                Problem::new(format!(
+                within(Problem::new(format!(
                     "expected an address like \"203.0.113.7\" or \"2001:db8::/32\", found {}",
                     describe(item)
-                ))
+                )))
             })?;
-            address(&text)
+            address(&text).map_err(within)
         })
         .collect()
 }
@@ -290,16 +369,18 @@ pub fn iface(text: &str) -> Checked<String> {
     Ok(text.to_string())
 }
 
-/// Free text for comments and log prefixes: printable, no quote or
-/// backslash (either could end the field in the restore file).
+/// Free text for comments and log prefixes: printable and visible (no
+/// control, format or line-separator characters, which could forge log
+/// lines or turn text around on screen), and no quote or backslash (either
+/// could end the field in the restore file).
 pub fn free_text(text: &str, what: &str, max: usize) -> Checked<String> {
     if let Some(bad) = text
         .chars()
-        .find(|c| c.is_control() || matches!(c, '"' | '\'' | '\\' | '`'))
+        .find(|c| is_hidden(*c) || matches!(c, '"' | '\'' | '\\' | '`'))
     {
         return Err(
-            Problem::new(format!("{what} {text:?} contains {}", char_name(bad))).hint(format!(
-                "a {what} may not contain quotes, backslashes or control characters"
+            Problem::new(format!("{what} {} contains {}", shown(text), char_name(bad))).hint(format!(
+                "a {what} may not contain quotes, backslashes, or control, format or line-separator characters"
             )),
         );
     }
@@ -309,10 +390,69 @@ pub fn free_text(text: &str, what: &str, max: usize) -> Checked<String> {
             text.len()
         )));
     }
-    if text.trim().is_empty() && what == "comment" {
-        return Err(Problem::new("comment is empty").hint("leave `comment` out instead"));
+    if text.trim().is_empty() {
+        let hint = if what == "comment" {
+            "leave `comment` out instead"
+        } else {
+            "the kernel refuses an empty log prefix; write one, like \"fw-drop: \""
+        };
+        return Err(Problem::new(format!("{what} is empty")).hint(hint));
     }
     Ok(text.to_string())
+}
+
+/// Text quoted for a message, every hidden character written as `\u{…}`
+/// so the message itself shows what is there.
+pub fn shown(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if is_hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Characters that do not show as themselves: Unicode categories Cc
+/// (control), Cf (format: bidi overrides, zero-width spaces, …), Zl and Zp
+/// (line and paragraph separators).
+pub fn is_hidden(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_format(c)
+}
+
+/// Unicode 15.1 category Cf.
+fn is_format(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// Comments share the kernel's 256-byte field with the `fws:<id> ` tag.
@@ -329,7 +469,10 @@ fn char_name(c: char) -> String {
         '"' => "a double quote".into(),
         '\'' => "a single quote".into(),
         '\\' => "a backslash".into(),
+        '\u{2028}' => "the line separator U+2028".into(),
+        '\u{2029}' => "the paragraph separator U+2029".into(),
         c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+        c if is_format(c) => format!("the invisible format character U+{:04X}", c as u32),
         c => format!("`{c}`"),
     }
 }

@@ -25,6 +25,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::forms::KernelForms;
+use crate::io_error::lowercase;
 use crate::origins::RuleOrigins;
 
 pub use lock::WriterLock;
@@ -81,18 +82,6 @@ fn holder_note(holder: &Option<String>) -> String {
         .as_deref()
         .map(|h| format!(" ({h})"))
         .unwrap_or_default()
-}
-
-/// io errors print as "No space left on device (os error 28)"; messages
-/// here are lowercase and end without the code.
-pub fn lowercase(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 const SNAPSHOT: &str = "snapshot.json";

@@ -190,3 +190,31 @@ fn completions_and_the_manual_are_made_from_the_commands() {
         "internal commands stay out"
     );
 }
+
+#[test]
+fn confirm_waits_at_most_a_day_and_says_so() {
+    for secs in ["18446744073709551615", "86401", "0"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_fwscript"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "apply",
+                "--dry-run",
+                "--confirm",
+                secs,
+                "scripts/minimal.rhai",
+            ])
+            .output()
+            .expect("run fwscript");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{secs}: {stderr}");
+        assert!(
+            stderr.contains("--confirm") && stderr.contains("is not in 1..=86400"),
+            "{secs}: {stderr}"
+        );
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_fwscript"))
+        .args(["apply", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("(1 to 86400, one day)"));
+}

@@ -213,6 +213,7 @@ fn every_command_prints_its_golden_object() {
     );
     assert_eq!(broken["error"]["file"], "broken.rhai");
     assert_eq!(broken["error"]["line"], 2);
+    assert_eq!(broken["error"]["col"], 11, "under the bad argument");
     assert_eq!(broken["changed"], false);
     fx.golden("json-error-usage.json", &["apply", "--json"], 1);
     fx.golden(

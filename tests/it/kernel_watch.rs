@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::hostile::{self, Setup};
 use crate::common::netns::{kernel_available, Netns};
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -213,7 +214,7 @@ fn edits_land_and_a_broken_edit_keeps_the_rules() {
         &format!("{SCRIPT}allow_tcp(99999);\n"),
     );
     daemon.wait_log(
-        "fw.rhai:4:1: port 99999 is out of range 1..65535; keeping the last good rules",
+        "fw.rhai:4:11: port 99999 is out of range 1..65535; keeping the last good rules",
         1,
     );
     assert_eq!(
@@ -342,5 +343,120 @@ fn started_over_ssh_the_daemon_will_not_cut_the_session_off() {
         "import \"lib/web\" as web;\nweb::open();\nssh_from(\"198.51.100.9\");\n",
     );
     daemon.wait_log("this SSH session would be cut off", 1);
+    assert_eq!(daemon.netns.saves(), before);
+}
+
+#[test]
+fn hostile_saves_never_end_the_daemon_and_the_rules_stay() {
+    if !kernel_available() {
+        return;
+    }
+    let mut daemon = Daemon::start(SCRIPT, MODULE, 300);
+    daemon.wait_rules("first apply", |r| has_port(r, 80) && has_port(r, 22));
+    let before = daemon.netns.saves();
+    for case in hostile::cases() {
+        // The daemon names files by the path it was given (absolute here).
+        let needle = match case.message.split_once(" → ") {
+            Some((start, _)) => start.rsplit_once(' ').map_or(start, |(s, _)| s),
+            None => case.message,
+        };
+        for into_module in [false, true] {
+            let seen = daemon.log().matches(needle).count();
+            if into_module {
+                // The same text saved into the module the script imports.
+                let path = daemon.path("lib/web.rhai");
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_dir(&path);
+                match &case.setup {
+                    Setup::Script(text) => write(&path, text),
+                    Setup::WithModules(..) => continue,
+                    Setup::Fifo => {
+                        assert!(Command::new("mkfifo")
+                            .arg(&path)
+                            .status()
+                            .unwrap()
+                            .success())
+                    }
+                    Setup::DevZero => std::os::unix::fs::symlink("/dev/zero", &path).unwrap(),
+                    Setup::Folder => std::fs::create_dir(&path).unwrap(),
+                }
+                write(&daemon.path("fw.rhai"), SCRIPT);
+            } else {
+                hostile::install(daemon.dir.path(), &case);
+            }
+            daemon.wait_log(needle, seen + 1);
+            let child = daemon.child.as_mut().unwrap();
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{} ({}): the daemon died:\n{}",
+                case.name,
+                if into_module { "module" } else { "script" },
+                daemon.log()
+            );
+            assert_eq!(
+                daemon.netns.saves(),
+                before,
+                "{}: the rules changed:\n{}",
+                case.name,
+                daemon.log()
+            );
+            // Back to good files, so the next case is a change again.
+            let module = daemon.path("lib/web.rhai");
+            let _ = std::fs::remove_file(&module);
+            let _ = std::fs::remove_dir(&module);
+            write(&module, MODULE);
+            hostile::install(
+                daemon.dir.path(),
+                &hostile::Hostile {
+                    name: "good",
+                    setup: Setup::Script(SCRIPT.into()),
+                    message: "",
+                    place: None,
+                },
+            );
+        }
+    }
+    let errors = daemon.log().matches("keeping the last good rules").count();
+    assert!(errors >= hostile::cases().len(), "{}", daemon.log());
+    // Still the same daemon, and it still applies a good edit.
+    write(
+        &daemon.path("fw.rhai"),
+        &format!("{SCRIPT}allow_tcp(8443);\n"),
+    );
+    daemon.wait_rules("a good save after them all", |r| {
+        has_port(r, 8443) && has_port(r, 80)
+    });
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), 0, "{}", daemon.log());
+}
+
+#[test]
+fn an_address_list_edit_is_applied() {
+    if !kernel_available() {
+        return;
+    }
+    let script =
+        "import \"lib/web\" as web;\nweb::open();\nblock(address_list(\"lists/block.txt\"));\n";
+    // Started before the list exists: a script that never worked yet.
+    let daemon = Daemon::start(script, MODULE, 300);
+    std::fs::create_dir_all(daemon.path("lists")).unwrap();
+    write(&daemon.path("lists/block.txt"), "198.51.100.7\n");
+    write(&daemon.path("fw.rhai"), script);
+    daemon.wait_rules("the list applied", |r| r.contains("-s 198.51.100.7/32"));
+    write(
+        &daemon.path("lists/block.txt"),
+        "198.51.100.7\n# a second one\n203.0.113.9\n",
+    );
+    daemon.wait_rules("the list edit applied", |r| r.contains("-s 203.0.113.9/32"));
+    // A bad line is an error; the rules stay.
+    let before = daemon.netns.saves();
+    write(
+        &daemon.path("lists/block.txt"),
+        "198.51.100.7\nnot-an-address\n",
+    );
+    daemon.wait_log(
+        "block.txt:2:1: `not-an-address` is not an IP address or CIDR",
+        1,
+    );
     assert_eq!(daemon.netns.saves(), before);
 }

@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests.
 
 pub mod fail2ban;
+pub mod hostile;
 pub mod netns;
 pub mod watch;
