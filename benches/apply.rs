@@ -200,6 +200,10 @@ impl<B: Backend> Backend for Counting<B> {
         self.inner.save(family)
     }
 
+    fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+        self.inner.save_counters(family)
+    }
+
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
         self.restores.fetch_add(1, Ordering::Relaxed);
         self.inner.restore(family, input)

@@ -516,6 +516,9 @@ mod tests {
             fn save(&self, family: Family) -> Result<String, BackendError> {
                 self.0.save(family)
             }
+            fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+                self.0.save_counters(family)
+            }
             fn restore(&self, _: Family, _: &str) -> Result<(), BackendError> {
                 Ok(())
             }

@@ -10,6 +10,7 @@
 //! kernel *was* changed and what it now holds.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -22,12 +23,13 @@ use crate::forms::KernelForms;
 use crate::guard::{self, SshSession};
 use crate::live::LiveState;
 use crate::netfilter::Family;
+use crate::origins::{self, RuleOrigins};
 use crate::plan::Plan;
 use crate::render;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{RuleId, Ruleset};
 use crate::state::{
-    boot_id, Applied, FamilySnapshot, LastGood, Locked, OriginalPolicies, PendingConfirm,
-    PlanRecords, RulesRecord, Snapshot, StateDir, StateError,
+    boot_id, Applied, AppliedRules, FamilySnapshot, LastGood, Locked, OriginalPolicies,
+    PendingConfirm, PlanRecords, RulesRecord, Snapshot, StateDir, StateError,
 };
 
 #[derive(Debug)]
@@ -105,19 +107,39 @@ pub fn apply_plan(
     state: Option<&Locked>,
     session: Option<SshSession>,
 ) -> Result<Transaction, Error> {
-    check_guard(plan, session)?;
+    for warning in check_guard(plan, session)? {
+        tracing::warn!("{warning}");
+    }
     write(backend, intent, state)
 }
 
-/// The lockout guard's verdict on `plan`; its warnings (rate limits on the
-/// SSH port) are logged.
-pub fn check_guard(plan: &Plan, session: Option<SshSession>) -> Result<(), Error> {
-    if let Some(session) = session {
-        for warning in guard::check(plan, session)? {
-            tracing::warn!("{warning}");
-        }
+/// The lockout guard's verdict on `plan`: an error when it refuses, else
+/// its warnings (rate limits on the SSH port) for the caller to report.
+pub fn check_guard(plan: &Plan, session: Option<SshSession>) -> Result<Vec<guard::Warning>, Error> {
+    match session {
+        Some(session) => Ok(guard::check(plan, session)?),
+        None => Ok(Vec::new()),
     }
-    Ok(())
+}
+
+/// Set once this process has changed the kernel (a write that held, or
+/// one that failed half way and may have left part of itself): what
+/// reports call `changed`, errors included.
+static KERNEL_WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process has changed the kernel.
+pub fn kernel_written() -> bool {
+    KERNEL_WRITTEN.load(Ordering::SeqCst)
+}
+
+/// [`apply::apply`], noting whether the kernel changed: a write that
+/// failed and was put back changed nothing.
+fn apply_noted(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, Error> {
+    let result = apply::apply(backend, survey);
+    if !matches!(result, Err(apply::ApplyError::Write { .. })) {
+        KERNEL_WRITTEN.store(true, Ordering::SeqCst);
+    }
+    Ok(result?)
 }
 
 /// What writing `rulesets` would change, writing nothing (a dry run): the
@@ -164,6 +186,7 @@ pub fn write(
     if survey.in_sync() {
         if let Some(state) = state {
             adopt_if_unrecorded(state, &intent)?;
+            refresh_origins(state, &intent, &survey);
         }
         return Ok(Transaction {
             survey,
@@ -171,7 +194,7 @@ pub fn write(
         });
     }
     let Some(state) = state else {
-        let written = families(&apply::apply(backend, &survey)?);
+        let written = families(&apply_noted(backend, &survey)?);
         return Ok(Transaction { survey, written });
     };
     // Before the kernel: a folder that cannot take them fails here, and
@@ -197,7 +220,7 @@ pub fn write(
     if intent.snapshot {
         prepare(state.save_snapshot(&snapshot(&survey, &intent.script)))?;
     }
-    let read_back = apply::apply(backend, &survey)?;
+    let read_back = apply_noted(backend, &survey)?;
     let transaction = Transaction {
         survey,
         written: families(&read_back),
@@ -260,6 +283,8 @@ fn adopt_if_unrecorded(state: &Locked, intent: &Intent) -> Result<(), Error> {
         }),
         pending: None,
         policies: None,
+        applied_rules: None,
+        origins: None,
     };
     state.stage_plan(&records)?.commit()?;
     Ok(())
@@ -277,6 +302,7 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
         }),
         Keep::Unchanged => None,
     };
+    let rules_kept = rules.is_some();
     let digest = match &intent.keep {
         Keep::Good { digest } => digest.clone(),
         Keep::Pending(pending) => pending.plan_digest.clone(),
@@ -293,6 +319,7 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
             at: now(),
             digest,
             boot_id: boot_id(),
+            origins: origins::digest(&intent.rulesets, &mut origins::read_source),
         }),
         rules,
         pending: match &intent.keep {
@@ -300,7 +327,80 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
             _ => None,
         },
         policies,
+        applied_rules: Some(applied_rules(&intent.rulesets, rules_kept)),
+        origins: Some(rule_origins(
+            &state.rule_origins().unwrap_or_default(),
+            intent,
+            survey,
+        )),
     })
+}
+
+/// The rules written and the policies they decide; `kept`: the write keeps
+/// the rules in a rules file already (last good or pending).
+pub fn applied_rules(rulesets: &[Ruleset], kept: bool) -> AppliedRules {
+    AppliedRules {
+        text: (!kept).then(|| rules_text(rulesets)),
+        policies: rulesets
+            .iter()
+            .map(|ruleset| {
+                let tables = ruleset
+                    .tables
+                    .iter()
+                    .map(|(&table, rules)| (table, rules.policies.clone()))
+                    .collect();
+                (ruleset.family, tables)
+            })
+            .collect(),
+    }
+}
+
+/// The script line of each rule the intent writes, and of each rule the
+/// kernel held before (which a rollback may put back).
+fn rule_origins(known: &RuleOrigins, intent: &Intent, survey: &Survey) -> RuleOrigins {
+    let before: Vec<&RuleId> = survey
+        .families
+        .iter()
+        .flat_map(|f| f.live.tables.values())
+        .flat_map(|t| t.owned_chains())
+        .flat_map(|c| &c.rules)
+        .filter_map(|r| r.id.as_ref())
+        .collect();
+    origins::record(&intent.rulesets, &before, known, &mut origins::read_source)
+}
+
+/// A kernel in sync with a plan whose lines moved (a comment added above
+/// them) or that now comes from another file: the record of the lines is
+/// brought up to date, so `status` names the lines the script has now.
+/// Best effort: it only tells people where rules came from. The digest
+/// in `applied.json` tells in a few milliseconds whether anything moved,
+/// so a no-op apply of a big script does not pay for the whole record.
+fn refresh_origins(state: &Locked, intent: &Intent, survey: &Survey) {
+    if !matches!(intent.keep, Keep::Good { .. } | Keep::Pending(_)) {
+        return;
+    }
+    let Ok(Some(mut applied)) = state.applied() else {
+        return;
+    };
+    let digest = origins::digest(&intent.rulesets, &mut origins::read_source);
+    if applied.origins == digest {
+        return;
+    }
+    let Ok(known) = state.rule_origins() else {
+        return;
+    };
+    applied.origins = digest;
+    let records = PlanRecords {
+        origins: Some(rule_origins(&known, intent, survey)),
+        applied: Some(applied),
+        ..PlanRecords::default()
+    };
+    if let Err(err) = state
+        .stage_plan(&records)
+        .and_then(|staged| staged.commit())
+    {
+        tracing::warn!("{err}; `fwscript status` may name old script lines");
+    }
 }
 
 fn last_good(intent: &Intent, digest: &str) -> LastGood {
@@ -386,6 +486,9 @@ mod tests {
         fn save(&self, family: Family) -> Result<String, BackendError> {
             self.kernel.save(family)
         }
+        fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+            self.kernel.save_counters(family)
+        }
         fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
             for entry in std::fs::read_dir(&self.folder).unwrap() {
                 let path = entry.unwrap().path();
@@ -424,6 +527,7 @@ mod tests {
             !backend.kernel.state(Family::Ipv4).tables.is_empty(),
             "the write did happen"
         );
+        assert!(kernel_written(), "reports say `changed` with the error");
     }
 
     #[test]

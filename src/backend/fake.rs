@@ -23,6 +23,9 @@ struct Inner {
     fault: Option<Family>,
     saves: usize,
     restores: Vec<(Family, String)>,
+    /// Packet and byte counters of rules by their fwscript id; every other
+    /// rule counts nothing.
+    counters: BTreeMap<(Family, String), (u64, u64)>,
 }
 
 impl Fake {
@@ -56,6 +59,14 @@ impl Fake {
             .unwrap_or_else(|| LiveState::empty(family))
     }
 
+    /// Sets the counters `save_counters` prints for the rule with fwscript
+    /// id `id`, as if that many packets had matched it.
+    pub fn count(&self, family: Family, id: &str, packets: u64, bytes: u64) {
+        self.lock()
+            .counters
+            .insert((family, id.to_string()), (packets, bytes));
+    }
+
     pub fn saves(&self) -> usize {
         self.lock().saves
     }
@@ -86,6 +97,25 @@ impl Backend for Fake {
             .get(&family)
             .map(ToString::to_string)
             .unwrap_or_default())
+    }
+
+    fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+        let text = self.save(family)?;
+        let inner = self.lock();
+        let mut out = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("-A ") {
+                let spec = rest.split_once(' ').map_or("", |(_, spec)| spec);
+                let id = LiveRule::new(spec).id.map(|id| id.to_string());
+                let (packets, bytes) = id
+                    .and_then(|id| inner.counters.get(&(family, id)).copied())
+                    .unwrap_or_default();
+                out.push_str(&format!("[{packets}:{bytes}] "));
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        Ok(out)
     }
 
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {

@@ -186,6 +186,11 @@ impl Backend for Iptables {
         self.run(&tools.save, &[], None, TOOL_LIMIT)
     }
 
+    fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+        let tools = self.tools(family)?;
+        self.run(&tools.save, &["-c"], None, TOOL_LIMIT)
+    }
+
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
         let tools = self.tools(family)?;
         let wait = self.lock_wait.as_secs().max(1).to_string();

@@ -22,6 +22,11 @@ pub trait Backend: Sync {
     /// All tables of `family`, as `iptables-save` prints them.
     fn save(&self, family: Family) -> Result<String, BackendError>;
 
+    /// The same with each rule's packet and byte counters, as
+    /// `iptables-save -c` prints them (`[packets:bytes] -A …`): for
+    /// `status`, never for a diff.
+    fn save_counters(&self, family: Family) -> Result<String, BackendError>;
+
     /// Runs `input` through `iptables-restore --noflush`: each table block is
     /// atomic, the whole input is not.
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError>;

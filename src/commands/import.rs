@@ -29,18 +29,20 @@ pub fn import(args: &ImportArgs) -> Result<Outcome, Error> {
             let mut warnings = notes;
             warnings.extend(imported.warnings.iter().cloned());
             warnings.retain(|w| !w.starts_with("import: "));
-            json::print(json!({
+            json::print(
+                "import",
+                json!({
+                "changed": false,
+                "dry_run": true,
                 "script": imported.script,
                 "summary": imported.summary,
                 "warnings": warnings,
-            }))?;
+                }),
+            )?;
             Ok(Outcome::Done)
         }
-        (Err(err), true) => {
-            json::print_error(&err)?;
-            Ok(Outcome::Failed)
-        }
-        (Err(err), false) => Err(err),
+        // With --json, `commands::run` prints the error object.
+        (Err(err), _) => Err(err),
     }
 }
 

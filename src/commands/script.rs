@@ -3,14 +3,43 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::Outcome;
+use serde_json::json;
+
+use super::{json, Outcome, Ui};
+use crate::cli::CheckArgs;
 use crate::error::Error;
 use crate::netfilter::Family;
 use crate::{render, script};
 
-pub fn check(path: &Path) -> Result<Outcome, Error> {
+pub fn check(ui: &Ui, args: &CheckArgs) -> Result<Outcome, Error> {
+    let path = &args.script;
     let plan = script::evaluate(path)?;
-    println!("{}: ok, {} rules", path.display(), plan.rule_count());
+    if args.json {
+        let rules: serde_json::Map<String, serde_json::Value> = Family::ALL
+            .iter()
+            .map(|&family| {
+                let count = render::ruleset(&plan, family).rule_count();
+                (family.name().to_string(), count.into())
+            })
+            .collect();
+        json::print(
+            "check",
+            json!({
+                "changed": false,
+                "dry_run": true,
+                "script": path.display().to_string(),
+                "rules": plan.rule_count(),
+                "kernel_rules": rules,
+                "warnings": [],
+            }),
+        )?;
+    } else {
+        ui.out(&format!(
+            "{}: ok, {} rules\n",
+            path.display(),
+            plan.rule_count()
+        ))?;
+    }
     Ok(Outcome::Done)
 }
 

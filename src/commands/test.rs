@@ -26,11 +26,8 @@ pub fn test(args: &TestArgs) -> Result<Outcome, Error> {
             print_json(args, &files, &outcomes)?;
             Ok(verdict(&outcomes))
         }
-        (Err(err), true) => {
-            json::print_error(&err)?;
-            Ok(Outcome::Failed)
-        }
-        (Err(err), false) => Err(err),
+        // With --json, `commands::run` prints the error object.
+        (Err(err), _) => Err(err),
     }
 }
 
@@ -115,12 +112,17 @@ fn print_json(
             })
         })
         .collect();
-    json::print(json!({
+    json::print(
+        "test",
+        json!({
+        "changed": false,
+        "dry_run": true,
         "script": args.script.display().to_string(),
         "mode": if args.kernel { "kernel" } else { "offline" },
         "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         "passed": outcomes.len() - failed,
         "failed": failed,
         "tests": tests,
-    }))
+        }),
+    )
 }

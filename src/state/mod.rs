@@ -26,11 +26,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::forms::KernelForms;
 use crate::io_error::lowercase;
+use crate::origins::RuleOrigins;
 
 pub use lock::WriterLock;
 pub use records::{
-    boot_id, Applied, DaemonRecord, FamilySnapshot, LastGood, OriginalPolicies, PendingConfirm,
-    Rejected, Snapshot,
+    boot_id, Applied, AppliedRules, DaemonRecord, FamilySnapshot, LastGood, OriginalPolicies,
+    PendingConfirm, Rejected, Snapshot,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,8 @@ const LAST_GOOD_RULES: &str = "last-good.rules";
 const POLICIES: &str = "original-policies.json";
 const DAEMON: &str = "watch.json";
 const KERNEL_FORMS: &str = "kernel-forms.json";
+const APPLIED_RULES: &str = "applied-rules.json";
+const ORIGINS: &str = "origins.json";
 
 /// The largest state file read: the rules of 200,000 rules with room to
 /// spare. Anything larger is not fwscript's.
@@ -237,6 +240,18 @@ impl StateDir {
     /// to find rules changed behind its back; empty before the first.
     pub fn kernel_forms(&self) -> Result<KernelForms, StateError> {
         Ok(self.read_json(KERNEL_FORMS)?.unwrap_or_default())
+    }
+
+    /// The rules of the last write, whatever wrote them (an apply, reset,
+    /// rollback, a fallback): what `status` compares the kernel with.
+    pub fn applied_rules(&self) -> Result<Option<AppliedRules>, StateError> {
+        self.read_json(APPLIED_RULES)
+    }
+
+    /// The script line behind each rule id of the last write and of the
+    /// kernel before it; empty before the first write that recorded them.
+    pub fn rule_origins(&self) -> Result<RuleOrigins, StateError> {
+        Ok(self.read_json(ORIGINS)?.unwrap_or_default())
     }
 
     /// The daemon's own record, written outside transactions: only the
@@ -474,6 +489,16 @@ impl<'a> Locked<'a> {
         if let Some(policies) = &plan.policies {
             files.push(state.stage(POLICIES, &json_bytes(policies))?);
         }
+        if let Some(rules) = &plan.applied_rules {
+            files.push(state.stage(APPLIED_RULES, &json_bytes(rules))?);
+        }
+        if let Some(origins) = &plan.origins {
+            // An entry per script line: compact, as it is read at every
+            // write.
+            let mut text = serde_json::to_vec(origins).expect("state serialises");
+            text.push(b'\n');
+            files.push(state.stage(ORIGINS, &text)?);
+        }
         Ok(StagedPlan { files })
     }
 
@@ -503,6 +528,10 @@ pub struct PlanRecords {
     pub pending: Option<PendingConfirm>,
     /// Original policies, with what this write taught.
     pub policies: Option<OriginalPolicies>,
+    /// The rules written, for `status` (`applied-rules.json`).
+    pub applied_rules: Option<AppliedRules>,
+    /// The script line of each rule written (`origins.json`).
+    pub origins: Option<RuleOrigins>,
 }
 
 /// The rules of a plan, as restore files of every family.
