@@ -27,5 +27,6 @@ pub mod plan;
 pub mod render;
 pub mod ruleset;
 pub mod script;
+pub mod sets;
 pub mod state;
 pub mod transaction;

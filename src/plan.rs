@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::netfilter::{Family, Hook, Policy, Table, OWNED_PREFIX};
 pub use crate::ruleset::Origin;
@@ -41,6 +42,11 @@ impl Plan {
         self.families.get(&family)
     }
 
+    /// Every owned set, both families.
+    pub fn sets(&self) -> impl Iterator<Item = &SetPlan> {
+        self.families.values().flat_map(|f| &f.sets)
+    }
+
     pub fn rule_count(&self) -> usize {
         self.families
             .values()
@@ -54,6 +60,98 @@ impl Plan {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FamilyPlan {
     pub tables: BTreeMap<Table, TablePlan>,
+    /// The owned ipsets this family's rules match, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<SetPlan>,
+}
+
+impl FamilyPlan {
+    pub fn set(&self, name: &str) -> Option<&SetPlan> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+}
+
+/// A rule's `src` or `dst` of more than this many addresses of one family
+/// becomes an owned ipset matched by one rule, instead of one rule per
+/// address: a few rules are easier to read in `iptables -S` and keep their
+/// own counters; past that, a set is cheaper to write, to read and to match.
+pub const SET_THRESHOLD: usize = 8;
+
+/// An ipset's entries: sorted, unique, host bits cleared, never a `/0`
+/// (`hash:net` cannot hold one). Shared between the plan's rules and its
+/// sets, so a 100,000-entry list is held once.
+pub type SetEntries = Arc<[IpNet]>;
+
+/// An owned ipset (`fws-…`, `hash:net`) as the plan has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetPlan {
+    pub name: String,
+    pub family: Family,
+    #[serde(serialize_with = "entry_count")]
+    pub entries: SetEntries,
+    pub source: SetSource,
+}
+
+/// Where a set's entries come from, for people: the list file they equal,
+/// or the script call that gave them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetSource {
+    /// An address list, as the script named it (`lists/blocklist.txt`).
+    List(String),
+    /// A literal array, or a list the script changed (filtered, joined).
+    Call(Origin),
+}
+
+impl fmt::Display for SetSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetSource::List(file) => f.write_str(file),
+            SetSource::Call(origin) => write!(f, "{origin}"),
+        }
+    }
+}
+
+/// A rule's match on an owned set: `-m set --match-set NAME src|dst`.
+#[derive(Clone)]
+pub struct SetRef {
+    /// `fws-<12 hex>`; empty until the collector names it.
+    pub name: String,
+    pub family: Family,
+    pub entries: SetEntries,
+}
+
+impl SetRef {
+    /// Whether `addr` is in the set: within one of its networks.
+    pub fn contains(&self, addr: &IpAddr) -> bool {
+        self.entries.iter().any(|net| net.contains(addr))
+    }
+}
+
+impl PartialEq for SetRef {
+    fn eq(&self, other: &SetRef) -> bool {
+        self.name == other.name
+            && self.family == other.family
+            && (Arc::ptr_eq(&self.entries, &other.entries) || self.entries == other.entries)
+    }
+}
+
+/// Its name and size: a set's entries are the set's business, not every
+/// rule's.
+impl fmt::Debug for SetRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} entries)", self.name, self.entries.len())
+    }
+}
+
+impl Serialize for SetRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name)
+    }
+}
+
+fn entry_count<S: Serializer>(entries: &SetEntries, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(entries.len() as u64)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -239,6 +337,10 @@ pub struct Rule {
 pub struct Matches {
     pub src: Option<IpNet>,
     pub dst: Option<IpNet>,
+    /// The source is in this owned set (`-m set --match-set NAME src`).
+    pub src_set: Option<SetRef>,
+    /// The destination is in this owned set.
+    pub dst_set: Option<SetRef>,
     pub iface: Option<String>,
     pub oface: Option<String>,
     pub proto: Option<Proto>,

@@ -349,9 +349,13 @@ fn snapshot(survey: &Survey, script: &str) -> Snapshot {
         families: survey
             .families
             .iter()
-            .map(|f| FamilySnapshot {
-                family: f.live.family,
-                save: render::restore_file(&f.live.owned()),
+            .map(|f| {
+                let owned = survey.snapshot(f);
+                FamilySnapshot {
+                    family: f.live.family,
+                    save: render::restore_file(&owned),
+                    sets: crate::sets::restore_file(&owned.sets),
+                }
             })
             .collect(),
     }

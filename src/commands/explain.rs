@@ -98,6 +98,7 @@ mod tests {
                     chains: Vec::new(),
                 },
             )]),
+            sets: Vec::new(),
         };
         Plan {
             sources: Vec::new(),

@@ -35,7 +35,9 @@ impl Outcome {
 pub fn run(cli: Cli) -> Result<Outcome, Error> {
     match cli.command {
         Command::Check(args) => script::check(&args.script),
-        Command::Render(args) => script::render(&args.script, args.family.map(Into::into)),
+        Command::Render(args) => {
+            script::render(&args.script, args.family.map(Into::into), args.sets)
+        }
         Command::Functions => script::functions(),
         Command::Plan(args) => apply::plan(&args, &cli.state_dir),
         Command::Apply(args) => apply::apply(&args, &cli.state_dir),

@@ -40,6 +40,7 @@ pub fn report(
 /// The changes per family, table and chain, each with what causes it.
 pub fn describe(survey: &Survey, plan: Option<&Plan>) -> String {
     let mut out = String::new();
+    crate::sets::describe_changes(survey.set_changes(), &mut out);
     for family in &survey.families {
         for table in &family.changes.tables {
             let _ = writeln!(out, "{} {}", family.live.family, table.table);

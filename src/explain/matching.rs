@@ -2,10 +2,10 @@
 //! three-valued: yes, no, or "cannot be known offline" — and the reading
 //! (see [`Reading`]) decides what an unknown counts as.
 //!
-//! A new match kind (an ipset's `-m set --match-set NAME src`, say) is one
-//! function returning a [`Test`] and one line in [`rule_matches`]; what it
-//! cannot know offline (the set's members) is a new [`Assumption`] with its
-//! line in [`Assumption::resolve`].
+//! A new match kind is one function returning a [`Test`] and one line in
+//! [`rule_matches`]; what it cannot know offline is a new [`Assumption`]
+//! with its line in [`Assumption::resolve`]. An owned ipset (`-m set
+//! --match-set fws-… src`) is known exactly: the plan holds its entries.
 
 use std::net::IpAddr;
 
@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use super::packet::{Packet, Transport};
 use super::reading::{Rates, Reading};
 use crate::netfilter::Family;
-use crate::plan::{Matches, PortRange, Proto, RateLimit, Recent, RecentCheck, TcpFlags};
+use crate::plan::{Matches, PortRange, Proto, RateLimit, Recent, RecentCheck, SetRef, TcpFlags};
 
 /// A packet field the user may leave out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -128,6 +128,8 @@ pub fn rule_matches(m: &Matches, packet: &Packet, reading: Reading) -> RuleMatch
     let tests = [
         address(m.src, packet.src, Field::Src),
         address(m.dst, packet.dst, Field::Dst),
+        set(m.src_set.as_ref(), packet.src, Field::Src),
+        set(m.dst_set.as_ref(), packet.dst, Field::Dst),
         iface(
             m.iface.as_deref(),
             packet.in_iface.as_deref(),
@@ -192,6 +194,16 @@ fn address(rule: Option<IpNet>, packet: Option<IpAddr>, field: Field) -> Test {
         (None, _) => Test::Pass,
         (Some(net), Some(addr)) => Test::from(net.contains(&addr)),
         (Some(net), None) if net.prefix_len() == 0 => Test::Pass,
+        (Some(_), None) => Test::Unknown(Assumption::Unspecified(field)),
+    }
+}
+
+/// `-m set --match-set NAME src|dst`: within one of the set's networks. A
+/// missing address is unknown (a set never holds a `/0`).
+fn set(rule: Option<&SetRef>, packet: Option<IpAddr>, field: Field) -> Test {
+    match (rule, packet) {
+        (None, _) => Test::Pass,
+        (Some(set), Some(addr)) => Test::from(set.contains(&addr)),
         (Some(_), None) => Test::Unknown(Assumption::Unspecified(field)),
     }
 }

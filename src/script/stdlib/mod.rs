@@ -308,7 +308,7 @@ impl<'a> Call<'a> {
         self.shared
             .borrow_mut()
             .collector
-            .add(&rules)
+            .add(rules)
             .map_err(Problem::new)
     }
 
