@@ -404,7 +404,10 @@ fn run(
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     if status.success() {
-        Ok(String::from_utf8_lossy(&stdout).into_owned())
+        // Taken as is when valid, as it always is: `ipset save` of a big
+        // set is megabytes, not worth copying.
+        Ok(String::from_utf8(stdout)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     } else {
         let stderr = String::from_utf8_lossy(&stderr);
         let message = if stderr.trim().is_empty() {

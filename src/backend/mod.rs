@@ -5,6 +5,7 @@
 
 pub mod fake;
 pub mod iptables;
+pub mod prefetch;
 
 use std::time::Duration;
 

@@ -8,6 +8,7 @@ use super::report::{self, print, print_json};
 use super::Outcome;
 use crate::apply;
 use crate::backend::iptables::Iptables;
+use crate::backend::prefetch::Prefetch;
 use crate::backend::Backend;
 use crate::cli::{ApplyArgs, PlanArgs};
 use crate::confirm::{self, Settled};
@@ -19,8 +20,9 @@ use crate::state::{boot_id, Locked, StateDir};
 use crate::transaction::{self, Keep};
 
 pub fn plan(args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
+    // The kernel is read while the script evaluates.
+    let backend = Prefetch::start(Iptables::detect(None)?);
     let plan = script::evaluate(&args.script)?;
-    let backend = Iptables::detect(None)?;
     // Read only: a state folder that does not exist yet is not made, and
     // one that cannot be trusted only costs the drift-by-content check.
     let state = StateDir::open_existing(state_dir).unwrap_or_else(|err| {
@@ -48,11 +50,11 @@ pub fn plan(args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
 
 pub fn apply(args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
     let backend = Iptables::detect(None)?;
-    let evaluated = script::evaluate(&args.script);
     if args.dry_run {
-        // A dry run reads and writes nothing, not even an overdue rollback,
-        // so it needs no lock either.
-        let plan = evaluated?;
+        // A dry run writes nothing, not even an overdue rollback, so it
+        // needs no lock either.
+        let backend = Prefetch::start(backend);
+        let plan = script::evaluate(&args.script)?;
         transaction::check_guard(&plan, guard(args)?)?;
         let state = StateDir::open_existing(state_dir)?;
         let transaction =
@@ -61,6 +63,11 @@ pub fn apply(args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
     }
     let state = StateDir::open(state_dir)?;
     let locked = state.lock(&format!("apply {}", args.script.display()))?;
+    // Holding the lock, the kernel is read while the script evaluates:
+    // neither needs the other, and with a long address list each takes
+    // about as long as the rest of the apply.
+    let backend = Prefetch::start(backend);
+    let evaluated = script::evaluate(&args.script);
     warn_about_daemon(&locked, &args.script);
     let at_boot = args.boot || first_run_since_boot(&backend, &locked)?;
     let settled = confirm::settle(&backend, &locked)?;

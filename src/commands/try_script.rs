@@ -36,6 +36,10 @@ pub fn try_script(path: &Path) -> Result<Outcome, Error> {
         let _ = writeln!(out, "\n# {}-save", name.tool());
         out.push_str(&backend.save(name)?);
     }
+    if plan.sets().next().is_some() {
+        out.push_str("\n# ipset list -t\n");
+        out.push_str(&backend.list_sets()?);
+    }
     print(&survey, &out)?;
     Ok(Outcome::Done)
 }

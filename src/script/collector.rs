@@ -5,13 +5,13 @@
 //! the stages that can accept (reached from the end of the built-in chain).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
 use std::path::PathBuf;
 
-use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use super::chunks::{jump_to, split};
-use super::rule_spec::{Expansion, PlacedRule};
+use super::rule_spec::{Expansion, Given, PlacedRule};
 use crate::netfilter::{Family, Hook, Policy, Table, SET_PREFIX};
 use crate::plan::{
     net_family, Action, AddressListSource, ChainPlan, ChainPolicy, CtState, FamilyPlan, IcmpType,
@@ -58,7 +58,7 @@ pub struct Collector {
     pub baseline: Baseline,
     /// The owned sets the rules match, in the order made, with the call
     /// that made each.
-    sets: Vec<(SetRef, Origin)>,
+    sets: Vec<(SetRef, Origin, Given)>,
     /// How often each set key was used, for the occurrence in a set's name.
     set_keys: HashMap<String, usize>,
     set_names: HashSet<String>,
@@ -110,7 +110,7 @@ impl Collector {
         let key = rules.set_key();
         let origin = rules.origin().clone();
         let mut made = Vec::new();
-        for (direction, set) in rules.sets_mut() {
+        for (direction, set, given) in rules.sets_mut() {
             let key = format!("{}|{}|{key}", set.family, direction.name());
             let occurrence = self.set_keys.entry(key.clone()).or_default();
             let mut counter = *occurrence as u64;
@@ -124,7 +124,7 @@ impl Collector {
                 }
                 counter += 1 << 32;
             };
-            made.push((set.clone(), origin.clone()));
+            made.push((set.clone(), origin.clone(), given));
         }
         self.sets.extend(made);
     }
@@ -246,30 +246,23 @@ fn set_name(key: &str, occurrence: u64) -> String {
 }
 
 /// The plan's sets per family, sorted by name, each with its source: the
-/// address list whose entries of that family it holds exactly, or else the
-/// call that made it.
+/// address list whose entries of that family the call handed over as read
+/// (same addresses, same order), or else the call that made it.
 fn set_plans(
-    made: Vec<(SetRef, Origin)>,
+    made: Vec<(SetRef, Origin, Given)>,
     lists: &[AddressListSource],
 ) -> BTreeMap<Family, Vec<SetPlan>> {
-    // Each list's entries per family, sorted as a set's are; made only
-    // when there is a set to compare.
-    let mut sorted: HashMap<(usize, Family), Vec<IpNet>> = HashMap::new();
+    // Each list's entries of a family in brief, made only when a set of
+    // that family needs them.
+    let mut briefs: HashMap<(usize, Family), Given> = HashMap::new();
     let mut plans: BTreeMap<Family, Vec<SetPlan>> = BTreeMap::new();
-    for (set, origin) in made {
+    for (set, origin, given) in made {
+        // The addresses came as the list file gave them, in its order.
         let list = lists.iter().enumerate().find(|&(i, list)| {
-            let entries = sorted.entry((i, set.family)).or_insert_with(|| {
-                let mut entries: Vec<IpNet> = list
-                    .entries
-                    .iter()
-                    .filter(|n| net_family(n) == set.family && n.prefix_len() > 0)
-                    .copied()
-                    .collect();
-                entries.sort_unstable();
-                entries.dedup();
-                entries
+            let brief = briefs.entry((i, set.family)).or_insert_with(|| {
+                Given::of(list.entries.iter().filter(|n| net_family(n) == set.family))
             });
-            entries[..] == set.entries[..]
+            *brief == given
         });
         let source = match list {
             Some((_, list)) => SetSource::List(list.shown.clone()),

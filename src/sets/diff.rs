@@ -11,7 +11,7 @@ use std::fmt::{self, Write as _};
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
-use super::{entry_text, ipset_family, LiveSet, OwnedSet, SET_TYPE};
+use super::{entry_text, ipset_family, push_add, LiveSet, OwnedSet, SET_TYPE};
 use crate::netfilter::Family;
 use crate::plan::{SetEntries, SetSource};
 
@@ -264,20 +264,20 @@ pub fn restore_input<'a>(changes: impl IntoIterator<Item = &'a SetChange>) -> Se
     for change in changes {
         let name = &change.set;
         let out = &mut input.before;
-        let create = |maxelem: u32, as_name: &str| {
-            format!(
-                "create {as_name} {SET_TYPE} family {} maxelem {maxelem}\n",
-                ipset_family(change.family)
-            )
+        let create = |maxelem: u32, as_name: &str, entries: usize| {
+            let mut line = super::create_line(as_name, change.family, entries, maxelem);
+            line.push('\n');
+            line
         };
         let fill = |out: &mut String, as_name: &str, entries: &[IpNet]| {
+            out.reserve(entries.len() * (as_name.len() + 20));
             for entry in entries {
-                let _ = writeln!(out, "add {as_name} {}", entry_text(entry));
+                push_add(out, as_name, entry);
             }
         };
         match &change.edit {
             SetEdit::CreateSet { maxelem, entries } => {
-                out.push_str(&create(*maxelem, name));
+                out.push_str(&create(*maxelem, name, entries.len()));
                 fill(out, name, entries);
             }
             // Deletions first: they make room.
@@ -297,7 +297,7 @@ pub fn restore_input<'a>(changes: impl IntoIterator<Item = &'a SetChange>) -> Se
                 if *leftover {
                     let _ = writeln!(out, "destroy {temp}");
                 }
-                out.push_str(&create(*maxelem, &temp));
+                out.push_str(&create(*maxelem, &temp, entries.len()));
                 fill(out, &temp, entries);
                 // The rules now match the new entries; the old ones sit
                 // under the temporary name, used by nothing.

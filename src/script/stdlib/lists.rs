@@ -4,6 +4,7 @@
 //! wherever addresses are.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ipnet::IpNet;
 use rhai::{Array, Dynamic};
@@ -58,10 +59,27 @@ pub fn address_list(call: &Call) -> Checked<Dynamic> {
 
 /// An address as a script writes it: a single host without its `/32`.
 fn text(net: &IpNet) -> String {
-    if net.prefix_len() == net.max_prefix_len() {
-        net.addr().to_string()
-    } else {
-        net.to_string()
+    let mut text = String::with_capacity(18);
+    crate::plan::push_net(&mut text, net);
+    text
+}
+
+/// A multiply-rotate hash (as rustc's own tables use) for telling repeated
+/// entries apart: the file is the user's own, so there is no one to flood
+/// it with collisions, and the default hasher was a tenth of the time a
+/// 100,000-line list took.
+#[derive(Default)]
+struct Quick(u64);
+
+impl Hasher for Quick {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -69,7 +87,7 @@ fn text(net: &IpNet) -> String {
 /// blank lines are skipped, a repeated entry counts once. An error gives
 /// its line and column (from 1).
 pub fn parse_list(text: &str) -> Result<ListEntries, (usize, usize, Problem)> {
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<IpNet, BuildHasherDefault<Quick>> = HashSet::default();
     let mut entries = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
