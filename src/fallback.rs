@@ -190,4 +190,30 @@ mod tests {
         assert!(owns_something(&back));
         assert!(parse_rules("*filter\nCOMMIT\n").is_err());
     }
+
+    #[test]
+    fn kept_rules_hold_their_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let list: String = (0..20).map(|i| format!("198.51.100.{i}\n")).collect();
+        std::fs::write(dir.path().join("l.txt"), list).unwrap();
+        std::fs::write(
+            dir.path().join("fw.rhai"),
+            "block(address_list(\"l.txt\"));\n",
+        )
+        .unwrap();
+        let plan = crate::script::evaluate(&dir.path().join("fw.rhai")).unwrap();
+        let rulesets = transaction::desired(&plan);
+        let text = transaction::rules_text(&rulesets);
+        assert!(text.starts_with("# ipset\ncreate fws-"), "{text}");
+        let back = parse_rules(&text).unwrap();
+        assert_eq!(back[0].sets.len(), 1);
+        assert!(back[1].sets.is_empty());
+        assert_eq!(back[0].sets[0].entries, rulesets[0].sets[0].entries);
+        assert_eq!(back[0].sets[0].name, rulesets[0].sets[0].name);
+        assert_eq!(back[0].sets[0].maxelem, rulesets[0].sets[0].maxelem);
+        // Read back, written again: the same records, so the same digest.
+        assert_eq!(transaction::rules_text(&back), text);
+        // A set section that does not read is refused, not half kept.
+        assert!(parse_rules("# ipset\nadd fws-x 10.0.0.1\n# ipv4\n").is_err());
+    }
 }

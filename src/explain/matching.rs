@@ -343,6 +343,47 @@ mod tests {
     }
 
     #[test]
+    fn a_set_matches_an_address_within_any_of_its_networks() {
+        let set = crate::plan::SetRef {
+            name: "fws-0123456789ab".into(),
+            family: Family::Ipv4,
+            entries: ["198.51.100.7/32", "203.0.113.0/24"]
+                .map(|n| n.parse::<IpNet>().unwrap())
+                .to_vec()
+                .into(),
+        };
+        let from = |src: &str| Packet {
+            src: Some(src.parse().unwrap()),
+            ..tcp_to(22)
+        };
+        let by_source = Matches {
+            src_set: Some(set.clone()),
+            ..Matches::default()
+        };
+        assert!(matched(&by_source, &from("198.51.100.7")));
+        assert!(matched(&by_source, &from("203.0.113.200")));
+        assert!(!matched(&by_source, &from("198.51.100.8")));
+        // No source given: not known to be in it.
+        assert_eq!(
+            rule_matches(&by_source, &tcp_to(22), Reading::Typical),
+            RuleMatch {
+                matched: Match::No,
+                assumptions: vec![Assumption::Unspecified(Field::Src)]
+            }
+        );
+        let by_destination = Matches {
+            dst_set: Some(set),
+            ..Matches::default()
+        };
+        let to = Packet {
+            dst: Some("203.0.113.9".parse().unwrap()),
+            ..from("192.0.2.1")
+        };
+        assert!(matched(&by_destination, &to));
+        assert!(!matched(&by_destination, &from("203.0.113.9")));
+    }
+
+    #[test]
     fn a_missing_address_passes_only_the_whole_family() {
         let packet = tcp_to(22);
         let everyone = Matches {

@@ -83,8 +83,11 @@ impl fmt::Debug for OwnedSet {
 /// default: a list can grow a long way before its set must be made anew
 /// (100,000 entries get 262,144).
 pub fn maxelem_for(entries: usize) -> u32 {
-    let wanted = entries.saturating_mul(2).next_power_of_two();
-    u32::try_from(wanted).unwrap_or(u32::MAX).max(MIN_MAXELEM)
+    let wanted = entries.saturating_mul(2).checked_next_power_of_two();
+    wanted
+        .and_then(|w| u32::try_from(w).ok())
+        .unwrap_or(u32::MAX)
+        .max(MIN_MAXELEM)
 }
 
 /// The `create` line of a set that is to hold `entries`.
@@ -101,9 +104,10 @@ pub fn create_line(name: &str, family: Family, entries: usize, maxelem: u32) -> 
 /// instead of 0.34 s). ipset picks the size it grows to itself, and a
 /// later read ignores it.
 pub fn hashsize_for(entries: usize) -> u32 {
-    let wanted = (entries / 2).next_power_of_two();
-    u32::try_from(wanted)
-        .unwrap_or(1 << 30)
+    let wanted = (entries / 2).checked_next_power_of_two();
+    wanted
+        .and_then(|w| u32::try_from(w).ok())
+        .unwrap_or(u32::MAX)
         .clamp(1024, 1 << 20)
 }
 

@@ -25,6 +25,8 @@ mod kernel_watch;
 mod script_errors;
 mod script_hostile;
 mod script_lists;
+mod script_sets;
+mod sets_apply;
 mod traffic_guard;
 mod traffic_nat;
 mod traffic_outbound;
