@@ -76,8 +76,7 @@ fn a_listed_source_is_dropped_and_an_unlisted_one_passes() {
         write_list(&lan, &blocklist(Some(OTHER4)));
         let run = lan.apply(SCRIPT);
         assert!(
-            run.stdout
-                .contains(&format!("+0 \u{2212}1 entries in set fws-")),
+            run.stdout.contains("+0 \u{2212}1 entries in set fws-"),
             "{run:?}"
         );
         assert!(
