@@ -87,10 +87,26 @@ impl Hasher for Quick {
 /// blank lines are skipped, a repeated entry counts once. An error gives
 /// its line and column (from 1).
 pub fn parse_list(text: &str) -> Result<ListEntries, (usize, usize, Problem)> {
-    let mut seen: HashSet<IpNet, BuildHasherDefault<Quick>> = HashSet::default();
-    let mut entries = Vec::new();
+    // A line is rarely shorter than 8 bytes: room for them all at once.
+    let room = text.len() / 8;
+    let mut seen: HashSet<IpNet, BuildHasherDefault<Quick>> =
+        HashSet::with_capacity_and_hasher(room, BuildHasherDefault::default());
+    let mut entries = Vec::with_capacity(room);
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
+        // Most lines are an address alone: no comment, nothing around it.
+        let plain = !raw.is_empty()
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':' | b'/'));
+        if plain {
+            if let Some(net) = crate::plan::parse_v4(raw).filter(|n| n.prefix_len() > 0) {
+                if seen.insert(net) {
+                    entries.push(net);
+                }
+                continue;
+            }
+        }
         let content = raw.split('#').next().unwrap_or("");
         let mut words = content.split_whitespace();
         let Some(word) = words.next() else {
