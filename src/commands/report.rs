@@ -114,6 +114,10 @@ pub fn print_json(survey: &Survey, changed: bool) -> Result<(), Error> {
         changes: Vec<JsonChange<'a>>,
         warnings: Vec<String>,
         skipped: BTreeMap<Family, &'a str>,
+        /// The ipset edits (`create_set`, `update_set`, …), apart from the
+        /// rule changes.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sets: Vec<&'a crate::sets::SetChange>,
     }
     #[derive(Serialize)]
     struct JsonChange<'a> {
@@ -138,6 +142,7 @@ pub fn print_json(survey: &Survey, changed: bool) -> Result<(), Error> {
             .iter()
             .map(|(family, reason)| (*family, reason.as_str()))
             .collect(),
+        sets: survey.set_changes().collect(),
     };
     let mut text = serde_json::to_string(&report).expect("plain data serializes");
     text.push('\n');
