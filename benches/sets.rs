@@ -132,7 +132,9 @@ fn main() {
             noop.push(took);
             peak = peak.max(memory);
             let started = Instant::now();
-            netns.sh("ipset save >/dev/null; iptables-save >/dev/null; ip6tables-save >/dev/null");
+            netns.sh(&format!(
+                "ipset save >/dev/null; iptables-{flavor}-save >/dev/null; ip6tables-{flavor}-save >/dev/null"
+            ));
             raw_read.push(started.elapsed());
         }
         row(flavor, "no-op apply", &noop, Some(&raw_read), Some(1.5));

@@ -269,7 +269,7 @@ pub fn rollback(
         })
         .collect::<Result<Vec<_>, String>>()
         .map_err(ConfirmError::BadSnapshot)?;
-    let digest = transaction::digest(&transaction::rules_text(&rulesets));
+    let digest = transaction::plan_digest(&rulesets);
     let intent = Intent {
         rulesets,
         script: format!("(the rules from before `{}`)", snapshot.script),

@@ -695,27 +695,36 @@ pub fn parse_v4(text: &str) -> Option<IpNet> {
 /// `/32` or `/128`. IPv4 without the formatting machinery, which was most
 /// of the time a 100,000-line address list took to hand to the script.
 pub fn push_net(out: &mut String, net: &IpNet) {
-    fn push_u8(out: &mut String, n: u8) {
-        if n >= 100 {
-            out.push(char::from(b'0' + n / 100));
-        }
-        if n >= 10 {
-            out.push(char::from(b'0' + n / 10 % 10));
-        }
-        out.push(char::from(b'0' + n % 10));
-    }
     match net {
         IpNet::V4(net) => {
+            // At most `255.255.255.255/32`: built in place, pushed once.
+            fn put(n: u8, buf: &mut [u8; 18], len: &mut usize) {
+                if n >= 100 {
+                    buf[*len] = b'0' + n / 100;
+                    *len += 1;
+                }
+                if n >= 10 {
+                    buf[*len] = b'0' + n / 10 % 10;
+                    *len += 1;
+                }
+                buf[*len] = b'0' + n % 10;
+                *len += 1;
+            }
+            let mut buf = [0u8; 18];
+            let mut len = 0;
             for (i, octet) in net.addr().octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    buf[len] = b'.';
+                    len += 1;
                 }
-                push_u8(out, octet);
+                put(octet, &mut buf, &mut len);
             }
             if net.prefix_len() != 32 {
-                out.push('/');
-                push_u8(out, net.prefix_len());
+                buf[len] = b'/';
+                len += 1;
+                put(net.prefix_len(), &mut buf, &mut len);
             }
+            out.push_str(std::str::from_utf8(&buf[..len]).expect("ASCII digits"));
         }
         IpNet::V6(net) if net.prefix_len() == 128 => {
             use fmt::Write as _;

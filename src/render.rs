@@ -323,6 +323,14 @@ pub fn restore_text<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> Stri
         out.push_str("# ipset\n");
         out.push_str(&sets::restore_file(owned));
     }
+    out.push_str(&family_files(rulesets));
+    out
+}
+
+/// The rule files alone, each introduced by `# ipv4` / `# ipv6`: what
+/// [`restore_text`] gives when there are no sets.
+pub fn family_files<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> String {
+    let mut out = String::new();
     for ruleset in rulesets {
         let _ = writeln!(out, "# {}", ruleset.family);
         out.push_str(&restore_file(ruleset));
