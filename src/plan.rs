@@ -697,33 +697,8 @@ pub fn parse_v4(text: &str) -> Option<IpNet> {
 pub fn push_net(out: &mut String, net: &IpNet) {
     match net {
         IpNet::V4(net) => {
-            // At most `255.255.255.255/32`: built in place, pushed once.
-            fn put(n: u8, buf: &mut [u8; 18], len: &mut usize) {
-                if n >= 100 {
-                    buf[*len] = b'0' + n / 100;
-                    *len += 1;
-                }
-                if n >= 10 {
-                    buf[*len] = b'0' + n / 10 % 10;
-                    *len += 1;
-                }
-                buf[*len] = b'0' + n % 10;
-                *len += 1;
-            }
-            let mut buf = [0u8; 18];
-            let mut len = 0;
-            for (i, octet) in net.addr().octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[len] = b'.';
-                    len += 1;
-                }
-                put(octet, &mut buf, &mut len);
-            }
-            if net.prefix_len() != 32 {
-                buf[len] = b'/';
-                len += 1;
-                put(net.prefix_len(), &mut buf, &mut len);
-            }
+            let mut buf = [0u8; V4_TEXT];
+            let len = v4_text(net, &mut buf);
             out.push_str(std::str::from_utf8(&buf[..len]).expect("ASCII digits"));
         }
         IpNet::V6(net) if net.prefix_len() == 128 => {
@@ -735,6 +710,39 @@ pub fn push_net(out: &mut String, net: &IpNet) {
             let _ = write!(out, "{net}");
         }
     }
+}
+
+/// The longest IPv4 network as text: `255.255.255.255/32`.
+pub const V4_TEXT: usize = 18;
+
+/// Writes an IPv4 network as [`push_net`] does into `buf`; its length.
+pub fn v4_text(net: &ipnet::Ipv4Net, buf: &mut [u8]) -> usize {
+    fn put(n: u8, buf: &mut [u8], len: &mut usize) {
+        if n >= 100 {
+            buf[*len] = b'0' + n / 100;
+            *len += 1;
+        }
+        if n >= 10 {
+            buf[*len] = b'0' + n / 10 % 10;
+            *len += 1;
+        }
+        buf[*len] = b'0' + n % 10;
+        *len += 1;
+    }
+    let mut len = 0;
+    for (i, octet) in net.addr().octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        put(octet, buf, &mut len);
+    }
+    if net.prefix_len() != 32 {
+        buf[len] = b'/';
+        len += 1;
+        put(net.prefix_len(), buf, &mut len);
+    }
+    len
 }
 
 pub fn family_of(addr: &IpAddr) -> Family {

@@ -145,13 +145,32 @@ impl fmt::Display for EntryText<'_> {
 }
 
 /// Appends `add NAME ENTRY` and a newline: the line a set's restore input
-/// has 100,000 of.
+/// has 100,000 of, so an IPv4 one is put together on the stack and pushed
+/// once.
 pub fn push_add(out: &mut String, name: &str, entry: &IpNet) {
-    out.push_str("add ");
-    out.push_str(name);
-    out.push(' ');
-    crate::plan::push_net(out, entry);
-    out.push('\n');
+    const PREFIX: usize = "add ".len();
+    let mut line = [0u8; 64];
+    match entry {
+        IpNet::V4(net) if PREFIX + name.len() + 1 + crate::plan::V4_TEXT < line.len() => {
+            line[..PREFIX].copy_from_slice(b"add ");
+            let mut len = PREFIX;
+            line[len..len + name.len()].copy_from_slice(name.as_bytes());
+            len += name.len();
+            line[len] = b' ';
+            len += 1;
+            len += crate::plan::v4_text(net, &mut line[len..]);
+            line[len] = b'\n';
+            len += 1;
+            out.push_str(std::str::from_utf8(&line[..len]).expect("a name and digits"));
+        }
+        _ => {
+            out.push_str("add ");
+            out.push_str(name);
+            out.push(' ');
+            crate::plan::push_net(out, entry);
+            out.push('\n');
+        }
+    }
 }
 
 /// An entry as ipset prints it, back into a network: `None` for anything
