@@ -10,7 +10,16 @@ use crate::{render, script};
 
 pub fn check(path: &Path) -> Result<Outcome, Error> {
     let plan = script::evaluate(path)?;
-    println!("{}: ok, {} rules", path.display(), plan.rule_count());
+    let sets: Vec<_> = plan.sets().collect();
+    match sets.len() {
+        0 => println!("{}: ok, {} rules", path.display(), plan.rule_count()),
+        n => println!(
+            "{}: ok, {} rules, {n} ipsets of {} addresses",
+            path.display(),
+            plan.rule_count(),
+            sets.iter().map(|s| s.entries.len()).sum::<usize>()
+        ),
+    }
     Ok(Outcome::Done)
 }
 

@@ -159,4 +159,19 @@ fn a_list_of_seven_thousand_addresses_works() {
     assert_eq!(deny.rules.len(), 2);
     let sizes: Vec<usize> = v4.sets.iter().map(|s| s.entries.len()).collect();
     assert_eq!(sizes, [7_000, 7_000]);
+    let (_, stdout) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_fwscript"))
+            .current_dir(dir.path())
+            .args(["check", "fw.rhai"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        stdout.ends_with(", 2 ipsets of 14000 addresses\n"),
+        "{stdout}"
+    );
 }
