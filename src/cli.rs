@@ -139,6 +139,10 @@ pub struct RenderArgs {
     /// ip6tables-restore as is.
     #[arg(long, value_enum)]
     pub family: Option<FamilyArg>,
+    /// Print the `ipset restore` input of the script's ipsets instead (with
+    /// `--family`, of that family's only).
+    #[arg(long)]
+    pub sets: bool,
 }
 
 #[derive(Debug, Args)]

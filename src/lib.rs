@@ -32,6 +32,7 @@ pub mod plan;
 pub mod render;
 pub mod ruleset;
 pub mod script;
+pub mod sets;
 pub mod state;
 pub mod testing;
 pub mod transaction;

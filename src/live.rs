@@ -223,6 +223,9 @@ impl LiveState {
         Ruleset {
             family: self.family,
             tables,
+            // Sets are read apart, once for both families (see
+            // `apply::survey`).
+            sets: Vec::new(),
         }
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::netfilter::{Family, Hook, Policy, Table, ID_TAG, OWNED_PREFIX};
+use crate::sets::OwnedSet;
 
 /// Where in the user's script a rule came from (the call site, never a line
 /// inside stdlib/).
@@ -185,6 +186,9 @@ impl TableRuleset {
 pub struct Ruleset {
     pub family: Family,
     pub tables: BTreeMap<Table, TableRuleset>,
+    /// The owned ipsets of this family (`fws-…`), by name.
+    #[serde(skip)]
+    pub sets: Vec<OwnedSet>,
 }
 
 impl Ruleset {
@@ -192,6 +196,7 @@ impl Ruleset {
         Ruleset {
             family,
             tables: BTreeMap::new(),
+            sets: Vec::new(),
         }
     }
 

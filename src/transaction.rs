@@ -98,6 +98,31 @@ pub fn digest(rules_text: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// [`digest`] of the rulesets' [`rules_text`], without writing out their
+/// sets' entries, which a 100,000-address list made most of the time a
+/// no-op apply spent on it: the rules' text, then each set's name, family,
+/// size and entries as bytes. Without sets, the very digest of the text.
+pub fn plan_digest(rulesets: &[Ruleset]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(render::family_files(rulesets).as_bytes());
+    for set in rulesets.iter().flat_map(|r| &r.sets) {
+        hasher.update(b"\0set\0");
+        hasher.update(set.name.as_bytes());
+        hasher.update([set.family as u8]);
+        hasher.update(set.maxelem.to_le_bytes());
+        hasher.update((set.entries.len() as u64).to_le_bytes());
+        for entry in set.entries.iter() {
+            match entry.addr() {
+                std::net::IpAddr::V4(addr) => hasher.update(addr.octets()),
+                std::net::IpAddr::V6(addr) => hasher.update(addr.octets()),
+            }
+            hasher.update([entry.prefix_len()]);
+        }
+    }
+    let digest = hasher.finalize();
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Brings the kernel to `plan` after the lockout guard agrees. `session`:
 /// the SSH session to keep reachable, when run over SSH and not forced.
 pub fn apply_plan(
@@ -159,7 +184,7 @@ pub fn preview(
 /// The intent of applying `plan`, made from `script`.
 pub fn plan_intent(plan: &Plan, script: &Path, command: &'static str) -> (Intent, String) {
     let rulesets = desired(plan);
-    let digest = digest(&rules_text(&rulesets));
+    let digest = plan_digest(&rulesets);
     let intent = Intent {
         rulesets,
         script: script.display().to_string(),
@@ -449,9 +474,13 @@ fn snapshot(survey: &Survey, script: &str) -> Snapshot {
         families: survey
             .families
             .iter()
-            .map(|f| FamilySnapshot {
-                family: f.live.family,
-                save: render::restore_file(&f.live.owned()),
+            .map(|f| {
+                let owned = survey.snapshot(f);
+                FamilySnapshot {
+                    family: f.live.family,
+                    save: render::restore_file(&owned),
+                    sets: crate::sets::restore_file(&owned.sets),
+                }
             })
             .collect(),
     }
@@ -528,6 +557,30 @@ mod tests {
             "the write did happen"
         );
         assert!(kernel_written(), "reports say `changed` with the error");
+    }
+
+    #[test]
+    fn a_plan_without_sets_keeps_the_digest_of_its_text() {
+        let rulesets = desired(&crate::script::emergency_plan(22));
+        assert_eq!(plan_digest(&rulesets), digest(&rules_text(&rulesets)));
+        // With a set, every entry counts.
+        let dir = tempfile::tempdir().unwrap();
+        let list = |extra: &str| {
+            let text: String = (0..20).map(|i| format!("198.51.100.{i}\n")).collect();
+            std::fs::write(dir.path().join("l.txt"), format!("{text}{extra}")).unwrap();
+            std::fs::write(
+                dir.path().join("fw.rhai"),
+                "block(address_list(\"l.txt\"));\n",
+            )
+            .unwrap();
+            desired(&crate::script::evaluate(&dir.path().join("fw.rhai")).unwrap())
+        };
+        let (one, two) = (list(""), list("192.0.2.1\n"));
+        assert_ne!(plan_digest(&one), plan_digest(&two));
+        assert_eq!(plan_digest(&one), plan_digest(&list("")));
+        // Read back from the records, the same plan.
+        let back = crate::fallback::parse_rules(&rules_text(&two)).unwrap();
+        assert_eq!(plan_digest(&back), plan_digest(&two));
     }
 
     #[test]

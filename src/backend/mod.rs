@@ -5,6 +5,7 @@
 
 pub mod fake;
 pub mod iptables;
+pub mod prefetch;
 
 use std::time::Duration;
 
@@ -30,7 +31,37 @@ pub trait Backend: Sync {
     /// Runs `input` through `iptables-restore --noflush`: each table block is
     /// atomic, the whole input is not.
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError>;
+
+    /// Every ipset (both families: ipsets are not per family), as `ipset
+    /// save` prints them. [`BackendError::NotFound`] when this host has no
+    /// ipset tool: only a plan with sets needs one.
+    fn save_sets(&self) -> Result<String, BackendError> {
+        Err(no_ipset())
+    }
+
+    /// Every ipset's header and number of entries, as `ipset list -t`
+    /// prints them: what verify reads back, without the entries.
+    fn list_sets(&self) -> Result<String, BackendError> {
+        Err(no_ipset())
+    }
+
+    /// Runs `input` through `ipset restore`: line by line, stopping at the
+    /// first it refuses, with every line before it done.
+    fn restore_sets(&self, input: &str) -> Result<(), BackendError> {
+        let _ = input;
+        Err(no_ipset())
+    }
 }
+
+/// What a backend without sets says.
+fn no_ipset() -> BackendError {
+    BackendError::NotFound {
+        tool: IPSET.to_string(),
+    }
+}
+
+/// The tool, and the package that has it on every distribution.
+pub const IPSET: &str = "ipset";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -60,4 +91,6 @@ pub enum BackendError {
     },
     #[error(transparent)]
     Parse(#[from] ParseError),
+    #[error(transparent)]
+    SetParse(#[from] crate::sets::SetParseError),
 }

@@ -11,6 +11,7 @@ use super::warnings::Warning;
 use super::{Outcome, Ui};
 use crate::apply;
 use crate::backend::iptables::Iptables;
+use crate::backend::prefetch::Prefetch;
 use crate::backend::Backend;
 use crate::cli::{ApplyArgs, PlanArgs};
 use crate::confirm::{self, Settled};
@@ -24,8 +25,9 @@ use crate::state::{boot_id, Locked, StateDir};
 use crate::transaction::{self, Keep};
 
 pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
+    // The kernel is read while the script evaluates.
+    let backend = Prefetch::start(Iptables::detect(None)?);
     let plan = script::evaluate(&args.script)?;
-    let backend = Iptables::detect(None)?;
     // Read only: a state folder that does not exist yet is not made, and
     // one that cannot be trusted only costs the drift-by-content check.
     let state = StateDir::open_existing(state_dir).unwrap_or_else(|err| {
@@ -57,11 +59,12 @@ pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error
 pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
     let script_path = &args.script;
     let backend = Iptables::detect(None)?;
-    let evaluated = script::evaluate(script_path);
     if args.dry_run {
-        // A dry run reads and writes nothing, not even an overdue rollback,
-        // so it needs no lock either.
-        let plan = evaluated?;
+        // A dry run writes nothing, not even an overdue rollback, so it
+        // needs no lock either; the kernel is read while the script
+        // evaluates.
+        let backend = Prefetch::start(backend);
+        let plan = script::evaluate(script_path)?;
         let mut warnings: Vec<Warning> = transaction::check_guard(&plan, guard(args)?)?
             .iter()
             .map(Warning::guard)
@@ -89,6 +92,11 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     }
     let state = StateDir::open(state_dir)?;
     let locked = state.lock(&format!("apply {}", script_path.display()))?;
+    // Holding the lock, the kernel is read while the script evaluates:
+    // neither needs the other, and with a long address list each takes
+    // about as long as the rest of the apply.
+    let backend = Prefetch::start(backend);
+    let evaluated = script::evaluate(script_path);
     let mut warnings: Vec<Warning> = daemon_warning(&locked, script_path).into_iter().collect();
     let at_boot = args.boot || first_run_since_boot(&backend, &locked)?;
     let settled = confirm::settle(&backend, &locked)?;

@@ -71,7 +71,9 @@ fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, Error> {
     let state_dir = &cli.state_dir;
     match cli.command {
         Command::Check(args) => script::check(ui, &args),
-        Command::Render(args) => script::render(&args.script, args.family.map(Into::into)),
+        Command::Render(args) => {
+            script::render(&args.script, args.family.map(Into::into), args.sets)
+        }
         Command::Functions => script::functions(),
         Command::Plan(args) => apply::plan(ui, &args, state_dir),
         Command::Apply(args) => apply::apply(ui, &args, state_dir),

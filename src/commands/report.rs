@@ -45,6 +45,9 @@ struct SurveyJson<'a> {
     counts: BTreeMap<&'static str, usize>,
     warnings: &'a [Warning],
     skipped: Vec<Skipped<'a>>,
+    /// The ipset edits (`create_set`, `update_set`, …), apart from the
+    /// rule changes (docs/json.md).
+    sets: Vec<&'a crate::sets::SetChange>,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
 }
@@ -80,6 +83,7 @@ impl Report<'_> {
                             reason,
                         })
                         .collect(),
+                    sets: survey.set_changes().collect(),
                     extra: &self.extra,
                 },
             );
@@ -100,6 +104,7 @@ impl Report<'_> {
 /// The changes per family, table and chain, each with what causes it.
 pub fn describe(ui: &Ui, survey: &Survey, views: &[ChangeView]) -> String {
     let mut out = String::new();
+    crate::sets::describe_changes(survey.set_changes(), &mut out);
     let mut views = views.iter();
     for family in &survey.families {
         for table in &family.changes.tables {

@@ -16,7 +16,7 @@ use super::report;
 use super::style::{Paint, Ui};
 use super::warnings::{self, Warning};
 use super::{json, root, Outcome};
-use crate::apply::{FamilySurvey, Survey};
+use crate::apply::{self, FamilySurvey, SetSurvey, Survey};
 use crate::backend::iptables::Iptables;
 use crate::backend::Backend;
 use crate::cli::StatusArgs;
@@ -31,6 +31,7 @@ use crate::live::LiveState;
 use crate::netfilter::{Family, ID_TAG};
 use crate::origins::{is_jump, Found, RuleOrigins};
 use crate::ruleset::{Origin, RuleId, Ruleset};
+use crate::sets::{diff_sets, OwnedSet};
 use crate::state::{Applied, AppliedRules, DaemonRecord, PendingConfirm, StateDir};
 use crate::transaction::now;
 
@@ -213,11 +214,32 @@ impl Status {
                 }
             })
             .collect();
+        let sets = self.set_survey(backend, &expected.clone());
         self.survey = Some(Survey {
             families,
             skipped,
             warnings: summarise(warnings),
+            sets,
         });
+    }
+
+    /// fwscript's ipsets against the ones last written: read only when
+    /// the last write made some, so a host without the tool is no problem.
+    fn set_survey(&mut self, backend: &dyn Backend, expected: &[Ruleset]) -> SetSurvey {
+        let wanted: Vec<&OwnedSet> = expected.iter().flat_map(|r| &r.sets).collect();
+        if wanted.is_empty() {
+            return SetSurvey::default();
+        }
+        match apply::read_sets(backend) {
+            Ok(live) => SetSurvey {
+                changes: diff_sets(&live, &wanted),
+                live,
+            },
+            Err(err) => {
+                self.problem("kernel", &format!("cannot read the ipsets: {err}"));
+                SetSurvey::default()
+            }
+        }
     }
 
     /// The kernel's counters summed per script line, busiest first.

@@ -47,6 +47,11 @@ pub fn try_script(ui: &Ui, args: &TryArgs) -> Result<Outcome, Error> {
         text.push_str(&format!("\n# {}-save\n{save}", name.tool()));
         saves.insert(name.name().to_string(), Value::String(save));
     }
+    if plan.sets().next().is_some() {
+        let sets = backend.list_sets()?;
+        text.push_str(&format!("\n# ipset list -t\n{sets}"));
+        saves.insert("ipset".into(), Value::String(sets));
+    }
     let mut report = Report {
         command: "try",
         plan: Some(&plan),

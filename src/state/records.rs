@@ -25,6 +25,10 @@ pub struct Snapshot {
 pub struct FamilySnapshot {
     pub family: Family,
     pub save: String,
+    /// fwscript's ipsets of this family as `ipset restore` input (their
+    /// `create` lines and entries); empty when it had none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sets: String,
 }
 
 /// An `apply --confirm SECS` that nobody has confirmed yet.

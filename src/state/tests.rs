@@ -23,6 +23,7 @@ fn files_round_trip_and_the_folder_is_private() {
         families: vec![FamilySnapshot {
             family: Family::Ipv4,
             save: "*filter\nCOMMIT\n".into(),
+            sets: String::new(),
         }],
     };
     locked.save_snapshot(&snapshot).unwrap();
