@@ -17,6 +17,8 @@ use crate::sets::OwnedSet;
 pub struct Origin {
     pub file: String,
     pub line: usize,
+    /// `col` in JSON, as every other location fwscript prints.
+    #[serde(rename = "col")]
     pub column: usize,
 }
 

@@ -186,16 +186,17 @@ fn a_100000_address_list_is_one_set_and_an_edit_of_one_line_writes_one_line() {
             )),
             "{plan:?}"
         );
-        assert!(plan.stdout.ends_with("1 changes pending\n"), "{plan:?}");
+        assert!(plan.stdout.ends_with("1 change pending\n"), "{plan:?}");
         let json = case.run(&netns, &["plan", "--json"]).expect(2);
         let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-        assert_eq!(report["changed"], true);
+        assert_eq!(report["changed"], false, "plan writes nothing");
+        assert_eq!(report["in_sync"], false);
         assert_eq!(report["sets"][0]["action"], "update_set", "{report}");
         assert_eq!(report["sets"][0]["set"], name.as_str());
         assert_eq!(report["sets"][0]["added"][0], "198.51.100.9/32");
         assert_eq!(report["sets"][0]["source"]["list"], "lists/blocklist.txt");
         let edit = case.run(&netns, &["apply"]).expect(0);
-        assert!(edit.stdout.ends_with("applied 1 changes\n"), "{edit:?}");
+        assert!(edit.stdout.ends_with("applied 1 change\n"), "{edit:?}");
         assert_eq!(
             case.restores().last().unwrap(),
             &format!("add {name} 198.51.100.9\n"),
