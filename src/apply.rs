@@ -6,7 +6,7 @@
 //! (showing the plan, a lockout check, saving a rollback snapshot from
 //! [`FamilySurvey::live`]) sees exactly what will be written.
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, IPSET};
 use crate::diff::{diff, restore_input, Change, Changeset};
 use crate::foreign::{foreign_warnings, summarise, ForeignWarning};
 use crate::forms::KernelForms;
@@ -14,6 +14,7 @@ use crate::live::LiveState;
 use crate::netfilter::{Family, Table};
 use crate::readback::Touched;
 use crate::ruleset::{Origin, Ruleset};
+use crate::sets::{self, diff_sets, LiveSet, OwnedSet, SetChange};
 
 /// The kernel as read, and what it takes to match the desired rulesets.
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub struct Survey {
     /// Foreign rules that change what the script means, both families, a
     /// known neighbour's summed up in one line.
     pub warnings: Vec<ForeignWarning>,
+    /// fwscript's ipsets, both families at once (ipsets are not per
+    /// family).
+    pub sets: SetSurvey,
 }
 
 #[derive(Debug, Clone)]
@@ -36,15 +40,41 @@ pub struct FamilySurvey {
     pub changes: Changeset,
 }
 
+/// The owned sets as read, and the edits they need.
+#[derive(Debug, Clone, Default)]
+pub struct SetSurvey {
+    /// The snapshot of fwscript's sets (of the families this host can do)
+    /// before any write; empty when they could not be read and the script
+    /// needs none.
+    pub live: Vec<LiveSet>,
+    /// Creates, entry edits, swaps and destroys, wanted sets first.
+    pub changes: Vec<SetChange>,
+}
+
+impl SetSurvey {
+    /// The sets as read, as the ruleset of `family` holds them: what a
+    /// snapshot keeps and `rollback` puts back.
+    pub fn owned(&self, family: Family) -> Vec<OwnedSet> {
+        self.live
+            .iter()
+            .filter(|set| set.header.owner() == family)
+            .map(OwnedSet::from)
+            .collect()
+    }
+}
+
 impl Survey {
     pub fn in_sync(&self) -> bool {
-        self.families.iter().all(|f| f.changes.is_empty())
+        self.families.iter().all(|f| f.changes.is_empty()) && self.sets.changes.is_empty()
     }
 
+    /// Rule and chain changes, plus one per set edited.
     pub fn change_count(&self) -> usize {
-        self.families.iter().map(|f| f.changes.len()).sum()
+        self.families.iter().map(|f| f.changes.len()).sum::<usize>() + self.sets.changes.len()
     }
 
+    /// The rule, chain and policy changes (the set changes are
+    /// [`Survey::set_changes`]).
     pub fn changes(&self) -> impl Iterator<Item = (Family, Table, &Change)> {
         self.families.iter().flat_map(|f| {
             f.changes
@@ -53,8 +83,20 @@ impl Survey {
         })
     }
 
+    pub fn set_changes(&self) -> impl Iterator<Item = &SetChange> {
+        self.sets.changes.iter()
+    }
+
     pub fn warnings(&self) -> impl Iterator<Item = &ForeignWarning> {
         self.warnings.iter()
+    }
+
+    /// The kernel's owned state of `family` as read, sets included: the
+    /// snapshot a write keeps.
+    pub fn snapshot(&self, family: &FamilySurvey) -> Ruleset {
+        let mut owned = family.live.owned();
+        owned.sets = self.sets.owned(family.live.family);
+        owned
     }
 }
 
@@ -65,7 +107,21 @@ pub enum ApplyError {
         family: Family,
         source: Box<BackendError>,
     },
-    #[error("writing the {family} rules failed: {source}{}{}", origin_note(.origin), rollback_note(.restored))]
+    #[error("cannot read the ipsets: {source}")]
+    ReadSets { source: Box<BackendError> },
+    #[error(
+        "the script keeps {sets} in ipsets, and this host cannot make them: {source}; \
+         install the `{IPSET}` package (`apt-get install {IPSET}`, `dnf install {IPSET}`), \
+         nothing was changed"
+    )]
+    NoIpset {
+        /// What needs the sets: `lists/blocklist.txt`, …
+        sets: String,
+        source: Box<BackendError>,
+    },
+    #[error("refusing to write: {change}; nothing was changed")]
+    SetConflict { change: String },
+    #[error("writing the {family} rules failed: {source}{}{}", origin_note(.origin), rollback_note(.restored, *.sets_restored))]
     Write {
         family: Family,
         source: Box<BackendError>,
@@ -73,15 +129,26 @@ pub enum ApplyError {
         origin: Option<Origin>,
         /// Families put back to their snapshot after part of them was written.
         restored: Vec<Family>,
+        /// Whether the sets were put back too.
+        sets_restored: bool,
+    },
+    #[error("writing the ipsets failed: {source}{}{}", set_note(.set), rollback_note(&[], *.sets_restored))]
+    WriteSets {
+        source: Box<BackendError>,
+        /// The set of the rejected line, and where its entries come from.
+        set: Option<String>,
+        sets_restored: bool,
     },
     #[error(
-        "writing the {family} rules failed: {source}; putting {restoring} back failed as \
+        "writing the {what} failed: {source}; putting {restoring} back failed as \
          well, so the kernel may hold part of the change: {rollback}"
     )]
     Rollback {
-        family: Family,
+        /// `ipv4 rules`, `ipv6 rules` or `ipsets`: the write that failed.
+        what: String,
         source: Box<BackendError>,
-        restoring: Family,
+        /// `ipv4`, `ipv6`, or `the ipsets`.
+        restoring: String,
         rollback: Box<ApplyError>,
     },
     #[error(
@@ -93,6 +160,8 @@ pub enum ApplyError {
         remaining: usize,
         first: String,
     },
+    #[error("set {set} is not what was written: {found}; is another program changing the ipsets?")]
+    VerifySet { set: String, found: String },
 }
 
 fn origin_note(origin: &Option<Origin>) -> String {
@@ -102,17 +171,32 @@ fn origin_note(origin: &Option<Origin>) -> String {
         .unwrap_or_default()
 }
 
-fn rollback_note(restored: &[Family]) -> String {
-    let names: Vec<&str> = restored.iter().map(|f| f.name()).collect();
+fn set_note(set: &Option<String>) -> String {
+    set.as_ref()
+        .map(|s| format!(" (set {s})"))
+        .unwrap_or_default()
+}
+
+fn rollback_note(restored: &[Family], sets: bool) -> String {
+    let mut names: Vec<&str> = restored.iter().map(|f| f.name()).collect();
+    if sets {
+        names.push("the ipsets");
+    }
     match names.as_slice() {
         [] => "; nothing was changed".to_string(),
-        _ => format!("; {} put back as it was", names.join(" and ")),
+        [one] if !sets => format!("; {one} put back as it was"),
+        _ => format!("; {} put back as they were", names.join(" and ")),
     }
 }
 
-/// Reads every available family once (both at the same time) and diffs it
-/// against its desired ruleset; `forms` (the kernel's texts of fwscript's
-/// rules from its last verified write) find rules changed behind its back.
+/// Reads every available family once (both at the same time, and the
+/// ipsets beside them) and diffs it against its desired ruleset; `forms`
+/// (the kernel's texts of fwscript's rules from its last verified write)
+/// find rules changed behind its back.
+///
+/// The ipsets are read with `ipset save`. A host without the ipset tool
+/// fails here, before anything is written, only when the rulesets want a
+/// set: a script without sets never needs the tool.
 pub fn survey(
     backend: &dyn Backend,
     desired: Vec<Ruleset>,
@@ -127,7 +211,31 @@ pub fn survey(
         }
     }
     let families: Vec<Family> = wanted.iter().map(|r| r.family).collect();
-    let lives = read_all(backend, &families)?;
+    let (lives, sets) = read_all(backend, &families)?;
+    let wanted_sets: Vec<&OwnedSet> = wanted.iter().flat_map(|r| &r.sets).collect();
+    let live_sets = match sets {
+        Ok(sets) => sets,
+        Err(source) if wanted_sets.is_empty() => {
+            // Nothing to make, and nothing fwscript made can be seen: a
+            // host without ipsets has none of fwscript's either.
+            tracing::debug!("ipsets not read: {source}");
+            Vec::new()
+        }
+        Err(ApplyError::ReadSets { source })
+            if matches!(*source, BackendError::NotFound { .. }) =>
+        {
+            return Err(ApplyError::NoIpset {
+                sets: needing_sets(&wanted_sets),
+                source,
+            })
+        }
+        Err(other) => return Err(other),
+    };
+    let live_sets: Vec<LiveSet> = live_sets
+        .into_iter()
+        .filter(|set| families.contains(&set.header.owner()))
+        .collect();
+    let set_changes = diff_sets(&live_sets, &wanted_sets);
     let mut warnings = Vec::new();
     let families = lives
         .into_iter()
@@ -145,19 +253,69 @@ pub fn survey(
         families,
         skipped,
         warnings: summarise(warnings),
+        sets: SetSurvey {
+            live: live_sets,
+            changes: set_changes,
+        },
     })
+}
+
+/// The list files (or script lines) whose sets a host without ipset
+/// cannot make, for the error.
+fn needing_sets(sets: &[&OwnedSet]) -> String {
+    let mut sources: Vec<String> = sets
+        .iter()
+        .map(|s| {
+            s.source
+                .as_ref()
+                .map_or(s.name.clone(), ToString::to_string)
+        })
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let what = if sources.len() == 1 { "list" } else { "lists" };
+    format!("the address {what} {}", sources.join(", "))
 }
 
 /// Writes what the survey found, then verifies. Returns each family written
 /// as read back right after its write, verified (what a caller records as
-/// the kernel's forms of fwscript's rules); none when the kernel was in
-/// sync.
+/// the kernel's forms of fwscript's rules); a family whose rules were in
+/// sync but whose sets changed comes back as read before the write; none
+/// when the kernel was in sync.
 ///
-/// The families are written at the same time: each restore is its own
-/// process and kernel transaction, neither waits on the other, and when
-/// either fails every family that was written is put back from the
-/// snapshot. Each family is read back as soon as its write is done.
+/// The order keeps every rule's set in place: sets are made and filled
+/// first (one `ipset restore`), then the families are written at the same
+/// time (each restore is its own process and kernel transaction, neither
+/// waits on the other), and sets no rule uses any more are destroyed last.
+/// When a write fails, everything written before it is put back from the
+/// snapshot. Each family is read back as soon as its write is done; the
+/// sets by their headers and number of entries (`ipset list -t`), which
+/// costs nothing like reading 100,000 entries again: every add and delete
+/// was already checked one by one by `ipset restore`.
 pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, ApplyError> {
+    if let Some(change) = survey.sets.changes.iter().find(|c| c.conflict().is_some()) {
+        return Err(ApplyError::SetConflict {
+            change: change.to_string(),
+        });
+    }
+    let set_input = sets::diff::restore_input(&survey.sets.changes);
+    let sets_first = !set_input.before.is_empty();
+    if sets_first {
+        tracing::debug!("writing {} set changes", survey.sets.changes.len());
+        if let Err(source) = backend.restore_sets(&set_input.before) {
+            let set = rejected_set(&source, &survey.sets.changes);
+            return Err(put_back(
+                backend,
+                survey,
+                &[],
+                true,
+                Failed::Sets {
+                    source: Box::new(source),
+                    set,
+                },
+            ));
+        }
+    }
     let pending: Vec<&FamilySurvey> = survey
         .families
         .iter()
@@ -184,10 +342,23 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, A
             Ok(read) => read_back.push((family, Ok(read))),
         }
     }
-    if let Some((name, source, origin)) = failed_write {
+    if let Some((family, source, origin)) = failed_write {
         // Legacy commits table by table, so the failing family may be half
         // written too: put back every family that was attempted.
-        return Err(put_back(backend, &pending, name, Box::new(source), origin));
+        return Err(put_back(
+            backend,
+            survey,
+            &pending,
+            sets_first,
+            Failed::Rules {
+                family,
+                source: Box::new(source),
+                origin,
+            },
+        ));
+    }
+    if !set_input.after.is_empty() {
+        destroy_sets(backend, &set_input.after);
     }
     let mut families = Vec::new();
     for (family, read) in read_back {
@@ -202,6 +373,19 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, A
             }
         };
         families.push(live);
+    }
+    if !survey.sets.changes.is_empty() {
+        verify_sets(backend, survey)?;
+        // Families whose rules were in sync, but whose sets changed: the
+        // rules are as read.
+        for family in &survey.families {
+            let name = family.live.family;
+            let touched = survey.sets.changes.iter().any(|c| c.family == name);
+            if touched && !families.iter().any(|l: &LiveState| l.family == name) {
+                families.push(family.live.clone());
+            }
+        }
+        families.sort_by_key(|l| l.family);
     }
     Ok(families)
 }
@@ -236,6 +420,33 @@ enum Failure {
     Read(ApplyError),
 }
 
+/// The write that failed and made a put-back necessary.
+enum Failed {
+    Rules {
+        family: Family,
+        source: Box<BackendError>,
+        origin: Option<Origin>,
+    },
+    Sets {
+        source: Box<BackendError>,
+        set: Option<String>,
+    },
+}
+
+/// The set of the line `ipset restore` rejected, with its source.
+fn rejected_set(source: &BackendError, changes: &[SetChange]) -> Option<String> {
+    let BackendError::Rejected { text, .. } = source else {
+        return None;
+    };
+    let name = text.split_whitespace().nth(1)?;
+    let name = name.strip_suffix("-new").unwrap_or(name);
+    let change = changes.iter().find(|c| c.set == name)?;
+    Some(match &change.source {
+        Some(source) => format!("{name}, from {source}"),
+        None => name.to_string(),
+    })
+}
+
 fn write_and_read(backend: &dyn Backend, family: &FamilySurvey) -> Result<ReadBack, Failure> {
     let name = family.live.family;
     let input = restore_input(&family.changes);
@@ -252,34 +463,60 @@ fn write_and_read(backend: &dyn Backend, family: &FamilySurvey) -> Result<ReadBa
     read_back(backend, family).map_err(Failure::Read)
 }
 
+/// Puts back every family in `undo`, then the sets when `sets` were
+/// written, and says what failed and what was put back.
 fn put_back(
     backend: &dyn Backend,
+    survey: &Survey,
     undo: &[&FamilySurvey],
-    family: Family,
-    source: Box<BackendError>,
-    origin: Option<Origin>,
+    sets: bool,
+    failed: Failed,
 ) -> ApplyError {
     let mut restored = Vec::new();
+    let rollback = |restoring: String, rollback: ApplyError, failed: Failed| {
+        let (what, source) = match failed {
+            Failed::Rules { family, source, .. } => (format!("{family} rules"), source),
+            Failed::Sets { source, .. } => ("ipsets".to_string(), source),
+        };
+        ApplyError::Rollback {
+            what,
+            source,
+            restoring,
+            rollback: Box::new(rollback),
+        }
+    };
     for earlier in undo.iter().rev() {
         match restore_snapshot(backend, earlier) {
             Ok(true) => restored.push(earlier.live.family),
             Ok(false) => {}
-            Err(rollback) => {
-                return ApplyError::Rollback {
-                    family,
-                    source,
-                    restoring: earlier.live.family,
-                    rollback: Box::new(rollback),
-                }
-            }
+            Err(err) => return rollback(earlier.live.family.to_string(), err, failed),
+        }
+    }
+    let mut sets_restored = false;
+    if sets {
+        match restore_sets(backend, survey) {
+            Ok(changed) => sets_restored = changed,
+            Err(err) => return rollback("the ipsets".to_string(), err, failed),
         }
     }
     restored.sort();
-    ApplyError::Write {
-        family,
-        source,
-        origin,
-        restored,
+    match failed {
+        Failed::Rules {
+            family,
+            source,
+            origin,
+        } => ApplyError::Write {
+            family,
+            source,
+            origin,
+            restored,
+            sets_restored,
+        },
+        Failed::Sets { source, set } => ApplyError::WriteSets {
+            source,
+            set,
+            sets_restored,
+        },
     }
 }
 
@@ -300,8 +537,98 @@ fn restore_snapshot(backend: &dyn Backend, family: &FamilySurvey) -> Result<bool
             source: Box::new(source),
             origin: None,
             restored: Vec::new(),
+            sets_restored: false,
         })?;
     Ok(true)
+}
+
+/// Puts fwscript's sets back as the survey read them, once the rules are
+/// back (so no rule uses a set made by the failed write). `Ok(false)`:
+/// they had not changed.
+fn restore_sets(backend: &dyn Backend, survey: &Survey) -> Result<bool, ApplyError> {
+    let now = read_sets(backend)?;
+    let before: Vec<OwnedSet> = survey.sets.live.iter().map(OwnedSet::from).collect();
+    let families: Vec<Family> = survey.families.iter().map(|f| f.live.family).collect();
+    let now: Vec<LiveSet> = now
+        .into_iter()
+        .filter(|s| families.contains(&s.header.owner()))
+        .collect();
+    let back = diff_sets(&now, &before.iter().collect::<Vec<_>>());
+    if back.is_empty() {
+        return Ok(false);
+    }
+    tracing::warn!("putting the ipsets back: {} changes", back.len());
+    let input = sets::diff::restore_input(&back);
+    let write_error = |source| ApplyError::WriteSets {
+        source: Box::new(source),
+        set: None,
+        sets_restored: false,
+    };
+    backend.restore_sets(&input.before).map_err(write_error)?;
+    if !input.after.is_empty() {
+        backend.restore_sets(&input.after).map_err(write_error)?;
+    }
+    Ok(true)
+}
+
+/// Destroys sets no rule of fwscript's uses any more. A set that cannot
+/// go (a rule of someone else's matches it) costs nothing kept: it is
+/// logged, tried again by the next write, and the rest still go.
+fn destroy_sets(backend: &dyn Backend, input: &str) {
+    let mut lines: Vec<&str> = input.lines().collect();
+    while !lines.is_empty() {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        match backend.restore_sets(&text) {
+            Ok(()) => return,
+            Err(BackendError::Rejected { line, message, .. })
+                if line >= 1 && line <= lines.len() =>
+            {
+                tracing::warn!(
+                    "cannot remove an ipset no longer used (`{}`): {message}; it stays until the next apply",
+                    lines[line - 1]
+                );
+                lines.drain(..line);
+            }
+            Err(err) => {
+                tracing::warn!("cannot remove the ipsets no longer used: {err}");
+                return;
+            }
+        }
+    }
+}
+
+/// The sets written must be there as the script wants them: the right
+/// type, family and size, and each with its number of entries. Read with
+/// `ipset list -t`, headers only.
+fn verify_sets(backend: &dyn Backend, survey: &Survey) -> Result<(), ApplyError> {
+    let text = backend.list_sets().map_err(|source| ApplyError::ReadSets {
+        source: Box::new(source),
+    })?;
+    let headers = sets::live::parse_headers(&text).map_err(|err| ApplyError::ReadSets {
+        source: Box::new(err.into()),
+    })?;
+    for family in &survey.families {
+        for want in &family.desired.sets {
+            let failed = |found: String| ApplyError::VerifySet {
+                set: want.name.clone(),
+                found,
+            };
+            let Some(have) = headers.iter().find(|h| h.name == want.name) else {
+                return Err(failed("it is missing".into()));
+            };
+            if !have.compatible(want.family) || !have.extras.is_empty() {
+                return Err(failed(format!("it is a {}", have.kind)));
+            }
+            if have.count != Some(want.entries.len()) {
+                return Err(failed(format!(
+                    "it holds {} entries, not {}",
+                    have.count.unwrap_or(0),
+                    want.entries.len()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The read-back must need no change at all. By ids only: the texts just
@@ -331,18 +658,33 @@ fn read(backend: &dyn Backend, family: Family) -> Result<LiveState, ApplyError> 
     LiveState::parse(family, &text).map_err(|e| read_error(e.into()))
 }
 
-/// Reads the families at the same time: each save is one process that
-/// mostly waits on the kernel.
-fn read_all(backend: &dyn Backend, families: &[Family]) -> Result<Vec<LiveState>, ApplyError> {
+/// fwscript's sets, both families, with their entries.
+pub fn read_sets(backend: &dyn Backend) -> Result<Vec<LiveSet>, ApplyError> {
+    let read_error = |source| ApplyError::ReadSets {
+        source: Box::new(source),
+    };
+    let text = backend.save_sets().map_err(read_error)?;
+    sets::live::parse_save(&text).map_err(|e| read_error(e.into()))
+}
+
+type Reads = (Vec<LiveState>, Result<Vec<LiveSet>, ApplyError>);
+
+/// Reads the families and the sets at the same time: each save is one
+/// process that mostly waits on the kernel. The sets' result is given as
+/// is: whether a failure matters depends on what the script wants.
+fn read_all(backend: &dyn Backend, families: &[Family]) -> Result<Reads, ApplyError> {
     std::thread::scope(|scope| {
+        let sets = scope.spawn(|| read_sets(backend));
         let readers: Vec<_> = families
             .iter()
             .map(|&family| scope.spawn(move || read(backend, family)))
             .collect();
-        readers
+        let lives = readers
             .into_iter()
             .map(|reader| reader.join().expect("reader panicked"))
-            .collect()
+            .collect::<Result<Vec<_>, _>>();
+        let sets = sets.join().expect("reader panicked");
+        Ok((lives?, sets))
     })
 }
 
@@ -546,6 +888,9 @@ mod tests {
             }
             fn save(&self, family: Family) -> Result<String, BackendError> {
                 self.0.save(family)
+            }
+            fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+                self.0.save_counters(family)
             }
             fn restore(&self, _: Family, _: &str) -> Result<(), BackendError> {
                 Ok(())

@@ -260,14 +260,18 @@ pub fn rollback(
     let rulesets = snapshot
         .families
         .iter()
-        .map(|f| LiveState::parse(f.family, &f.save).map(|live| live.owned()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| ConfirmError::BadSnapshot(err.to_string()))?;
-    let text = transaction::rules_text(&rulesets);
-    let digest = transaction::digest(&text);
+        .map(|f| {
+            let mut owned = LiveState::parse(f.family, &f.save)
+                .map_err(|err| err.to_string())?
+                .owned();
+            owned.sets = crate::sets::live::parse_owned(&f.sets).map_err(|err| err.to_string())?;
+            Ok(owned)
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(ConfirmError::BadSnapshot)?;
+    let digest = transaction::plan_digest(&rulesets);
     let intent = Intent {
         rulesets,
-        text: Some(text),
         script: format!("(the rules from before `{}`)", snapshot.script),
         command,
         keep: Keep::Good { digest },

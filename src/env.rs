@@ -6,6 +6,10 @@ use std::time::Duration;
 /// `nft` or `legacy`: force an iptables backend instead of detecting it.
 pub const IPTABLES: &str = "FWSCRIPT_IPTABLES";
 
+/// The `ipset` program to run, instead of the one found in PATH or the
+/// sbin folders.
+pub const IPSET: &str = "FWSCRIPT_IPSET";
+
 /// Seconds a writer waits for a lock held by someone else: the state
 /// folder's (another fwscript) and the xtables lock (another program).
 pub const LOCK_WAIT: &str = "FWSCRIPT_LOCK_WAIT";

@@ -24,6 +24,10 @@ pub enum Error {
     Confirm(#[from] crate::confirm::ConfirmError),
     #[error("error: {0}")]
     Daemon(#[from] crate::daemon::DaemonError),
+    #[error("error: {0}")]
+    Import(#[from] crate::import::ImportError),
+    #[error("error: {0}")]
+    Kernel(#[from] crate::testing::kernel::KernelError),
     /// The script could not be applied at boot; the fallback was.
     #[error(
         "{}\nnote: at boot the kernel must not stay open: {fallback} was applied instead",
@@ -34,6 +38,14 @@ pub enum Error {
     /// kernel was not touched.
     #[error("error: {source}; nothing was changed")]
     NotWritten { source: crate::state::StateError },
+    /// A request that cannot be carried out as asked (an unknown command
+    /// for `help`, a reset declined at its question, a malformed rule id).
+    #[error("error: {0}")]
+    Refused(String),
+    /// Run as another user, the command failed for want of root's rights
+    /// (the state folder, the iptables tools, network namespaces).
+    #[error("error: must run as root: {0}\n  = hint: run it as root, e.g. with sudo")]
+    NeedsRoot(String),
     /// The kernel was written and verified, then recording it failed: the
     /// message must say the kernel changed (DESIGN.md 4).
     #[error(

@@ -83,7 +83,6 @@ pub fn apply(
     };
     let intent = Intent {
         rulesets: fallback.rulesets().to_vec(),
-        text: None,
         script,
         command,
         keep: Keep::Unchanged,
@@ -123,31 +122,50 @@ fn owns_something(rulesets: &[Ruleset]) -> bool {
 }
 
 /// Restore files as the state folder keeps them, each family introduced
-/// by `# ipv4` or `# ipv6`, back into rulesets.
+/// by `# ipv4` or `# ipv6`, and the sets by `# ipset`, back into rulesets.
 pub fn parse_rules(text: &str) -> Result<Vec<Ruleset>, String> {
-    let mut sections: Vec<(Family, String)> = Vec::new();
+    // `None`: the `# ipset` section.
+    let mut sections: Vec<(Option<Family>, String)> = Vec::new();
     for line in text.lines() {
         let header = line
             .strip_prefix("# ")
-            .and_then(|name| Family::parse(name.trim()));
+            .map(str::trim)
+            .and_then(|name| match name {
+                "ipset" => Some(None),
+                _ => Family::parse(name).map(Some),
+            });
         match (header, sections.last_mut()) {
-            (Some(family), _) => sections.push((family, String::new())),
+            (Some(section), _) => sections.push((section, String::new())),
             (None, Some((_, body))) => {
                 body.push_str(line);
                 body.push('\n');
             }
             (None, None) if line.trim().is_empty() => {}
-            (None, None) => return Err("rules before the first `# ipv4` or `# ipv6`".into()),
+            (None, None) => {
+                return Err("rules before the first `# ipv4`, `# ipv6` or `# ipset`".into())
+            }
         }
     }
-    sections
-        .into_iter()
-        .map(|(family, body)| {
-            LiveState::parse(family, &body)
-                .map(|live| live.owned())
-                .map_err(|err| err.to_string())
-        })
-        .collect()
+    let mut sets = Vec::new();
+    let mut rulesets = Vec::new();
+    for (section, body) in sections {
+        match section {
+            None => sets.extend(crate::sets::live::parse_owned(&body).map_err(|e| e.to_string())?),
+            Some(family) => rulesets.push(
+                LiveState::parse(family, &body)
+                    .map(|live| live.owned())
+                    .map_err(|err| err.to_string())?,
+            ),
+        }
+    }
+    for set in sets {
+        let ruleset = rulesets
+            .iter_mut()
+            .find(|r| r.family == set.family)
+            .ok_or_else(|| format!("set `{}` of a family without rules", set.name))?;
+        ruleset.sets.push(set);
+    }
+    Ok(rulesets)
 }
 
 #[cfg(test)]
@@ -171,5 +189,31 @@ mod tests {
         }
         assert!(owns_something(&back));
         assert!(parse_rules("*filter\nCOMMIT\n").is_err());
+    }
+
+    #[test]
+    fn kept_rules_hold_their_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let list: String = (0..20).map(|i| format!("198.51.100.{i}\n")).collect();
+        std::fs::write(dir.path().join("l.txt"), list).unwrap();
+        std::fs::write(
+            dir.path().join("fw.rhai"),
+            "block(address_list(\"l.txt\"));\n",
+        )
+        .unwrap();
+        let plan = crate::script::evaluate(&dir.path().join("fw.rhai")).unwrap();
+        let rulesets = transaction::desired(&plan);
+        let text = transaction::rules_text(&rulesets);
+        assert!(text.starts_with("# ipset\ncreate fws-"), "{text}");
+        let back = parse_rules(&text).unwrap();
+        assert_eq!(back[0].sets.len(), 1);
+        assert!(back[1].sets.is_empty());
+        assert_eq!(back[0].sets[0].entries, rulesets[0].sets[0].entries);
+        assert_eq!(back[0].sets[0].name, rulesets[0].sets[0].name);
+        assert_eq!(back[0].sets[0].maxelem, rulesets[0].sets[0].maxelem);
+        // Read back, written again: the same records, so the same digest.
+        assert_eq!(transaction::rules_text(&back), text);
+        // A set section that does not read is refused, not half kept.
+        assert!(parse_rules("# ipset\nadd fws-x 10.0.0.1\n# ipv4\n").is_err());
     }
 }

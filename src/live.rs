@@ -233,6 +233,9 @@ impl LiveState {
         Ruleset {
             family: self.family,
             tables,
+            // Sets are read apart, once for both families (see
+            // `apply::survey`).
+            sets: Vec::new(),
         }
     }
 }
@@ -352,17 +355,17 @@ impl fmt::Display for LiveState {
 
 /// A word of a rule as iptables-save printed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Word {
-    text: String,
+pub(crate) struct Word {
+    pub(crate) text: String,
     /// Quoted words are always values, never options: a log prefix of
     /// `"--comment fws:…"` must not be read as a comment.
-    quoted: bool,
+    pub(crate) quoted: bool,
 }
 
 /// Splits rule text the way iptables-restore does: whitespace separates
 /// words, double quotes group, and a backslash inside quotes escapes the
 /// next character.
-fn words(spec: &str) -> Vec<Word> {
+pub(crate) fn words(spec: &str) -> Vec<Word> {
     let mut words = Vec::new();
     let mut chars = spec.chars().peekable();
     loop {

@@ -5,10 +5,12 @@ use std::io::IsTerminal;
 use tracing_subscriber::fmt::time::Uptime;
 use tracing_subscriber::EnvFilter;
 
-pub fn init(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
+/// `quiet`: warnings and errors only (`--quiet`, which `-v` overrides).
+pub fn init(verbose: u8, quiet: bool) {
+    let default = match (verbose, quiet) {
+        (0, true) => "warn",
+        (0, false) => "info",
+        (1, _) => "debug",
         _ => "trace",
     };
     // The watcher crates complain about watches the kernel already dropped

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Chains whose name starts with this are fwscript's, whole (DESIGN.md 3).
 pub const OWNED_PREFIX: &str = "FWS-";
 
+/// ipsets whose name starts with this are fwscript's, whole (DESIGN.md 3).
+pub const SET_PREFIX: &str = "fws-";
+
 /// Every rule fwscript writes carries `fws:<id>` at the start of its comment.
 pub const ID_TAG: &str = "fws:";
 

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::netfilter::{Family, Hook, Policy, Table, OWNED_PREFIX};
 pub use crate::ruleset::Origin;
@@ -41,6 +42,11 @@ impl Plan {
         self.families.get(&family)
     }
 
+    /// Every owned set, both families.
+    pub fn sets(&self) -> impl Iterator<Item = &SetPlan> {
+        self.families.values().flat_map(|f| &f.sets)
+    }
+
     pub fn rule_count(&self) -> usize {
         self.families
             .values()
@@ -54,6 +60,98 @@ impl Plan {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FamilyPlan {
     pub tables: BTreeMap<Table, TablePlan>,
+    /// The owned ipsets this family's rules match, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<SetPlan>,
+}
+
+impl FamilyPlan {
+    pub fn set(&self, name: &str) -> Option<&SetPlan> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+}
+
+/// A rule's `src` or `dst` of more than this many addresses of one family
+/// becomes an owned ipset matched by one rule, instead of one rule per
+/// address: a few rules are easier to read in `iptables -S` and keep their
+/// own counters; past that, a set is cheaper to write, to read and to match.
+pub const SET_THRESHOLD: usize = 8;
+
+/// An ipset's entries: sorted, unique, host bits cleared, never a `/0`
+/// (`hash:net` cannot hold one). Shared between the plan's rules and its
+/// sets, so a 100,000-entry list is held once.
+pub type SetEntries = Arc<[IpNet]>;
+
+/// An owned ipset (`fws-…`, `hash:net`) as the plan has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetPlan {
+    pub name: String,
+    pub family: Family,
+    #[serde(serialize_with = "entry_count")]
+    pub entries: SetEntries,
+    pub source: SetSource,
+}
+
+/// Where a set's entries come from, for people: the list file they equal,
+/// or the script call that gave them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetSource {
+    /// An address list, as the script named it (`lists/blocklist.txt`).
+    List(String),
+    /// A literal array, or a list the script changed (filtered, joined).
+    Call(Origin),
+}
+
+impl fmt::Display for SetSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetSource::List(file) => f.write_str(file),
+            SetSource::Call(origin) => write!(f, "{origin}"),
+        }
+    }
+}
+
+/// A rule's match on an owned set: `-m set --match-set NAME src|dst`.
+#[derive(Clone)]
+pub struct SetRef {
+    /// `fws-<12 hex>`; empty until the collector names it.
+    pub name: String,
+    pub family: Family,
+    pub entries: SetEntries,
+}
+
+impl SetRef {
+    /// Whether `addr` is in the set: within one of its networks.
+    pub fn contains(&self, addr: &IpAddr) -> bool {
+        self.entries.iter().any(|net| net.contains(addr))
+    }
+}
+
+impl PartialEq for SetRef {
+    fn eq(&self, other: &SetRef) -> bool {
+        self.name == other.name
+            && self.family == other.family
+            && (Arc::ptr_eq(&self.entries, &other.entries) || self.entries == other.entries)
+    }
+}
+
+/// Its name and size: a set's entries are the set's business, not every
+/// rule's.
+impl fmt::Debug for SetRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} entries)", self.name, self.entries.len())
+    }
+}
+
+impl Serialize for SetRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name)
+    }
+}
+
+fn entry_count<S: Serializer>(entries: &SetEntries, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(entries.len() as u64)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -239,6 +337,10 @@ pub struct Rule {
 pub struct Matches {
     pub src: Option<IpNet>,
     pub dst: Option<IpNet>,
+    /// The source is in this owned set (`-m set --match-set NAME src`).
+    pub src_set: Option<SetRef>,
+    /// The destination is in this owned set.
+    pub dst_set: Option<SetRef>,
     pub iface: Option<String>,
     pub oface: Option<String>,
     pub proto: Option<Proto>,
@@ -545,6 +647,102 @@ impl fmt::Display for Endpoint {
             (addr, None) => write!(f, "{addr}"),
         }
     }
+}
+
+/// `a.b.c.d` or `a.b.c.d/n` as ipset prints them and lists hold them (no
+/// leading zeros, host bits clear), read by hand: a big list or set is
+/// 100,000 of these, and the general parser takes four times as long.
+/// `None` for anything else, which the general parser then reads.
+pub fn parse_v4(text: &str) -> Option<IpNet> {
+    let mut octets = [0u8; 4];
+    let mut prefix = 32u8;
+    let mut part = 0;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    let mut in_prefix = false;
+    for &byte in text.as_bytes() {
+        match byte {
+            b'0'..=b'9' if digits < 3 && !(digits == 1 && value == 0) => {
+                value = value * 10 + u32::from(byte - b'0');
+                digits += 1;
+            }
+            b'.' if !in_prefix && part < 3 && digits > 0 && value <= 255 => {
+                octets[part] = value as u8;
+                part += 1;
+                (value, digits) = (0, 0);
+            }
+            b'/' if !in_prefix && part == 3 && digits > 0 && value <= 255 => {
+                octets[3] = value as u8;
+                in_prefix = true;
+                (value, digits) = (0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if digits == 0 || part != 3 {
+        return None;
+    }
+    if in_prefix {
+        prefix = u8::try_from(value).ok().filter(|p| *p <= 32)?;
+    } else {
+        octets[3] = u8::try_from(value).ok()?;
+    }
+    let net = ipnet::Ipv4Net::new(octets.into(), prefix).ok()?;
+    (net == net.trunc()).then_some(IpNet::V4(net))
+}
+
+/// Appends an address as a script and ipset write it: a host without its
+/// `/32` or `/128`. IPv4 without the formatting machinery, which was most
+/// of the time a 100,000-line address list took to hand to the script.
+pub fn push_net(out: &mut String, net: &IpNet) {
+    match net {
+        IpNet::V4(net) => {
+            let mut buf = [0u8; V4_TEXT];
+            let len = v4_text(net, &mut buf);
+            out.push_str(std::str::from_utf8(&buf[..len]).expect("ASCII digits"));
+        }
+        IpNet::V6(net) if net.prefix_len() == 128 => {
+            use fmt::Write as _;
+            let _ = write!(out, "{}", net.addr());
+        }
+        IpNet::V6(net) => {
+            use fmt::Write as _;
+            let _ = write!(out, "{net}");
+        }
+    }
+}
+
+/// The longest IPv4 network as text: `255.255.255.255/32`.
+pub const V4_TEXT: usize = 18;
+
+/// Writes an IPv4 network as [`push_net`] does into `buf`; its length.
+pub fn v4_text(net: &ipnet::Ipv4Net, buf: &mut [u8]) -> usize {
+    fn put(n: u8, buf: &mut [u8], len: &mut usize) {
+        if n >= 100 {
+            buf[*len] = b'0' + n / 100;
+            *len += 1;
+        }
+        if n >= 10 {
+            buf[*len] = b'0' + n / 10 % 10;
+            *len += 1;
+        }
+        buf[*len] = b'0' + n % 10;
+        *len += 1;
+    }
+    let mut len = 0;
+    for (i, octet) in net.addr().octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        put(octet, buf, &mut len);
+    }
+    if net.prefix_len() != 32 {
+        buf[len] = b'/';
+        len += 1;
+        put(net.prefix_len(), buf, &mut len);
+    }
+    len
 }
 
 pub fn family_of(addr: &IpAddr) -> Family {

@@ -7,12 +7,14 @@ use std::fmt::Write as _;
 use crate::netfilter::{Family, Table};
 use crate::plan::{Action, FamilyPlan, Matches, Plan, RateUnit, RecentCheck, Rule, TablePlan};
 use crate::ruleset::{id_comment, HookRule, OwnedChain, OwnedRule, RuleId, Ruleset, TableRuleset};
+use crate::sets::{self, OwnedSet};
 
 /// Renders one family of the plan into the text form the diff works on.
 pub fn ruleset(plan: &Plan, family: Family) -> Ruleset {
     let mut ruleset = Ruleset::empty(family);
     if let Some(family_plan) = plan.family(family) {
         ruleset.tables = render_family(family_plan, family);
+        ruleset.sets = family_plan.sets.iter().map(OwnedSet::planned).collect();
     }
     ruleset
 }
@@ -197,6 +199,11 @@ pub(crate) fn matches_text(m: &Matches) -> String {
             list(&flags.set)
         ));
     }
+    for (set, direction) in [(&m.src_set, "src"), (&m.dst_set, "dst")] {
+        if let Some(set) = set {
+            args.push(format!("-m set --match-set {} {direction}", set.name));
+        }
+    }
     if let Some(icmp) = &m.icmp_type {
         match m.proto {
             Some(crate::plan::Proto::Icmpv6) => {
@@ -316,8 +323,24 @@ pub fn restore_files(plan: &Plan) -> String {
 }
 
 /// Restore files of rulesets already rendered, each introduced by its
-/// family's `# ipv4` / `# ipv6` line.
+/// family's `# ipv4` / `# ipv6` line; when they have owned sets, the
+/// `ipset restore` input that makes them comes first, introduced by
+/// `# ipset` (the sets must exist before the rules that match them).
 pub fn restore_text<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> String {
+    let rulesets: Vec<&Ruleset> = rulesets.into_iter().collect();
+    let mut out = String::new();
+    let owned: Vec<&OwnedSet> = rulesets.iter().flat_map(|r| &r.sets).collect();
+    if !owned.is_empty() {
+        out.push_str("# ipset\n");
+        out.push_str(&sets::restore_file(owned));
+    }
+    out.push_str(&family_files(rulesets));
+    out
+}
+
+/// The rule files alone, each introduced by `# ipv4` / `# ipv6`: what
+/// [`restore_text`] gives when there are no sets.
+pub fn family_files<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> String {
     let mut out = String::new();
     for ruleset in rulesets {
         let _ = writeln!(out, "# {}", ruleset.family);
@@ -466,7 +489,11 @@ mod tests {
         let addrs: Vec<String> = (0..1500)
             .map(|i| format!("\"10.{}.{}.1\"", i / 256, i % 256))
             .collect();
-        let [v4, _] = render(&format!("block([{}]);\nallow_tcp(80);\n", addrs.join(", ")));
+        // One call per address: a list of them would be one set.
+        let [v4, _] = render(&format!(
+            "for a in [{}] {{ block(a); }}\nallow_tcp(80);\n",
+            addrs.join(", ")
+        ));
         assert_eq!(hooks(&v4, Table::Filter)[0].2, "FWS-INPUT-DENY");
         let deny = chain(&v4, Table::Filter, "FWS-INPUT-DENY").unwrap();
         assert!(targets(deny)

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::netfilter::{Family, Hook, Policy, Table, ID_TAG, OWNED_PREFIX};
+use crate::sets::OwnedSet;
 
 /// Where in the user's script a rule came from (the call site, never a line
 /// inside stdlib/).
@@ -16,6 +17,8 @@ use crate::netfilter::{Family, Hook, Policy, Table, ID_TAG, OWNED_PREFIX};
 pub struct Origin {
     pub file: String,
     pub line: usize,
+    /// `col` in JSON, as every other location fwscript prints.
+    #[serde(rename = "col")]
     pub column: usize,
 }
 
@@ -187,6 +190,9 @@ impl TableRuleset {
 pub struct Ruleset {
     pub family: Family,
     pub tables: BTreeMap<Table, TableRuleset>,
+    /// The owned ipsets of this family (`fws-…`), by name.
+    #[serde(skip)]
+    pub sets: Vec<OwnedSet>,
 }
 
 impl Ruleset {
@@ -194,6 +200,7 @@ impl Ruleset {
         Ruleset {
             family,
             tables: BTreeMap::new(),
+            sets: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@
 //! kernel *was* changed and what it now holds.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -22,12 +23,13 @@ use crate::forms::KernelForms;
 use crate::guard::{self, SshSession};
 use crate::live::LiveState;
 use crate::netfilter::Family;
+use crate::origins::{self, RuleOrigins};
 use crate::plan::Plan;
 use crate::render;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{RuleId, Ruleset};
 use crate::state::{
-    boot_id, Applied, FamilySnapshot, LastGood, Locked, OriginalPolicies, PendingConfirm,
-    PlanRecords, RulesRecord, Snapshot, StagedPlan, StateDir, StateError,
+    boot_id, Applied, AppliedRules, FamilySnapshot, LastGood, Locked, OriginalPolicies,
+    PendingConfirm, PlanRecords, RulesRecord, Snapshot, StagedPlan, StateDir, StateError,
 };
 
 #[derive(Debug)]
@@ -41,10 +43,6 @@ pub struct Transaction {
 #[derive(Debug)]
 pub struct Intent {
     pub rulesets: Vec<Ruleset>,
-    /// The restore text of `rulesets` as [`rules_text`] makes it, when the
-    /// caller made it already (for the digest): the state folder keeps the
-    /// same text, so it is not formatted twice.
-    pub text: Option<String>,
     /// What is written, for people: a script's path, `(reset)`, …
     pub script: String,
     /// The command writing it.
@@ -100,6 +98,31 @@ pub fn digest(rules_text: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// [`digest`] of the rulesets' [`rules_text`], without writing out their
+/// sets' entries, which a 100,000-address list made most of the time a
+/// no-op apply spent on it: the rules' text, then each set's name, family,
+/// size and entries as bytes. Without sets, the very digest of the text.
+pub fn plan_digest(rulesets: &[Ruleset]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(render::family_files(rulesets).as_bytes());
+    for set in rulesets.iter().flat_map(|r| &r.sets) {
+        hasher.update(b"\0set\0");
+        hasher.update(set.name.as_bytes());
+        hasher.update([set.family as u8]);
+        hasher.update(set.maxelem.to_le_bytes());
+        hasher.update((set.entries.len() as u64).to_le_bytes());
+        for entry in set.entries.iter() {
+            match entry.addr() {
+                std::net::IpAddr::V4(addr) => hasher.update(addr.octets()),
+                std::net::IpAddr::V6(addr) => hasher.update(addr.octets()),
+            }
+            hasher.update([entry.prefix_len()]);
+        }
+    }
+    let digest = hasher.finalize();
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Brings the kernel to `plan` after the lockout guard agrees. `session`:
 /// the SSH session to keep reachable, when run over SSH and not forced.
 pub fn apply_plan(
@@ -109,19 +132,39 @@ pub fn apply_plan(
     state: Option<&Locked>,
     session: Option<SshSession>,
 ) -> Result<Transaction, Error> {
-    check_guard(plan, session)?;
+    for warning in check_guard(plan, session)? {
+        tracing::warn!("{warning}");
+    }
     write(backend, intent, state)
 }
 
-/// The lockout guard's verdict on `plan`; its warnings (rate limits on the
-/// SSH port) are logged.
-pub fn check_guard(plan: &Plan, session: Option<SshSession>) -> Result<(), Error> {
-    if let Some(session) = session {
-        for warning in guard::check(plan, session)? {
-            tracing::warn!("{warning}");
-        }
+/// The lockout guard's verdict on `plan`: an error when it refuses, else
+/// its warnings (rate limits on the SSH port) for the caller to report.
+pub fn check_guard(plan: &Plan, session: Option<SshSession>) -> Result<Vec<guard::Warning>, Error> {
+    match session {
+        Some(session) => Ok(guard::check(plan, session)?),
+        None => Ok(Vec::new()),
     }
-    Ok(())
+}
+
+/// Set once this process has changed the kernel (a write that held, or
+/// one that failed half way and may have left part of itself): what
+/// reports call `changed`, errors included.
+static KERNEL_WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process has changed the kernel.
+pub fn kernel_written() -> bool {
+    KERNEL_WRITTEN.load(Ordering::SeqCst)
+}
+
+/// [`apply::apply`], noting whether the kernel changed: a write that
+/// failed and was put back changed nothing.
+fn apply_noted(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, Error> {
+    let result = apply::apply(backend, survey);
+    if !matches!(result, Err(apply::ApplyError::Write { .. })) {
+        KERNEL_WRITTEN.store(true, Ordering::SeqCst);
+    }
+    Ok(result?)
 }
 
 /// What writing `rulesets` would change, writing nothing (a dry run): the
@@ -141,11 +184,9 @@ pub fn preview(
 /// The intent of applying `plan`, made from `script`.
 pub fn plan_intent(plan: &Plan, script: &Path, command: &'static str) -> (Intent, String) {
     let rulesets = desired(plan);
-    let text = rules_text(&rulesets);
-    let digest = digest(&text);
+    let digest = plan_digest(&rulesets);
     let intent = Intent {
         rulesets,
-        text: Some(text),
         script: script.display().to_string(),
         command,
         keep: Keep::Good {
@@ -166,16 +207,11 @@ pub fn write(
     state: Option<&Locked>,
 ) -> Result<Transaction, Error> {
     let forms = recorded_forms(state.map(|locked| &**locked));
-    // The records need the text, not the rulesets: the survey takes them
-    // as they are instead of a copy of every rule.
-    let mut intent = intent;
-    if intent.text.is_none() && !matches!(intent.keep, Keep::Unchanged) {
-        intent.text = Some(rules_text(&intent.rulesets));
-    }
-    let survey = apply::survey(backend, std::mem::take(&mut intent.rulesets), &forms)?;
+    let survey = apply::survey(backend, intent.rulesets.clone(), &forms)?;
     if survey.in_sync() {
         if let Some(state) = state {
             adopt_if_unrecorded(state, &intent)?;
+            refresh_origins(state, &intent, &survey);
         }
         return Ok(Transaction {
             survey,
@@ -183,7 +219,7 @@ pub fn write(
         });
     }
     let Some(state) = state else {
-        let written = families(&apply::apply(backend, &survey)?);
+        let written = families(&apply_noted(backend, &survey)?);
         return Ok(Transaction { survey, written });
     };
     // Before the kernel: a folder that cannot take them fails here, and
@@ -215,7 +251,7 @@ pub fn write(
     if let Some(snapshot) = snapshot {
         prepare(snapshot.and_then(|s| s.commit()))?;
     }
-    let read_back = apply::apply(backend, &survey)?;
+    let read_back = apply_noted(backend, &survey)?;
     let transaction = Transaction {
         survey,
         written: families(&read_back),
@@ -277,11 +313,13 @@ fn adopt_if_unrecorded(state: &Locked, intent: &Intent) -> Result<(), Error> {
     let records = PlanRecords {
         applied: None,
         rules: Some(RulesRecord {
-            text: intent_text(intent),
+            text: rules_text(&intent.rulesets),
             last_good: Some(last_good(intent, digest)),
         }),
         pending: None,
         policies: None,
+        applied_rules: None,
+        origins: None,
     };
     state.stage_plan(&records)?.commit()?;
     Ok(())
@@ -290,15 +328,16 @@ fn adopt_if_unrecorded(state: &Locked, intent: &Intent) -> Result<(), Error> {
 fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecords, StateError> {
     let rules = match &intent.keep {
         Keep::Good { digest } => Some(RulesRecord {
-            text: intent_text(intent),
+            text: rules_text(&intent.rulesets),
             last_good: Some(last_good(intent, digest)),
         }),
         Keep::Pending(_) => Some(RulesRecord {
-            text: intent_text(intent),
+            text: rules_text(&intent.rulesets),
             last_good: None,
         }),
         Keep::Unchanged => None,
     };
+    let rules_kept = rules.is_some();
     let digest = match &intent.keep {
         Keep::Good { digest } => digest.clone(),
         Keep::Pending(pending) => pending.plan_digest.clone(),
@@ -315,6 +354,7 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
             at: now(),
             digest,
             boot_id: boot_id(),
+            origins: origins::digest(&intent.rulesets, &mut origins::read_source),
         }),
         rules,
         pending: match &intent.keep {
@@ -322,15 +362,80 @@ fn records(state: &Locked, intent: &Intent, survey: &Survey) -> Result<PlanRecor
             _ => None,
         },
         policies,
+        applied_rules: Some(applied_rules(&intent.rulesets, rules_kept)),
+        origins: Some(rule_origins(
+            &state.rule_origins().unwrap_or_default(),
+            intent,
+            survey,
+        )),
     })
 }
 
-/// The intent's text, made before its rulesets went to the survey.
-fn intent_text(intent: &Intent) -> String {
-    intent
-        .text
-        .clone()
-        .expect("made before the survey for every write that keeps rules")
+/// The rules written and the policies they decide; `kept`: the write keeps
+/// the rules in a rules file already (last good or pending).
+pub fn applied_rules(rulesets: &[Ruleset], kept: bool) -> AppliedRules {
+    AppliedRules {
+        text: (!kept).then(|| rules_text(rulesets)),
+        policies: rulesets
+            .iter()
+            .map(|ruleset| {
+                let tables = ruleset
+                    .tables
+                    .iter()
+                    .map(|(&table, rules)| (table, rules.policies.clone()))
+                    .collect();
+                (ruleset.family, tables)
+            })
+            .collect(),
+    }
+}
+
+/// The script line of each rule the intent writes, and of each rule the
+/// kernel held before (which a rollback may put back).
+fn rule_origins(known: &RuleOrigins, intent: &Intent, survey: &Survey) -> RuleOrigins {
+    let before: Vec<&RuleId> = survey
+        .families
+        .iter()
+        .flat_map(|f| f.live.tables.values())
+        .flat_map(|t| t.owned_chains())
+        .flat_map(|c| &c.rules)
+        .filter_map(|r| r.id.as_ref())
+        .collect();
+    origins::record(&intent.rulesets, &before, known, &mut origins::read_source)
+}
+
+/// A kernel in sync with a plan whose lines moved (a comment added above
+/// them) or that now comes from another file: the record of the lines is
+/// brought up to date, so `status` names the lines the script has now.
+/// Best effort: it only tells people where rules came from. The digest
+/// in `applied.json` tells in a few milliseconds whether anything moved,
+/// so a no-op apply of a big script does not pay for the whole record.
+fn refresh_origins(state: &Locked, intent: &Intent, survey: &Survey) {
+    if !matches!(intent.keep, Keep::Good { .. } | Keep::Pending(_)) {
+        return;
+    }
+    let Ok(Some(mut applied)) = state.applied() else {
+        return;
+    };
+    let digest = origins::digest(&intent.rulesets, &mut origins::read_source);
+    if applied.origins == digest {
+        return;
+    }
+    let Ok(known) = state.rule_origins() else {
+        return;
+    };
+    applied.origins = digest;
+    let records = PlanRecords {
+        origins: Some(rule_origins(&known, intent, survey)),
+        applied: Some(applied),
+        ..PlanRecords::default()
+    };
+    if let Err(err) = state
+        .stage_plan(&records)
+        .and_then(|staged| staged.commit())
+    {
+        tracing::warn!("{err}; `fwscript status` may name old script lines");
+    }
 }
 
 fn last_good(intent: &Intent, digest: &str) -> LastGood {
@@ -379,9 +484,13 @@ fn snapshot(survey: &Survey, script: &str) -> Snapshot {
         families: survey
             .families
             .iter()
-            .map(|f| FamilySnapshot {
-                family: f.live.family,
-                save: render::restore_file(&f.live.owned()),
+            .map(|f| {
+                let owned = survey.snapshot(f);
+                FamilySnapshot {
+                    family: f.live.family,
+                    save: render::restore_file(&owned),
+                    sets: crate::sets::restore_file(&owned.sets),
+                }
             })
             .collect(),
     }
@@ -415,6 +524,9 @@ mod tests {
         }
         fn save(&self, family: Family) -> Result<String, BackendError> {
             self.kernel.save(family)
+        }
+        fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+            self.kernel.save_counters(family)
         }
         fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
             for entry in std::fs::read_dir(&self.folder).unwrap() {
@@ -454,6 +566,31 @@ mod tests {
             !backend.kernel.state(Family::Ipv4).tables.is_empty(),
             "the write did happen"
         );
+        assert!(kernel_written(), "reports say `changed` with the error");
+    }
+
+    #[test]
+    fn a_plan_without_sets_keeps_the_digest_of_its_text() {
+        let rulesets = desired(&crate::script::emergency_plan(22));
+        assert_eq!(plan_digest(&rulesets), digest(&rules_text(&rulesets)));
+        // With a set, every entry counts.
+        let dir = tempfile::tempdir().unwrap();
+        let list = |extra: &str| {
+            let text: String = (0..20).map(|i| format!("198.51.100.{i}\n")).collect();
+            std::fs::write(dir.path().join("l.txt"), format!("{text}{extra}")).unwrap();
+            std::fs::write(
+                dir.path().join("fw.rhai"),
+                "block(address_list(\"l.txt\"));\n",
+            )
+            .unwrap();
+            desired(&crate::script::evaluate(&dir.path().join("fw.rhai")).unwrap())
+        };
+        let (one, two) = (list(""), list("192.0.2.1\n"));
+        assert_ne!(plan_digest(&one), plan_digest(&two));
+        assert_eq!(plan_digest(&one), plan_digest(&list("")));
+        // Read back from the records, the same plan.
+        let back = crate::fallback::parse_rules(&rules_text(&two)).unwrap();
+        assert_eq!(plan_digest(&back), plan_digest(&two));
     }
 
     #[test]

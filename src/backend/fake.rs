@@ -4,11 +4,15 @@
 //! time, refusing what the kernel would refuse.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::sync::Mutex;
+
+use ipnet::IpNet;
 
 use super::{Backend, BackendError};
 use crate::live::{LiveChain, LiveRule, LiveState, LiveTable};
 use crate::netfilter::{is_owned_chain, Family, Hook, Policy, Table};
+use crate::sets::{entry_text, ipset_family, parse_entry, SetHeader};
 
 #[derive(Debug, Default)]
 pub struct Fake {
@@ -23,6 +27,27 @@ struct Inner {
     fault: Option<Family>,
     saves: usize,
     restores: Vec<(Family, String)>,
+    /// Packet and byte counters of rules by their fwscript id; every other
+    /// rule counts nothing.
+    counters: BTreeMap<(Family, String), (u64, u64)>,
+    /// The ipsets, both families, by name.
+    sets: BTreeMap<String, FakeSet>,
+    /// This host has no ipset tool.
+    no_ipset: bool,
+    /// The next set restore is refused at its last line, the lines before
+    /// it done (as ipset does).
+    set_fault: bool,
+    set_saves: usize,
+    set_lists: usize,
+    set_restores: Vec<String>,
+}
+
+/// One ipset: its `create` line's header and its entries, each with the
+/// options it was added with (`nomatch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FakeSet {
+    header: SetHeader,
+    entries: BTreeMap<IpNet, String>,
 }
 
 impl Fake {
@@ -47,6 +72,47 @@ impl Fake {
         self.lock().fault = Some(family);
     }
 
+    /// A host without the ipset tool.
+    pub fn without_ipset(self) -> Fake {
+        self.lock().no_ipset = true;
+        self
+    }
+
+    /// Makes the next set restore fail at its last line, with every line
+    /// before it done.
+    pub fn fail_next_set_restore(&self) {
+        self.lock().set_fault = true;
+    }
+
+    /// Every set restore input accepted or refused so far, in order.
+    pub fn set_restores(&self) -> Vec<String> {
+        self.lock().set_restores.clone()
+    }
+
+    /// How often the sets were saved (with entries) and listed (headers).
+    pub fn set_reads(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.set_saves, inner.set_lists)
+    }
+
+    /// A set's entries as ipset prints them, sorted; `None` when there is
+    /// no such set.
+    pub fn set_entries(&self, name: &str) -> Option<Vec<String>> {
+        let inner = self.lock();
+        let set = inner.sets.get(name)?;
+        Some(
+            set.entries
+                .keys()
+                .map(|e| entry_text(e).to_string())
+                .collect(),
+        )
+    }
+
+    /// The names of every set, sorted.
+    pub fn set_names(&self) -> Vec<String> {
+        self.lock().sets.keys().cloned().collect()
+    }
+
     pub fn state(&self, family: Family) -> LiveState {
         let inner = self.lock();
         inner
@@ -54,6 +120,14 @@ impl Fake {
             .get(&family)
             .cloned()
             .unwrap_or_else(|| LiveState::empty(family))
+    }
+
+    /// Sets the counters `save_counters` prints for the rule with fwscript
+    /// id `id`, as if that many packets had matched it.
+    pub fn count(&self, family: Family, id: &str, packets: u64, bytes: u64) {
+        self.lock()
+            .counters
+            .insert((family, id.to_string()), (packets, bytes));
     }
 
     pub fn saves(&self) -> usize {
@@ -88,6 +162,25 @@ impl Backend for Fake {
             .unwrap_or_default())
     }
 
+    fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+        let text = self.save(family)?;
+        let inner = self.lock();
+        let mut out = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("-A ") {
+                let spec = rest.split_once(' ').map_or("", |(_, spec)| spec);
+                let id = LiveRule::new(spec).id.map(|id| id.to_string());
+                let (packets, bytes) = id
+                    .and_then(|id| inner.counters.get(&(family, id)).copied())
+                    .unwrap_or_default();
+                out.push_str(&format!("[{packets}:{bytes}] "));
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
         let mut inner = self.lock();
         inner.restores.push((family, input.to_string()));
@@ -102,6 +195,7 @@ impl Backend for Fake {
         if fault {
             inner.fault = None;
         }
+        let set_names: BTreeSet<String> = inner.sets.keys().cloned().collect();
         let state = inner
             .states
             .entry(family)
@@ -130,6 +224,13 @@ impl Backend for Fake {
             if fault && (line.starts_with("-A ") || line.starts_with("-I ")) {
                 return Err(reject(number, "injected failure"));
             }
+            if !line.starts_with("-D ") {
+                if let Some(set) = match_set(line) {
+                    if !set_names.contains(set) {
+                        return Err(reject(number, "set doesn't exist"));
+                    }
+                }
+            }
             run(current, line).map_err(|message| reject(number, message))?;
         }
         match block {
@@ -137,6 +238,200 @@ impl Backend for Fake {
             None => Ok(()),
         }
     }
+
+    fn save_sets(&self) -> Result<String, BackendError> {
+        let mut inner = self.no_ipset()?;
+        inner.set_saves += 1;
+        Ok(Fake::print_sets(&inner))
+    }
+
+    fn list_sets(&self) -> Result<String, BackendError> {
+        let mut inner = self.no_ipset()?;
+        inner.set_lists += 1;
+        Ok(Fake::list_headers(&inner))
+    }
+
+    fn restore_sets(&self, input: &str) -> Result<(), BackendError> {
+        let mut inner = self.no_ipset()?;
+        inner.set_restores.push(input.to_string());
+        let fault = std::mem::take(&mut inner.set_fault);
+        let count = input.lines().count();
+        for (index, line) in input.lines().enumerate() {
+            let reject = |message: &str| BackendError::Rejected {
+                tool: super::IPSET.to_string(),
+                line: index + 1,
+                text: line.to_string(),
+                message: message.to_string(),
+            };
+            if fault && index + 1 == count {
+                return Err(reject("injected failure"));
+            }
+            run_set(&mut inner, line).map_err(reject)?;
+        }
+        Ok(())
+    }
+}
+
+impl Fake {
+    fn no_ipset(&self) -> Result<std::sync::MutexGuard<'_, Inner>, BackendError> {
+        let inner = self.lock();
+        match inner.no_ipset {
+            true => Err(BackendError::NotFound {
+                tool: super::IPSET.to_string(),
+            }),
+            false => Ok(inner),
+        }
+    }
+}
+
+impl Fake {
+    /// `ipset save`: every set and its entries, in name order.
+    fn print_sets(inner: &Inner) -> String {
+        let mut out = String::new();
+        for (name, set) in &inner.sets {
+            let _ = write!(out, "create {name} {}", set.header.kind);
+            if let Some(family) = set.header.family {
+                let _ = write!(out, " family {}", ipset_family(family));
+            }
+            let _ = write!(
+                out,
+                " hashsize 1024 maxelem {} bucketsize 12 initval 0x0badcafe",
+                set.header.maxelem
+            );
+            for extra in &set.header.extras {
+                let _ = write!(out, " {extra}");
+            }
+            out.push('\n');
+            for (entry, options) in &set.entries {
+                let _ = write!(out, "add {name} {}", entry_text(entry));
+                if !options.is_empty() {
+                    let _ = write!(out, " {options}");
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// `ipset list -t`.
+    fn list_headers(inner: &Inner) -> String {
+        let mut out = String::new();
+        for (name, set) in &inner.sets {
+            let family = set
+                .header
+                .family
+                .map(|f| format!("family {} ", ipset_family(f)))
+                .unwrap_or_default();
+            let extras: String = set.header.extras.iter().map(|e| format!(" {e}")).collect();
+            let _ = writeln!(
+                out,
+                "Name: {name}\nType: {}\nRevision: 7\nHeader: {family}hashsize 1024 maxelem {}{extras} bucketsize 12 initval 0x0badcafe\nSize in memory: 1024\nReferences: {}\nNumber of entries: {}\n",
+                set.header.kind,
+                set.header.maxelem,
+                references(inner, name),
+                set.entries.len()
+            );
+        }
+        out
+    }
+}
+
+/// How many rules, in any family, match the set `name`.
+fn references(inner: &Inner, name: &str) -> usize {
+    inner
+        .states
+        .values()
+        .flat_map(|s| s.tables.values())
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+        .filter(|r| match_set(&format!("-A X {}", r.spec)) == Some(name))
+        .count()
+}
+
+/// The set a rule line matches with `-m set --match-set NAME`.
+fn match_set(line: &str) -> Option<&str> {
+    let mut words = line.split(' ');
+    words.find(|w| *w == "--match-set")?;
+    words.next()
+}
+
+/// One `ipset restore` command.
+fn run_set(inner: &mut Inner, line: &str) -> Result<(), &'static str> {
+    let mut words = line.split_whitespace();
+    let command = words.next().ok_or("no command")?;
+    let name = words.next().ok_or("no set name")?;
+    match command {
+        "create" => {
+            if inner.sets.contains_key(name) {
+                return Err("Set cannot be created: set with the same name already exists");
+            }
+            let mut header = SetHeader::named(name);
+            header.kind = words.next().ok_or("no set type")?.to_string();
+            header.read_options(words);
+            if header.kind == "hash:net" && header.family.is_none() {
+                header.family = Some(Family::Ipv4);
+            }
+            inner.sets.insert(
+                name.to_string(),
+                FakeSet {
+                    header,
+                    entries: BTreeMap::new(),
+                },
+            );
+        }
+        "add" | "del" => {
+            let entry = words.next().ok_or("no entry")?;
+            let options: Vec<&str> = words.collect();
+            let set = inner
+                .sets
+                .get_mut(name)
+                .ok_or("The set with the given name does not exist")?;
+            let net = parse_entry(entry)
+                .filter(|n| Some(crate::plan::net_family(n)) == set.header.family)
+                .ok_or("Syntax error: cannot parse the element")?;
+            if command == "del" {
+                set.entries
+                    .remove(&net)
+                    .ok_or("Element cannot be deleted from the set: it's not added")?;
+            } else if set.entries.contains_key(&net) {
+                return Err("Element cannot be added to the set: it's already added");
+            } else if set.entries.len() >= set.header.maxelem as usize {
+                return Err("Hash is full, cannot add more elements");
+            } else {
+                set.entries.insert(net, options.join(" "));
+            }
+        }
+        "destroy" => {
+            if !inner.sets.contains_key(name) {
+                return Err("The set with the given name does not exist");
+            }
+            if references(inner, name) > 0 {
+                return Err("Set cannot be destroyed: it is in use by a kernel component");
+            }
+            inner.sets.remove(name);
+        }
+        "flush" => inner
+            .sets
+            .get_mut(name)
+            .ok_or("The set with the given name does not exist")?
+            .entries
+            .clear(),
+        "swap" => {
+            let other = words.next().ok_or("no second set")?;
+            let (Some(a), Some(b)) = (inner.sets.get(name), inner.sets.get(other)) else {
+                return Err("The set with the given name does not exist");
+            };
+            if a.header.kind != b.header.kind || a.header.family != b.header.family {
+                return Err("The sets cannot be swapped: their type does not match");
+            }
+            let (mut a, mut b) = (a.clone(), b.clone());
+            std::mem::swap(&mut a.header.name, &mut b.header.name);
+            inner.sets.insert(name.to_string(), b);
+            inner.sets.insert(other.to_string(), a);
+        }
+        _ => return Err("unknown command"),
+    }
+    Ok(())
 }
 
 fn new_table(table: Table) -> LiveTable {

@@ -78,6 +78,9 @@ pub struct Iptables {
     ipv4: Tools,
     /// `Err(reason)` when this host cannot do IPv6.
     ipv6: Result<Tools, String>,
+    /// `None` when this host has no ipset tool: only a script with sets
+    /// needs one.
+    ipset: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,12 +133,17 @@ impl Iptables {
         } else {
             Err("IPv6 is disabled in this kernel".to_string())
         };
+        let ipset = match std::env::var_os(env::IPSET) {
+            Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+            None => find(super::IPSET),
+        };
         Ok(Iptables {
             flavor,
             netns: netns.map(str::to_string),
             lock_wait: DEFAULT_LOCK_WAIT,
             ipv4,
             ipv6,
+            ipset,
         })
     }
 
@@ -146,6 +154,12 @@ impl Iptables {
     pub fn with_lock_wait(mut self, wait: Duration) -> Iptables {
         self.lock_wait = wait;
         self
+    }
+
+    fn ipset(&self) -> Result<&Path, BackendError> {
+        self.ipset.as_deref().ok_or_else(|| BackendError::NotFound {
+            tool: super::IPSET.to_string(),
+        })
     }
 
     fn tools(&self, family: Family) -> Result<&Tools, BackendError> {
@@ -218,6 +232,11 @@ impl Backend for Iptables {
         self.run(&tools.save, &[], None, TOOL_LIMIT)
     }
 
+    fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+        let tools = self.tools(family)?;
+        self.run(&tools.save, &["-c"], None, TOOL_LIMIT)
+    }
+
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
         let tools = self.tools(family)?;
         let wait = self.lock_wait.as_secs().max(1).to_string();
@@ -265,6 +284,24 @@ impl Backend for Iptables {
             Err(other) => Err(other),
         }
     }
+
+    fn save_sets(&self) -> Result<String, BackendError> {
+        self.run(self.ipset()?, &["save"], None, TOOL_LIMIT)
+    }
+
+    fn list_sets(&self) -> Result<String, BackendError> {
+        self.run(self.ipset()?, &["list", "-t"], None, TOOL_LIMIT)
+    }
+
+    fn restore_sets(&self, input: &str) -> Result<(), BackendError> {
+        match self.run(self.ipset()?, &["restore"], Some(input), TOOL_LIMIT) {
+            Ok(_) => Ok(()),
+            Err(BackendError::Failed { tool, message }) => {
+                Err(classify_set_failure(tool, &message, input))
+            }
+            Err(other) => Err(other),
+        }
+    }
 }
 
 /// How `iptables -S CHAIN` says there is no such chain: legacy with the
@@ -273,6 +310,39 @@ impl Backend for Iptables {
 fn no_such_chain(stderr: &str) -> bool {
     stderr.contains("No chain/target/match by that name")
         || stderr.contains("is incompatible, use 'nft' tool")
+}
+
+/// `ipset v7.17: Error in line 3: Element cannot be added to the set:
+/// it's already added` into the line and what went wrong.
+fn classify_set_failure(tool: String, stderr: &str, input: &str) -> BackendError {
+    let first = stderr.lines().next().unwrap_or("");
+    let message = match first.split_once(": ") {
+        Some((prefix, rest)) if prefix.starts_with("ipset v") => rest,
+        _ => first,
+    };
+    let Some(rest) = message.strip_prefix("Error in line ") else {
+        return BackendError::Failed {
+            tool,
+            message: message.trim().to_string(),
+        };
+    };
+    let (number, message) = rest.split_once(": ").unwrap_or((rest, "no message"));
+    match number.parse::<usize>() {
+        Ok(line) => BackendError::Rejected {
+            text: input
+                .lines()
+                .nth(line.saturating_sub(1))
+                .unwrap_or("")
+                .to_string(),
+            tool,
+            line,
+            message: message.trim().to_string(),
+        },
+        Err(_) => BackendError::Failed {
+            tool,
+            message: message.trim().to_string(),
+        },
+    }
 }
 
 /// Turns a restore's complaint into the error a user can act on.
@@ -413,7 +483,10 @@ fn run(
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     if status.success() {
-        Ok(String::from_utf8_lossy(&stdout).into_owned())
+        // Taken as is when valid, as it always is: `ipset save` of a big
+        // set is megabytes, not worth copying.
+        Ok(String::from_utf8(stdout)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     } else {
         let stderr = String::from_utf8_lossy(&stderr);
         let message = if stderr.trim().is_empty() {
@@ -525,6 +598,34 @@ mod tests {
         );
         assert!(matches!(error, BackendError::LockTimeout { .. }));
         assert!(error.to_string().contains("after 1 s"));
+    }
+
+    #[test]
+    fn set_failures_name_the_rejected_line() {
+        let input = "create fws-a hash:net family inet maxelem 65536\nadd fws-a 1.2.3.4\nadd fws-a 1.2.3.4\n";
+        // Real stderr of ipset 7.17.
+        let stderr = "ipset v7.17: Error in line 3: Element cannot be added to the set: it's already added\n";
+        match classify_set_failure("ipset".into(), stderr, input) {
+            BackendError::Rejected {
+                line,
+                text,
+                message,
+                ..
+            } => {
+                assert_eq!(line, 3);
+                assert_eq!(text, "add fws-a 1.2.3.4");
+                assert_eq!(
+                    message,
+                    "Element cannot be added to the set: it's already added"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let usage = "ipset v7.17: No command specified: unknown argument bogus\nTry `ipset help' for more information.\n";
+        assert!(matches!(
+            classify_set_failure("ipset".into(), usage, "bogus\n"),
+            BackendError::Failed { message, .. } if message == "No command specified: unknown argument bogus"
+        ));
     }
 
     #[test]

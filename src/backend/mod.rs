@@ -23,10 +23,34 @@ pub trait Backend: Sync {
     /// All tables of `family`, as `iptables-save` prints them.
     fn save(&self, family: Family) -> Result<String, BackendError>;
 
+    /// The same with each rule's packet and byte counters, as
+    /// `iptables-save -c` prints them (`[packets:bytes] -A …`): for
+    /// `status`, never for a diff.
+    fn save_counters(&self, family: Family) -> Result<String, BackendError>;
+
     /// Runs `input` through `iptables-restore --noflush`: each table block is
     /// atomic, the whole input is not.
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError>;
 
+    /// Every ipset (both families: ipsets are not per family), as `ipset
+    /// save` prints them. [`BackendError::NotFound`] when this host has no
+    /// ipset tool: only a plan with sets needs one.
+    fn save_sets(&self) -> Result<String, BackendError> {
+        Err(no_ipset())
+    }
+
+    /// Every ipset's header and number of entries, as `ipset list -t`
+    /// prints them: what verify reads back, without the entries.
+    fn list_sets(&self) -> Result<String, BackendError> {
+        Err(no_ipset())
+    }
+
+    /// Runs `input` through `ipset restore`: line by line, stopping at the
+    /// first it refuses, with every line before it done.
+    fn restore_sets(&self, input: &str) -> Result<(), BackendError> {
+        let _ = input;
+        Err(no_ipset())
+    }
     /// Whether [`Backend::list_chain`] costs less than a whole save when
     /// the chain is small: `false` unless the backend says so.
     fn lists_chains_cheaply(&self) -> bool {
@@ -71,6 +95,16 @@ pub fn list_from_save<B: Backend + ?Sized>(
     Ok(Some(text))
 }
 
+/// What a backend without sets says.
+fn no_ipset() -> BackendError {
+    BackendError::NotFound {
+        tool: IPSET.to_string(),
+    }
+}
+
+/// The tool, and the package that has it on every distribution.
+pub const IPSET: &str = "ipset";
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("`{tool}` is not installed (looked in PATH, /usr/sbin and /sbin)")]
@@ -99,4 +133,6 @@ pub enum BackendError {
     },
     #[error(transparent)]
     Parse(#[from] ParseError),
+    #[error(transparent)]
+    SetParse(#[from] crate::sets::SetParseError),
 }

@@ -1,17 +1,18 @@
-//! Reading the kernel ahead of time (backend ↔ kernel, started early):
-//! `plan` and `apply` start one `*-save` per family as soon as they may
-//! read (for `apply`: once it holds the lock and has settled an expired
-//! confirm), then evaluate the script while the tools run. On a
-//! 10,000-rule firewall the script and its rendering take about as long as
-//! the read, so a no-op apply costs little more than the read itself.
+//! Reads started early (backend ↔ **prefetch** ↔ iptables tools): `plan`
+//! and `apply` start one `*-save` per family and one `ipset save` as soon as
+//! they may read (for `apply`: once it holds the lock and has settled an
+//! expired confirm), then evaluate the script while the tools run. On a
+//! 10,000-rule firewall, or with a 100,000-address list, the script and its
+//! rendering take about as long as the read, so a no-op apply costs little
+//! more than the read itself.
 //!
-//! Each family's early read answers the first [`Backend::save`] of that
-//! family and nothing else: every later read (the read-back after a
-//! write) runs the tool again. A write through this backend throws away the
-//! early reads not yet taken, so a read never predates a write made
-//! through it. Between the early read and its use only other programs can
-//! change the kernel (the lock keeps other fwscripts out), exactly as they
-//! can between any read and write; the verify after a write catches it.
+//! Each early read answers the first read of its kind and nothing else:
+//! every later read (the read-back after a write) runs the tool again. A
+//! write through this backend throws away the early reads not yet taken, so
+//! a read never predates a write made through it. Between the early read and
+//! its use only other programs can change the kernel (the lock keeps other
+//! fwscripts out), exactly as they can between any read and write; the
+//! verify after a write catches it.
 
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -23,13 +24,21 @@ type Read = JoinHandle<Result<String, BackendError>>;
 
 pub struct Prefetch<B> {
     inner: B,
-    early: Mutex<Vec<(Family, Read)>>,
+    early: Mutex<Early>,
+}
+
+/// The reads not yet taken.
+#[derive(Default)]
+struct Early {
+    families: Vec<(Family, Read)>,
+    sets: Option<Read>,
 }
 
 impl<B: Backend + Clone + Send + 'static> Prefetch<B> {
-    /// Starts reading every family the host can do, each on a thread.
+    /// Starts reading every family the host can do, and the ipsets, each on
+    /// a thread.
     pub fn start(inner: B) -> Prefetch<B> {
-        let early = Family::ALL
+        let families = Family::ALL
             .into_iter()
             .filter(|&family| inner.availability(family).is_ok())
             .map(|family| {
@@ -38,9 +47,11 @@ impl<B: Backend + Clone + Send + 'static> Prefetch<B> {
                 (family, read)
             })
             .collect();
+        let backend = inner.clone();
+        let sets = Some(std::thread::spawn(move || backend.save_sets()));
         Prefetch {
             inner,
-            early: Mutex::new(early),
+            early: Mutex::new(Early { families, sets }),
         }
     }
 }
@@ -50,19 +61,35 @@ impl<B> Prefetch<B> {
         &self.inner
     }
 
-    fn take(&self, family: Family) -> Option<Read> {
-        let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
-        let at = early.iter().position(|(f, _)| *f == family)?;
-        Some(early.swap_remove(at).1)
+    fn early(&self) -> std::sync::MutexGuard<'_, Early> {
+        self.early.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for the early reads not taken and drops them.
+    fn take(&self, family: Family) -> Option<Read> {
+        let mut early = self.early();
+        let at = early.families.iter().position(|(f, _)| *f == family)?;
+        Some(early.families.swap_remove(at).1)
+    }
+
+    /// Waits for the early reads not taken and drops them: a write must not
+    /// race a read of the kernel it is changing.
     fn discard(&self) {
-        let early = std::mem::take(&mut *self.early.lock().unwrap_or_else(|e| e.into_inner()));
-        for (_, read) in early {
+        let early = std::mem::take(&mut *self.early());
+        for (_, read) in early.families {
+            let _ = read.join();
+        }
+        if let Some(read) = early.sets {
             let _ = read.join();
         }
     }
+}
+
+/// The early read's result; a read that panicked is read again.
+fn join(
+    read: Read,
+    again: impl FnOnce() -> Result<String, BackendError>,
+) -> Result<String, BackendError> {
+    read.join().unwrap_or_else(|_| again())
 }
 
 impl<B: Backend> Backend for Prefetch<B> {
@@ -72,9 +99,7 @@ impl<B: Backend> Backend for Prefetch<B> {
 
     fn save(&self, family: Family) -> Result<String, BackendError> {
         match self.take(family) {
-            Some(read) => read
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Some(read) => join(read, || self.inner.save(family)),
             None => self.inner.save(family),
         }
     }
@@ -82,6 +107,11 @@ impl<B: Backend> Backend for Prefetch<B> {
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
         self.discard();
         self.inner.restore(family, input)
+    }
+
+    /// Counters are read for `status`, never early.
+    fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+        self.inner.save_counters(family)
     }
 
     fn lists_chains_cheaply(&self) -> bool {
@@ -97,6 +127,25 @@ impl<B: Backend> Backend for Prefetch<B> {
     ) -> Result<Option<String>, BackendError> {
         self.inner.list_chain(family, table, chain)
     }
+
+    /// Given once and handed over: a big set's save is megabytes, not worth
+    /// a copy kept for nobody.
+    fn save_sets(&self) -> Result<String, BackendError> {
+        let early = self.early().sets.take();
+        match early {
+            Some(read) => join(read, || self.inner.save_sets()),
+            None => self.inner.save_sets(),
+        }
+    }
+
+    fn list_sets(&self) -> Result<String, BackendError> {
+        self.inner.list_sets()
+    }
+
+    fn restore_sets(&self, input: &str) -> Result<(), BackendError> {
+        self.discard();
+        self.inner.restore_sets(input)
+    }
 }
 
 impl<B> Drop for Prefetch<B> {
@@ -104,10 +153,7 @@ impl<B> Drop for Prefetch<B> {
     /// for reads it will never use: their threads are let go, and a tool
     /// still running ends on the closed pipe once the process is gone.
     fn drop(&mut self) {
-        self.early
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        *self.early.get_mut().unwrap_or_else(|e| e.into_inner()) = Early::default();
     }
 }
 
@@ -132,6 +178,18 @@ mod tests {
         }
         fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
             self.0.restore(family, input)
+        }
+        fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+            self.0.save_counters(family)
+        }
+        fn save_sets(&self) -> Result<String, BackendError> {
+            self.0.save_sets()
+        }
+        fn list_sets(&self) -> Result<String, BackendError> {
+            self.0.list_sets()
+        }
+        fn restore_sets(&self, input: &str) -> Result<(), BackendError> {
+            self.0.restore_sets(input)
         }
     }
 
@@ -172,10 +230,19 @@ mod tests {
     }
 
     #[test]
-    fn families_the_host_cannot_do_are_not_read() {
-        let kernel = Arc::new(Fake::new().without(Family::Ipv6));
-        let backend = Prefetch::start(Shared(kernel.clone()));
-        assert!(backend.save(Family::Ipv4).is_ok());
-        assert_eq!(kernel.saves(), 1);
+    fn the_sets_are_read_early_once_and_a_set_write_throws_the_reads_away() {
+        let fake = Arc::new(Fake::new().without(Family::Ipv6));
+        let backend = Prefetch::start(Shared(fake.clone()));
+        assert_eq!(backend.save_sets().unwrap(), "");
+        assert_eq!(fake.set_reads().0, 1, "read once, early");
+        assert_eq!(backend.save_sets().unwrap(), "");
+        assert_eq!(fake.set_reads().0, 2, "a second read goes to the kernel");
+        fake.restore(Family::Ipv4, "*filter\n-N OTHER\nCOMMIT\n")
+            .unwrap();
+        backend
+            .restore_sets("create fws-a hash:net family inet maxelem 65536\n")
+            .unwrap();
+        assert!(backend.save(Family::Ipv4).unwrap().contains(":OTHER - "));
+        assert!(backend.save_sets().unwrap().contains("create fws-a "));
     }
 }

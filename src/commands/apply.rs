@@ -4,8 +4,11 @@
 
 use std::path::Path;
 
-use super::report::{self, print, print_json};
-use super::Outcome;
+use serde_json::json;
+
+use super::report::{changes_word, Report};
+use super::warnings::Warning;
+use super::{Outcome, Ui};
 use crate::apply;
 use crate::backend::iptables::Iptables;
 use crate::backend::prefetch::Prefetch;
@@ -14,12 +17,14 @@ use crate::cli::{ApplyArgs, PlanArgs};
 use crate::confirm::{self, Settled};
 use crate::error::Error;
 use crate::fallback;
+use crate::forwarding;
 use crate::guard::SshSession;
+use crate::plan::Plan;
 use crate::script;
 use crate::state::{boot_id, Locked, StateDir};
 use crate::transaction::{self, Keep};
 
-pub fn plan(args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
+pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
     // The kernel is read while the script evaluates; a script error is
     // still reported before a missing iptables.
     let backend = Iptables::detect(None).map(Prefetch::start);
@@ -34,53 +39,77 @@ pub fn plan(args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
     let forms = transaction::recorded_forms(state.as_ref());
     let survey = apply::survey(&backend, transaction::desired(&plan), &forms)?;
     let pending = !survey.in_sync();
-    if args.json {
-        print_json(&survey, pending)?;
-    } else {
-        let mut out = report::describe(&survey, Some(&plan));
-        out.push_str(&match survey.change_count() {
-            0 => "in sync: no changes\n".to_string(),
-            n => format!("{n} changes pending\n"),
-        });
-        print(&survey, &out)?;
-    }
+    let report = Report {
+        command: "plan",
+        plan: Some(&plan),
+        dry_run: true,
+        json: args.json,
+        warnings: forwarding_warnings(&plan),
+        ..Report::default()
+    };
+    let last = match survey.change_count() {
+        0 => "in sync: no changes".to_string(),
+        n => format!("{} pending", changes_word(n)),
+    };
+    report.print(ui, &survey, &last)?;
     Ok(match pending {
         true => Outcome::ChangesPending,
         false => Outcome::Done,
     })
 }
 
-pub fn apply(args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
+pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
+    let script_path = &args.script;
     let backend = Iptables::detect(None)?;
     if args.dry_run {
-        // A dry run reads and writes nothing, not even an overdue rollback,
-        // so it needs no lock either; it reads while the script evaluates.
+        // A dry run writes nothing, not even an overdue rollback, so it
+        // needs no lock either; the kernel is read while the script
+        // evaluates.
         let backend = Prefetch::start(backend);
-        let plan = script::evaluate(&args.script)?;
-        transaction::check_guard(&plan, guard(args)?)?;
+        let plan = script::evaluate(script_path)?;
+        let mut warnings: Vec<Warning> = transaction::check_guard(&plan, guard(args)?)?
+            .iter()
+            .map(Warning::guard)
+            .collect();
         let state = StateDir::open_existing(state_dir)?;
+        warnings.extend(state.as_ref().and_then(|s| daemon_warning(s, script_path)));
+        warnings.extend(forwarding_warnings(&plan));
         let transaction =
             transaction::preview(&backend, transaction::desired(&plan), state.as_ref())?;
-        return report::report(&transaction, Some(&plan), true, args.json);
+        let survey = &transaction.survey;
+        let last = match survey.change_count() {
+            0 => "no changes".to_string(),
+            n => format!("dry run: {} not applied", changes_word(n)),
+        };
+        let report = Report {
+            command: "apply",
+            plan: Some(&plan),
+            dry_run: true,
+            json: args.json,
+            warnings,
+            ..Report::default()
+        };
+        report.print(ui, survey, &last)?;
+        return Ok(Outcome::Done);
     }
     let state = StateDir::open(state_dir)?;
-    let locked = state.lock(&format!("apply {}", args.script.display()))?;
-    warn_about_daemon(&locked, &args.script);
+    let locked = state.lock(&format!("apply {}", script_path.display()))?;
+    let mut warnings: Vec<Warning> = daemon_warning(&locked, script_path).into_iter().collect();
     let at_boot = args.boot || first_run_since_boot(&backend, &locked)?;
     let settled = confirm::settle(&backend, &locked)?;
     // From here on nothing but this command writes, so the kernel is read
-    // while the script evaluates: on a big firewall each takes about as
-    // long as the other. A script error still comes after the state
-    // folder's, as it always did.
+    // while the script evaluates: on a big firewall, or with a long address
+    // list, each takes about as long as the other. A script error still
+    // comes after the state folder's, as it always did.
     let backend = Prefetch::start(backend);
-    let evaluated = script::evaluate(&args.script);
+    let evaluated = script::evaluate(script_path);
     let plan = match evaluated {
         Ok(plan) => plan,
         Err(err) if at_boot => return fall_back(&backend, &locked, err.into(), settled),
         Err(err) => return Err(err.into()),
     };
     confirm::ensure_none_pending(&locked)?;
-    let (mut intent, digest) = transaction::plan_intent(&plan, &args.script, "apply");
+    let (mut intent, digest) = transaction::plan_intent(&plan, script_path, "apply");
     let confirming = args.confirm.is_some();
     if let Err(refused) =
         confirm::refuse_unconfirmed_again(&locked, &digest, args.force, confirming)
@@ -96,18 +125,56 @@ pub fn apply(args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Error> {
     if let Some(pending) = &pending {
         intent.keep = Keep::Pending(pending.clone());
     }
-    let transaction =
-        transaction::apply_plan(&backend, &plan, intent, Some(&locked), guard(args)?)?;
-    let outcome = report::report(&transaction, Some(&plan), false, args.json)?;
-    if let (Some(pending), Some(secs), false) =
-        (pending, args.confirm, transaction.written.is_empty())
-    {
-        confirm::start_timer(&backend, &locked, &pending)?;
+    let guarded = transaction::check_guard(&plan, guard(args)?)?;
+    warnings.extend(guarded.iter().map(Warning::guard));
+    warnings.extend(forwarding_warnings(&plan));
+    let transaction = transaction::write(&backend, intent, Some(&locked))?;
+    let confirm_timer = match (&pending, transaction.written.is_empty()) {
+        (Some(pending), false) => {
+            confirm::start_timer(&backend, &locked, pending)?;
+            Some(pending)
+        }
+        _ => None,
+    };
+    let survey = &transaction.survey;
+    let last = match survey.change_count() {
+        0 => "no changes".to_string(),
+        n => format!("applied {}", changes_word(n)),
+    };
+    let mut report = Report {
+        command: "apply",
+        plan: Some(&plan),
+        json: args.json,
+        warnings,
+        ..Report::default()
+    };
+    report.extra.insert(
+        "confirm".into(),
+        match confirm_timer {
+            Some(pending) => json!({
+                "deadline": pending.deadline,
+                "deadline_utc": confirm::utc(pending.deadline),
+                "seconds": args.confirm,
+            }),
+            None => serde_json::Value::Null,
+        },
+    );
+    report.print(ui, survey, &last)?;
+    if let (Some(secs), Some(_), false) = (args.confirm, confirm_timer, args.json) {
+        // Said even with --quiet: the rules go unless someone acts.
         eprintln!(
             "run `fwscript confirm` within {secs} s to keep these rules; otherwise the rules from before come back"
         );
     }
-    Ok(outcome)
+    Ok(Outcome::Done)
+}
+
+/// The script's rules that forward, on a host that does not.
+pub(super) fn forwarding_warnings(plan: &Plan) -> Vec<Warning> {
+    forwarding::off(plan, &forwarding::read_here)
+        .iter()
+        .map(Warning::forwarding)
+        .collect()
 }
 
 /// The session to keep reachable: none without SSH or with `--force`.
@@ -154,22 +221,14 @@ fn first_run_since_boot(backend: &dyn Backend, state: &StateDir) -> Result<bool,
 
 /// A `watch` daemon on the same state folder puts its own script back at
 /// its next event or resync: say so before it surprises anyone.
-fn warn_about_daemon(state: &StateDir, script: &Path) {
-    let Ok(Some(daemon)) = state.daemon() else {
-        return;
-    };
+fn daemon_warning(state: &StateDir, script: &Path) -> Option<Warning> {
+    let daemon = state.daemon().ok()??;
     if !daemon.is_alive() {
-        return;
+        return None;
     }
     let ours = script
         .canonicalize()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    if daemon.script != ours {
-        eprintln!(
-            "warning: `fwscript watch` (pid {}) keeps `{}` applied with this state folder; it will \
-             put that script's rules back at its next change or drift check, undoing this apply",
-            daemon.pid, daemon.script
-        );
-    }
+    (daemon.script != ours).then(|| Warning::daemon(&daemon))
 }

@@ -7,7 +7,8 @@ use std::io::Write;
 use super::Outcome;
 use crate::cli::ExplainArgs;
 use crate::error::Error;
-use crate::explain::{self, Explanation, Query, Request};
+use crate::explain::{self, Decision, Explanation, Query, Request};
+use crate::plan::Plan;
 use crate::script;
 
 /// Any verdict is a successful answer: exit 0.
@@ -30,26 +31,26 @@ pub fn explain(args: &ExplainArgs) -> Result<Outcome, Error> {
     let explanations = query.explain(&plan);
     std::io::stdout()
         .lock()
-        .write_all(report(&query, &explanations).as_bytes())?;
+        .write_all(report(&query, &explanations, &plan).as_bytes())?;
     Ok(Outcome::Done)
 }
 
 /// The text `explain` prints. One family reads as one answer; two are
 /// shown side by side under the stricter verdict.
-fn report(query: &Query, explanations: &[Explanation]) -> String {
+fn report(query: &Query, explanations: &[Explanation], plan: &Plan) -> String {
     let Some(verdict) = explain::overall_verdict(explanations) else {
         return String::new();
     };
     let mut out = format!("{verdict}\n");
     match explanations {
-        [only] => describe(&mut out, only, ""),
+        [only] => describe(&mut out, only, "", plan),
         several => {
             for explanation in several {
                 out.push_str(&format!(
                     "{}: {}\n",
                     explanation.family, explanation.verdict
                 ));
-                describe(&mut out, explanation, "  ");
+                describe(&mut out, explanation, "  ", plan);
             }
         }
     }
@@ -62,8 +63,22 @@ fn report(query: &Query, explanations: &[Explanation]) -> String {
     out
 }
 
-fn describe(out: &mut String, explanation: &Explanation, indent: &str) {
+fn describe(out: &mut String, explanation: &Explanation, indent: &str, plan: &Plan) {
     out.push_str(&format!("{indent}decided by: {}\n", explanation.decided_by));
+    // The set a deciding rule matches: what it holds and where from.
+    if let Decision::Rule(rule) = &explanation.decided_by {
+        let mut words = rule.text.split(' ');
+        while words.any(|w| w == "--match-set") {
+            let Some(name) = words.next() else { break };
+            if let Some(set) = plan.sets().find(|s| s.name == name) {
+                out.push_str(&format!(
+                    "{indent}set {name}: {} entries ({})\n",
+                    set.entries.len(),
+                    set.source
+                ));
+            }
+        }
+    }
     if !explanation.path.is_empty() {
         out.push_str(&format!(
             "{indent}path: {}\n",
@@ -98,6 +113,7 @@ mod tests {
                     chains: Vec::new(),
                 },
             )]),
+            sets: Vec::new(),
         };
         Plan {
             sources: Vec::new(),
@@ -123,7 +139,7 @@ mod tests {
         let query = query(Some("192.0.2.1"));
         let plan = plan_with_input_policies(Policy::Drop, Policy::Accept);
         assert_eq!(
-            report(&query, &query.explain(&plan)),
+            report(&query, &query.explain(&plan), &plan),
             "DROP\n\
              decided by: policy DROP of INPUT (baseline)\n\
              path: filter INPUT\n"
@@ -134,7 +150,7 @@ mod tests {
     fn two_families_show_both_under_the_stricter_verdict() {
         let query = query(None);
         let plan = plan_with_input_policies(Policy::Accept, Policy::Drop);
-        let text = report(&query, &query.explain(&plan));
+        let text = report(&query, &query.explain(&plan), &plan);
         assert_eq!(
             text,
             "DROP\n\

@@ -1,62 +1,140 @@
-//! How the commands that read or write the kernel report: the changes per
-//! family, table and chain with their script origins, the warnings, and the
-//! JSON object provisioning tools read.
+//! How the commands that read or write the kernel report (survey → **text
+//! or JSON**): the changes per family, table and chain with their script
+//! origins, a summary line per family and table, the warnings; or the one
+//! JSON object of docs/json.md.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::Outcome;
+use super::changes::{self, ChangeView};
+use super::json;
+use super::style::{Paint, Ui};
+use super::warnings::{self, Warning};
 use crate::apply::Survey;
-use crate::diff::{Change, ForeignWarning};
+use crate::diff::Change;
 use crate::error::Error;
-use crate::netfilter::{Family, Hook, Table};
+use crate::netfilter::Family;
 use crate::plan::Plan;
-use crate::transaction::Transaction;
 
-pub fn report(
-    transaction: &Transaction,
-    plan: Option<&Plan>,
+/// What a report says besides the survey.
+#[derive(Debug, Default)]
+pub struct Report<'a> {
+    pub command: &'static str,
+    /// The plan applied: names the `policy()` calls behind policies.
+    pub plan: Option<&'a Plan>,
+    pub dry_run: bool,
+    pub json: bool,
+    /// Warnings from outside the survey: the guard's, forwarding off, a
+    /// running daemon.
+    pub warnings: Vec<Warning>,
+    /// Keys a command adds to its JSON object (`confirm`, `namespace`, …).
+    pub extra: Map<String, Value>,
+}
+
+/// The JSON object of a command that surveyed the kernel.
+#[derive(Debug, Serialize)]
+struct SurveyJson<'a> {
+    changed: bool,
     dry_run: bool,
-    json: bool,
-) -> Result<Outcome, Error> {
-    let survey = &transaction.survey;
-    if json {
-        print_json(survey, !survey.in_sync())?;
-        return Ok(Outcome::Done);
+    /// The kernel already matched: nothing to change.
+    in_sync: bool,
+    changes: &'a [ChangeView],
+    counts: BTreeMap<&'static str, usize>,
+    warnings: &'a [Warning],
+    skipped: Vec<Skipped<'a>>,
+    /// The ipset edits (`create_set`, `update_set`, …), apart from the
+    /// rule changes (docs/json.md).
+    sets: Vec<&'a crate::sets::SetChange>,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct Skipped<'a> {
+    family: Family,
+    reason: &'a str,
+}
+
+impl Report<'_> {
+    /// Prints the report of `survey`, `last` closing the text (`applied 3
+    /// changes`, …).
+    pub fn print(&self, ui: &Ui, survey: &Survey, last: &str) -> Result<(), Error> {
+        let views = changes::views(survey, self.plan);
+        let mut all = warnings::of_survey(survey);
+        all.extend(self.warnings.iter().cloned());
+        if self.json {
+            return json::print(
+                self.command,
+                SurveyJson {
+                    changed: crate::transaction::kernel_written(),
+                    dry_run: self.dry_run,
+                    in_sync: survey.in_sync(),
+                    changes: &views,
+                    counts: changes::counts(&views),
+                    warnings: &all,
+                    skipped: survey
+                        .skipped
+                        .iter()
+                        .map(|(family, reason)| Skipped {
+                            family: *family,
+                            reason,
+                        })
+                        .collect(),
+                    sets: survey.set_changes().collect(),
+                    extra: &self.extra,
+                },
+            );
+        }
+        for warning in &all {
+            ui.warn(&warning.message);
+        }
+        let mut out = describe(ui, survey, &views);
+        out.push_str(&summary(ui, &views));
+        out.push_str(last);
+        if !last.ends_with('\n') {
+            out.push('\n');
+        }
+        ui.out(&out)
     }
-    let mut out = describe(survey, plan);
-    out.push_str(&match (survey.change_count(), dry_run) {
-        (0, _) => "no changes\n".to_string(),
-        (n, true) => format!("dry run: {n} changes not applied\n"),
-        (n, false) => format!("applied {n} changes\n"),
-    });
-    print(survey, &out)?;
-    Ok(Outcome::Done)
 }
 
 /// The changes per family, table and chain, each with what causes it.
-pub fn describe(survey: &Survey, plan: Option<&Plan>) -> String {
+pub fn describe(ui: &Ui, survey: &Survey, views: &[ChangeView]) -> String {
     let mut out = String::new();
+    crate::sets::describe_changes(survey.set_changes(), &mut out);
+    let mut views = views.iter();
     for family in &survey.families {
         for table in &family.changes.tables {
-            let _ = writeln!(out, "{} {}", family.live.family, table.table);
+            let heading = format!("{} {}", family.live.family, table.table);
+            let _ = writeln!(out, "{}", ui.paint(Paint::Heading, &heading));
             // Group by chain in order of first appearance; each chain's
             // edits stay in the order their positions assume.
-            let mut chains: Vec<(&str, Vec<&Change>)> = Vec::new();
+            let mut chains: Vec<(&str, Vec<(&Change, &ChangeView)>)> = Vec::new();
             for change in &table.changes {
+                let view = views.next().expect("one view per change");
                 match chains.iter_mut().find(|(name, _)| *name == change.chain()) {
-                    Some((_, list)) => list.push(change),
-                    None => chains.push((change.chain(), vec![change])),
+                    Some((_, list)) => list.push((change, view)),
+                    None => chains.push((change.chain(), vec![(change, view)])),
                 }
             }
             for (chain, changes) in chains {
                 let _ = writeln!(out, "  {chain}");
-                for change in changes {
-                    let cause = cause(change, family.live.family, table.table, plan);
-                    let _ = writeln!(out, "    {change}{cause}");
+                for (change, view) in changes {
+                    let line = format!("{change}{}", cause(view));
+                    let paint = match line.chars().next() {
+                        Some('+') => Some(Paint::Added),
+                        Some('-') => Some(Paint::Removed),
+                        Some('~') => Some(Paint::Moved),
+                        _ => None,
+                    };
+                    let line = match paint {
+                        Some(paint) => ui.paint(paint, &line),
+                        None => line,
+                    };
+                    let _ = writeln!(out, "    {line}");
                 }
             }
         }
@@ -64,82 +142,37 @@ pub fn describe(survey: &Survey, plan: Option<&Plan>) -> String {
     out
 }
 
-fn cause(change: &Change, family: Family, table: Table, plan: Option<&Plan>) -> String {
-    if let Some(origin) = change.origin() {
-        return format!("  [{origin}]");
+/// `  [fw.rhai:3:1]`: the script call behind a change, or where a policy
+/// comes from.
+fn cause(view: &ChangeView) -> String {
+    let origin = view
+        .rule
+        .as_ref()
+        .and_then(|r| r.origin.as_ref())
+        .or_else(|| view.policy.as_ref().and_then(|p| p.origin.as_ref()));
+    match (origin, view.action, view.why) {
+        (Some(o), _, _) => format!("  [{}:{}:{}]", o.file, o.line, o.col),
+        (None, "set_policy", Some("baseline")) => "  [baseline]".to_string(),
+        (None, "set_policy", Some("put_back")) => "  [put back]".to_string(),
+        _ => String::new(),
     }
-    if let (Change::SetPolicy { hook, .. }, Some(plan)) = (change, plan) {
-        return match policy_origin(plan, family, table, *hook) {
-            Some(origin) => format!("  [{origin}]"),
-            None => "  [baseline]".to_string(),
-        };
-    }
-    String::new()
 }
 
-fn policy_origin(plan: &Plan, family: Family, table: Table, hook: Hook) -> Option<String> {
-    let policy = plan
-        .family(family)?
-        .tables
-        .get(&table)?
-        .policies
-        .get(&hook)?;
-    Some(policy.origin.as_ref()?.to_string())
+/// One line per family and table that changes: `ipv4 filter: +8 −1,
+/// policy INPUT ACCEPT → DROP`.
+pub fn summary(ui: &Ui, views: &[ChangeView]) -> String {
+    let mut out = String::new();
+    for (family, table, sum) in changes::summary(views) {
+        let line = format!("{family} {table}: {}", sum.describe());
+        let _ = writeln!(out, "{}", ui.paint(Paint::Heading, &line));
+    }
+    out
 }
 
-/// Prints the report to standard output and the warnings to standard error.
-pub fn print(survey: &Survey, out: &str) -> Result<(), Error> {
-    for line in warnings(survey) {
-        eprintln!("warning: {line}");
+/// `3 changes`, `1 change`.
+pub fn changes_word(n: usize) -> String {
+    match n {
+        1 => "1 change".to_string(),
+        n => format!("{n} changes"),
     }
-    std::io::stdout().lock().write_all(out.as_bytes())?;
-    Ok(())
-}
-
-fn warnings(survey: &Survey) -> Vec<String> {
-    let skipped = survey
-        .skipped
-        .iter()
-        .map(|(family, reason)| format!("{family} skipped: {reason}"));
-    let foreign = survey.warnings().map(ForeignWarning::to_string);
-    skipped.chain(foreign).collect()
-}
-
-/// One object for provisioning tools: `changed`, the changes, the warnings.
-pub fn print_json(survey: &Survey, changed: bool) -> Result<(), Error> {
-    #[derive(Serialize)]
-    struct Report<'a> {
-        changed: bool,
-        changes: Vec<JsonChange<'a>>,
-        warnings: Vec<String>,
-        skipped: BTreeMap<Family, &'a str>,
-    }
-    #[derive(Serialize)]
-    struct JsonChange<'a> {
-        family: Family,
-        table: Table,
-        #[serde(flatten)]
-        change: &'a Change,
-    }
-    let report = Report {
-        changed,
-        changes: survey
-            .changes()
-            .map(|(family, table, change)| JsonChange {
-                family,
-                table,
-                change,
-            })
-            .collect(),
-        warnings: survey.warnings().map(ToString::to_string).collect(),
-        skipped: survey
-            .skipped
-            .iter()
-            .map(|(family, reason)| (*family, reason.as_str()))
-            .collect(),
-    };
-    let mut text = serde_json::to_string(&report).expect("plain data serializes");
-    text.push('\n');
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(())
 }

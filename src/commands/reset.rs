@@ -1,11 +1,15 @@
 //! `reset`: remove everything fwscript owns, and put back the policies the
-//! built-in chains had before fwscript first changed them.
+//! built-in chains had before fwscript first changed them. On a terminal it
+//! shows what goes and asks first, unless `--yes`; without one it never
+//! asks (and so never waits for an answer nobody can give).
 
+use std::io::{BufRead as _, IsTerminal as _};
 use std::path::Path;
 
-use super::report;
-use super::Outcome;
+use super::report::{changes_word, Report};
+use super::{Outcome, Ui};
 use crate::backend::iptables::Iptables;
+use crate::cli::ResetArgs;
 use crate::confirm;
 use crate::error::Error;
 use crate::netfilter::{Family, Table};
@@ -13,18 +17,50 @@ use crate::ruleset::{Ruleset, TableRuleset};
 use crate::state::{OriginalPolicies, StateDir};
 use crate::transaction::{self, Intent, Keep, Records};
 
-pub fn reset(state_dir: &Path) -> Result<Outcome, Error> {
+pub fn reset(ui: &Ui, args: &ResetArgs, state_dir: &Path) -> Result<Outcome, Error> {
     let backend = Iptables::detect(None)?;
+    let ask = !args.yes && !args.dry_run && !args.json && on_a_terminal();
+    if args.dry_run || ask {
+        // Read only, without the lock: a question may wait a long time.
+        let state = StateDir::open_existing(state_dir)?;
+        let originals = match &state {
+            Some(state) => state.original_policies()?,
+            None => OriginalPolicies::default(),
+        };
+        let preview = transaction::preview(&backend, rulesets(&originals), state.as_ref())?;
+        let survey = &preview.survey;
+        let report = Report {
+            command: "reset",
+            dry_run: true,
+            json: args.json,
+            ..Report::default()
+        };
+        if args.dry_run {
+            let last = match survey.change_count() {
+                0 => "no changes: fwscript owns nothing here".to_string(),
+                n => format!("dry run: {} not applied", changes_word(n)),
+            };
+            report.print(ui, survey, &last)?;
+            return Ok(Outcome::Done);
+        }
+        if !survey.in_sync() {
+            let last = format!("reset: {} to make", changes_word(survey.change_count()));
+            report.print(ui, survey, &last)?;
+            eprint!("remove everything fwscript owns and put the policies back? [y/N] ");
+            if !answered_yes() {
+                return Err(Error::Refused(
+                    "reset cancelled: nothing was changed".to_string(),
+                ));
+            }
+        }
+    }
     let state = StateDir::open(state_dir)?;
     let locked = state.lock("reset")?;
     confirm::settle(&backend, &locked)?;
     confirm::ensure_none_pending(&locked)?;
     let originals = locked.original_policies()?;
     let intent = Intent {
-        rulesets: Family::ALL
-            .map(|family| reset_ruleset(family, &originals))
-            .to_vec(),
-        text: None,
+        rulesets: rulesets(&originals),
         script: "(reset)".into(),
         command: "reset",
         keep: Keep::Unchanged,
@@ -35,7 +71,36 @@ pub fn reset(state_dir: &Path) -> Result<Outcome, Error> {
         records: Records::Required,
     };
     let transaction = transaction::write(&backend, intent, Some(&locked))?;
-    report::report(&transaction, None, false, false)
+    let last = match transaction.survey.change_count() {
+        0 => "no changes: fwscript owns nothing here".to_string(),
+        n => format!("reset: {} applied", changes_word(n)),
+    };
+    let report = Report {
+        command: "reset",
+        json: args.json,
+        ..Report::default()
+    };
+    report.print(ui, &transaction.survey, &last)?;
+    Ok(Outcome::Done)
+}
+
+fn rulesets(originals: &OriginalPolicies) -> Vec<Ruleset> {
+    Family::ALL
+        .map(|family| reset_ruleset(family, originals))
+        .to_vec()
+}
+
+/// Someone can answer: both the keyboard and the screen are a terminal.
+fn on_a_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+fn answered_yes() -> bool {
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
 }
 
 /// Nothing owned, and every policy fwscript changed back to what it was

@@ -383,10 +383,11 @@ impl Daemon<'_> {
         match (cause, transaction.written.is_empty()) {
             (Cause::Resync, true) => tracing::debug!("drift check: in sync"),
             (Cause::Resync, false) => {
-                let only_moves = transaction
-                    .survey
-                    .changes()
-                    .all(|(_, _, change)| matches!(change, Change::MoveHook { .. }));
+                let only_moves = transaction.survey.set_changes().next().is_none()
+                    && transaction
+                        .survey
+                        .changes()
+                        .all(|(_, _, change)| matches!(change, Change::MoveHook { .. }));
                 if only_moves {
                     tracing::warn!(
                         "a foreign rule was added after fwscript's accepting hook; the hook \
@@ -394,7 +395,7 @@ impl Daemon<'_> {
                     );
                 } else {
                     tracing::warn!(
-                        "the kernel drifted from the script; someone changed fwscript's rules"
+                        "the kernel drifted from the script; someone changed fwscript's rules or sets"
                     );
                 }
                 log_applied(transaction, "drift repaired:");
@@ -451,18 +452,34 @@ fn merge_changes(
 /// changes: ipv4 filter FWS-INPUT-ALLOW: + 3: …`), counts per family and
 /// table when there are many (the full list at debug level).
 fn log_applied(transaction: &Transaction, what: &str) {
-    let changes: Vec<String> = transaction
+    let sets = transaction
         .survey
-        .changes()
-        .map(|(family, table, change)| format!("{family} {table} {}", describe(change)))
+        .set_changes()
+        .map(|change| format!("{} ipset {change}", change.family));
+    let changes: Vec<String> = sets
+        .chain(
+            transaction
+                .survey
+                .changes()
+                .map(|(family, table, change)| format!("{family} {table} {}", describe(change))),
+        )
         .collect();
     if changes.len() <= LISTED_CHANGES {
         tracing::info!("{what} {} changes: {}", changes.len(), changes.join("; "));
         return;
     }
     let mut counts: Vec<(String, usize)> = Vec::new();
-    for (family, table, _) in transaction.survey.changes() {
-        let key = format!("{family} {table}");
+    let keys = transaction
+        .survey
+        .set_changes()
+        .map(|c| format!("{} ipset", c.family))
+        .chain(
+            transaction
+                .survey
+                .changes()
+                .map(|(family, table, _)| format!("{family} {table}")),
+        );
+    for key in keys {
         match counts.iter_mut().find(|(k, _)| *k == key) {
             Some((_, n)) => *n += 1,
             None => counts.push((key, 1)),

@@ -2,10 +2,10 @@
 //! three-valued: yes, no, or "cannot be known offline" — and the reading
 //! (see [`Reading`]) decides what an unknown counts as.
 //!
-//! A new match kind (an ipset's `-m set --match-set NAME src`, say) is one
-//! function returning a [`Test`] and one line in [`rule_matches`]; what it
-//! cannot know offline (the set's members) is a new [`Assumption`] with its
-//! line in [`Assumption::resolve`].
+//! A new match kind is one function returning a [`Test`] and one line in
+//! [`rule_matches`]; what it cannot know offline is a new [`Assumption`]
+//! with its line in [`Assumption::resolve`]. An owned ipset (`-m set
+//! --match-set fws-… src`) is known exactly: the plan holds its entries.
 
 use std::net::IpAddr;
 
@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use super::packet::{Packet, Transport};
 use super::reading::{Rates, Reading};
 use crate::netfilter::Family;
-use crate::plan::{Matches, PortRange, Proto, RateLimit, Recent, RecentCheck, TcpFlags};
+use crate::plan::{Matches, PortRange, Proto, RateLimit, Recent, RecentCheck, SetRef, TcpFlags};
 
 /// A packet field the user may leave out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -128,6 +128,8 @@ pub fn rule_matches(m: &Matches, packet: &Packet, reading: Reading) -> RuleMatch
     let tests = [
         address(m.src, packet.src, Field::Src),
         address(m.dst, packet.dst, Field::Dst),
+        set(m.src_set.as_ref(), packet.src, Field::Src),
+        set(m.dst_set.as_ref(), packet.dst, Field::Dst),
         iface(
             m.iface.as_deref(),
             packet.in_iface.as_deref(),
@@ -192,6 +194,16 @@ fn address(rule: Option<IpNet>, packet: Option<IpAddr>, field: Field) -> Test {
         (None, _) => Test::Pass,
         (Some(net), Some(addr)) => Test::from(net.contains(&addr)),
         (Some(net), None) if net.prefix_len() == 0 => Test::Pass,
+        (Some(_), None) => Test::Unknown(Assumption::Unspecified(field)),
+    }
+}
+
+/// `-m set --match-set NAME src|dst`: within one of the set's networks. A
+/// missing address is unknown (a set never holds a `/0`).
+fn set(rule: Option<&SetRef>, packet: Option<IpAddr>, field: Field) -> Test {
+    match (rule, packet) {
+        (None, _) => Test::Pass,
+        (Some(set), Some(addr)) => Test::from(set.contains(&addr)),
         (Some(_), None) => Test::Unknown(Assumption::Unspecified(field)),
     }
 }
@@ -328,6 +340,47 @@ mod tests {
         };
         assert!(matched(&within, &packet));
         assert!(!matched(&outside, &packet));
+    }
+
+    #[test]
+    fn a_set_matches_an_address_within_any_of_its_networks() {
+        let set = crate::plan::SetRef {
+            name: "fws-0123456789ab".into(),
+            family: Family::Ipv4,
+            entries: ["198.51.100.7/32", "203.0.113.0/24"]
+                .map(|n| n.parse::<IpNet>().unwrap())
+                .to_vec()
+                .into(),
+        };
+        let from = |src: &str| Packet {
+            src: Some(src.parse().unwrap()),
+            ..tcp_to(22)
+        };
+        let by_source = Matches {
+            src_set: Some(set.clone()),
+            ..Matches::default()
+        };
+        assert!(matched(&by_source, &from("198.51.100.7")));
+        assert!(matched(&by_source, &from("203.0.113.200")));
+        assert!(!matched(&by_source, &from("198.51.100.8")));
+        // No source given: not known to be in it.
+        assert_eq!(
+            rule_matches(&by_source, &tcp_to(22), Reading::Typical),
+            RuleMatch {
+                matched: Match::No,
+                assumptions: vec![Assumption::Unspecified(Field::Src)]
+            }
+        );
+        let by_destination = Matches {
+            dst_set: Some(set),
+            ..Matches::default()
+        };
+        let to = Packet {
+            dst: Some("203.0.113.9".parse().unwrap()),
+            ..from("192.0.2.1")
+        };
+        assert!(matched(&by_destination, &to));
+        assert!(!matched(&by_destination, &from("203.0.113.9")));
     }
 
     #[test]

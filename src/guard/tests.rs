@@ -425,3 +425,27 @@ rule(#{ table: "mangle", chain: "prerouting", iface: "eth0", action: "drop" });"
     assert_eq!(decided_line(answer), Some(2));
     assert!(message(&lockout).contains("may be dropped by mangle FWS-PREROUTING rule 1"));
 }
+
+#[test]
+fn a_set_holding_the_client_is_refused_and_one_without_it_is_not() {
+    // Nine addresses are a set; the client is within one of its networks.
+    let listed: Vec<String> = (10..18)
+        .map(|i| format!("\"198.51.100.{i}\""))
+        .chain(["\"192.0.2.0/28\"".to_string()])
+        .collect();
+    let script = format!("allow_tcp(22);\nblock([{}]);\n", listed.join(", "));
+    let lockout = refusal(&script);
+    let (leg, answer) = blocked(&lockout);
+    assert_eq!(leg, Leg::NewConnection);
+    assert_eq!(decided_line(answer), Some(2));
+    let text = message(&lockout);
+    assert!(
+        text.contains(
+            "would be dropped by FWS-INPUT-DENY rule 1 (fw.rhai:2:1): -m set --match-set fws-"
+        ),
+        "{text}"
+    );
+    // The same set without the client's network lets the session be.
+    let spared = script.replace("\"192.0.2.0/28\"", "\"192.0.2.16/28\"");
+    assert!(check_as(&spared, SESSION).is_ok());
+}

@@ -102,6 +102,8 @@ fn content_hash(rule: &Rule) -> u64 {
     let m = &rule.matches;
     feed.net(b's', m.src.as_ref());
     feed.net(b'd', m.dst.as_ref());
+    feed.text(b'x', m.src_set.as_ref().map(|s| s.name.as_str()));
+    feed.text(b'y', m.dst_set.as_ref().map(|s| s.name.as_str()));
     feed.text(b'i', m.iface.as_deref());
     feed.text(b'o', m.oface.as_deref());
     feed.text(b'p', m.proto.map(|p| p.iptables_name()));

@@ -4,15 +4,18 @@
 //! the top of the built-in chain), then the baseline of DESIGN.md 2.1 and
 //! the stages that can accept (reached from the end of the built-in chain).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use std::path::PathBuf;
 
+use sha2::{Digest, Sha256};
+
 use super::chunks::{jump_to, split};
-use super::rule_spec::{Expansion, PlacedRule};
-use crate::netfilter::{Family, Hook, Policy, Table};
+use super::rule_spec::{Expansion, Given, PlacedRule};
+use crate::netfilter::{Family, Hook, Policy, Table, SET_PREFIX};
 use crate::plan::{
-    Action, ChainPlan, ChainPolicy, CtState, FamilyPlan, IcmpType, Matches, Origin, Plan, Proto,
-    Rule, Stage, TablePlan,
+    net_family, Action, AddressListSource, ChainPlan, ChainPolicy, CtState, FamilyPlan, IcmpType,
+    Matches, Origin, Plan, Proto, Rule, SetPlan, SetRef, SetSource, Stage, TablePlan,
 };
 
 /// The pieces of the baseline a script can switch off with `baseline()`.
@@ -53,6 +56,12 @@ pub struct Collector {
     count: usize,
     policies: BTreeMap<Hook, ChainPolicy>,
     pub baseline: Baseline,
+    /// The owned sets the rules match, in the order made, with the call
+    /// that made each.
+    sets: Vec<(SetRef, Origin, Given)>,
+    /// How often each set key was used, for the occurrence in a set's name.
+    set_keys: HashMap<String, usize>,
+    set_names: HashSet<String>,
 }
 
 /// Rules in parts of a fixed size: a long list grows without ever being
@@ -76,12 +85,13 @@ impl Parts {
 }
 
 impl Collector {
-    pub fn add(&mut self, rules: &Expansion) -> Result<(), String> {
+    pub fn add(&mut self, mut rules: Expansion) -> Result<(), String> {
         let count = rules.count();
         if self.count + count > MAX_RULES {
             return Err(format!("the script makes more than {MAX_RULES} rules"));
         }
         self.count += count;
+        self.name_sets(&mut rules);
         rules.for_each(|rule| {
             self.rules
                 .entry((rule.family, rule.table, rule.hook))
@@ -89,6 +99,34 @@ impl Collector {
                 .push(rule);
         });
         Ok(())
+    }
+
+    /// Names the sets of an expansion after where and how they are used
+    /// (family, table, chain, stage, the rest of the rule, `src` or `dst`,
+    /// and the occurrence of all that), never after their entries: adding
+    /// or removing an address keeps the name, so the set is edited in
+    /// place and the rule matching it keeps its id and its counters.
+    fn name_sets(&mut self, rules: &mut Expansion) {
+        let key = rules.set_key();
+        let origin = rules.origin().clone();
+        let mut made = Vec::new();
+        for (direction, set, given) in rules.sets_mut() {
+            let key = format!("{}|{}|{key}", set.family, direction.name());
+            let occurrence = self.set_keys.entry(key.clone()).or_default();
+            let mut counter = *occurrence as u64;
+            *occurrence += 1;
+            set.name = loop {
+                let name = set_name(&key, counter);
+                // A 48-bit collision, or a key and occurrence that happen
+                // to meet another's: draw again, the name stays unique.
+                if self.set_names.insert(name.clone()) {
+                    break name;
+                }
+                counter += 1 << 32;
+            };
+            made.push((set.clone(), origin.clone(), given));
+        }
+        self.sets.extend(made);
     }
 
     /// One rule made by fwscript itself (the emergency ruleset), not by a
@@ -111,14 +149,19 @@ impl Collector {
         );
     }
 
-    pub fn into_plan(mut self, sources: Vec<PathBuf>) -> Plan {
+    pub fn into_plan(mut self, sources: Vec<PathBuf>, lists: Vec<AddressListSource>) -> Plan {
+        let mut sets = set_plans(std::mem::take(&mut self.sets), &lists);
         let families = Family::ALL
             .into_iter()
-            .map(|family| (family, self.family_plan(family)))
+            .map(|family| {
+                let mut plan = self.family_plan(family);
+                plan.sets = sets.remove(&family).unwrap_or_default();
+                (family, plan)
+            })
             .collect();
         Plan {
             sources,
-            address_lists: Vec::new(),
+            address_lists: lists,
             families,
         }
     }
@@ -131,7 +174,10 @@ impl Collector {
                 tables.insert(table, plan);
             }
         }
-        FamilyPlan { tables }
+        FamilyPlan {
+            tables,
+            sets: Vec::new(),
+        }
     }
 
     /// Consumes the rules of `family` and `table`: each chain's rules are
@@ -185,6 +231,54 @@ impl Collector {
             })
             .collect()
     }
+}
+
+/// `fws-` and 12 hex digits of a hash of what the set is used for: 16
+/// characters, well within ipset's 31.
+fn set_name(key: &str, occurrence: u64) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(key.as_bytes());
+    hasher.update([0]);
+    hasher.update(occurrence.to_le_bytes());
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{SET_PREFIX}{hex}")
+}
+
+/// The plan's sets per family, sorted by name, each with its source: the
+/// address list whose entries of that family the call handed over as read
+/// (same addresses, same order), or else the call that made it.
+fn set_plans(
+    made: Vec<(SetRef, Origin, Given)>,
+    lists: &[AddressListSource],
+) -> BTreeMap<Family, Vec<SetPlan>> {
+    // Each list's entries of a family in brief, made only when a set of
+    // that family needs them.
+    let mut briefs: HashMap<(usize, Family), Given> = HashMap::new();
+    let mut plans: BTreeMap<Family, Vec<SetPlan>> = BTreeMap::new();
+    for (set, origin, given) in made {
+        // The addresses came as the list file gave them, in its order.
+        let list = lists.iter().enumerate().find(|&(i, list)| {
+            let brief = briefs.entry((i, set.family)).or_insert_with(|| {
+                Given::of(list.entries.iter().filter(|n| net_family(n) == set.family))
+            });
+            *brief == given
+        });
+        let source = match list {
+            Some((_, list)) => SetSource::List(list.shown.clone()),
+            None => SetSource::Call(origin),
+        };
+        plans.entry(set.family).or_default().push(SetPlan {
+            name: set.name,
+            family: set.family,
+            entries: set.entries,
+            source,
+        });
+    }
+    for sets in plans.values_mut() {
+        sets.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    plans
 }
 
 /// The entry chain for `hook` and one chain per non-empty stage, the entry

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, CWD};
 
 use super::values::Problem;
+use crate::io_error::lowercase;
 
 /// The largest file fwscript reads: far beyond any hand-written firewall,
 /// small enough that a wrong path (a log, a disk image) fails at once.
@@ -149,18 +150,6 @@ fn real_path(fd: &OwnedFd, path: &Path, stat: &Stat) -> Option<PathBuf> {
         .or_else(|| std::fs::canonicalize(path).ok())?;
     let now = rustix::fs::statat(CWD, &named, AtFlags::SYMLINK_NOFOLLOW).ok()?;
     (now.st_dev == stat.st_dev && now.st_ino == stat.st_ino).then_some(named)
-}
-
-/// io errors print as "No such file or directory (os error 2)"; messages
-/// here are lowercase and end without the code.
-pub fn lowercase(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]

@@ -121,9 +121,7 @@ fn evaluate_here(path: &Path) -> Result<Plan, ScriptError> {
             entries: l.entries,
         })
         .collect();
-    let mut plan = session.collector.into_plan(sources);
-    plan.address_lists = address_lists;
-    Ok(plan)
+    Ok(session.collector.into_plan(sources, address_lists))
 }
 
 /// A problem with the script file itself: no call to point at, unless it
@@ -162,7 +160,7 @@ pub fn emergency_plan(ssh_port: u16) -> Plan {
             rule: rule.clone(),
         });
     }
-    collector.into_plan(Vec::new())
+    collector.into_plan(Vec::new(), Vec::new())
 }
 
 fn folder_of(path: &Path) -> Result<PathBuf, ScriptError> {
@@ -174,7 +172,7 @@ fn folder_of(path: &Path) -> Result<PathBuf, ScriptError> {
         ScriptError::plain(format!(
             "cannot open the folder of `{}`: {}",
             path.display(),
-            files::lowercase(&err)
+            crate::io_error::lowercase(&err)
         ))
     })
 }

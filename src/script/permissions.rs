@@ -55,7 +55,7 @@ fn walk_folders(folders: &Path, shown: &str, trusted_uid: u32) -> Result<OwnedFd
         Problem::new(format!(
             "cannot inspect the folder `{}` of `{shown}`: {}",
             folder.display(),
-            super::files::lowercase(&std::io::Error::from(err))
+            crate::io_error::lowercase(&std::io::Error::from(err))
         ))
     };
     let root = Path::new("/");

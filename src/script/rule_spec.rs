@@ -10,7 +10,7 @@ use super::values::{self, Checked, Problem, Step};
 use crate::netfilter::{Family, Hook, Table};
 use crate::plan::{
     net_family, Action, CtState, Matches, Origin, PortRange, Proto, Recent, RecentCheck, Rule,
-    Stage, TcpFlag, TcpFlags,
+    SetEntries, SetRef, Stage, TcpFlag, TcpFlags, SET_THRESHOLD,
 };
 
 pub const KEYS: &[&str] = &[
@@ -212,13 +212,11 @@ pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Expa
     };
     let dports = port_list(Key::Dport)?;
     let sports = port_list(Key::Sport)?;
-    let address_list = |which: Key| -> Checked<Vec<Option<IpNet>>> {
+    let address_list = |which: Key| -> Checked<Vec<Addr>> {
         let name = which.name();
         match spec.get(which) {
-            None => Ok(vec![None]),
-            Some(v) => key(name, || {
-                Ok(values::addresses(v)?.into_iter().map(Some).collect())
-            }),
+            None => Ok(vec![Addr::Any]),
+            Some(v) => key(name, || Ok(choices(values::addresses(v)?))),
         }
     };
     let srcs = address_list(Key::Src)?;
@@ -334,6 +332,120 @@ pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Expa
     Ok(expansion)
 }
 
+/// One source or destination of an [`Expansion`].
+#[derive(Debug, Clone)]
+enum Addr {
+    /// The key is absent: any address, both families.
+    Any,
+    Net(IpNet),
+    /// More than [`SET_THRESHOLD`] addresses of one family: an owned set,
+    /// named by the collector, and the addresses in the order given (to
+    /// tell which list file they are).
+    Set(SetRef, Given),
+}
+
+/// Addresses as given, in order, in brief: enough to recognise an address
+/// list handed over as it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Given {
+    pub count: usize,
+    pub digest: u64,
+}
+
+impl Given {
+    /// FNV-1a over each address and prefix: stable, and cheap next to
+    /// anything else done with 100,000 addresses.
+    pub fn of<'a>(nets: impl IntoIterator<Item = &'a IpNet>) -> Given {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut count = 0;
+        let mut feed = |byte: u8| {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        for net in nets {
+            count += 1;
+            match net.addr() {
+                std::net::IpAddr::V4(addr) => addr.octets().into_iter().for_each(&mut feed),
+                std::net::IpAddr::V6(addr) => addr.octets().into_iter().for_each(&mut feed),
+            }
+            feed(net.prefix_len());
+        }
+        Given {
+            count,
+            digest: hash,
+        }
+    }
+}
+
+impl Addr {
+    fn family(&self) -> Option<Family> {
+        match self {
+            Addr::Any => None,
+            Addr::Net(net) => Some(net_family(net)),
+            Addr::Set(set, _) => Some(set.family),
+        }
+    }
+}
+
+/// A rule's addresses as the rules it makes will match them: each family's
+/// addresses become one set when there are more than [`SET_THRESHOLD`]
+/// of them (a `/0` stays a rule of its own: `hash:net` cannot hold it),
+/// otherwise one rule each, in the order given.
+fn choices(nets: Vec<IpNet>) -> Vec<Addr> {
+    let mut sets: Vec<(Family, SetEntries, Given)> = Vec::new();
+    for family in Family::ALL {
+        let of_family = |n: &&IpNet| net_family(n) == family && n.prefix_len() > 0;
+        let mut entries: Vec<IpNet> = nets.iter().filter(of_family).copied().collect();
+        let given = Given::of(&entries);
+        entries.sort_unstable();
+        entries.dedup();
+        if entries.len() > SET_THRESHOLD {
+            sets.push((family, entries.into(), given));
+        }
+    }
+    if sets.is_empty() {
+        return nets.into_iter().map(Addr::Net).collect();
+    }
+    let mut placed = [false; 2];
+    let mut choices = Vec::new();
+    for net in nets {
+        let family = net_family(&net);
+        let set = sets.iter().find(|(f, _, _)| *f == family);
+        match set {
+            Some((_, entries, given)) if net.prefix_len() > 0 => {
+                let done = &mut placed[family as usize];
+                if !*done {
+                    *done = true;
+                    let set = SetRef {
+                        name: String::new(),
+                        family,
+                        entries: entries.clone(),
+                    };
+                    choices.push(Addr::Set(set, *given));
+                }
+            }
+            _ => choices.push(Addr::Net(net)),
+        }
+    }
+    choices
+}
+
+/// Which address of a rule a set stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Src,
+    Dst,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Src => "src",
+            Direction::Dst => "dst",
+        }
+    }
+}
+
 /// The rules one `rule()` map stands for, not built yet: each source,
 /// destination, family and port makes one. Handed to the collector whole,
 /// so a list of 100,000 addresses is never a list of rules twice over.
@@ -347,23 +459,52 @@ pub struct Expansion {
     origin: Origin,
     recent: Option<RecentCheck>,
     families: Vec<Family>,
-    srcs: Vec<Option<IpNet>>,
-    dsts: Vec<Option<IpNet>>,
+    srcs: Vec<Addr>,
+    dsts: Vec<Addr>,
     sports: Vec<Option<PortRange>>,
     dports: Vec<Option<PortRange>>,
 }
 
 impl Expansion {
     /// The families a rule with these addresses lives in.
-    fn families_of(
-        &self,
-        src: &Option<IpNet>,
-        dst: &Option<IpNet>,
-    ) -> impl Iterator<Item = Family> + '_ {
-        let (src, dst) = (*src, *dst);
-        self.families.iter().copied().filter(move |f| {
-            src.is_none_or(|n| net_family(&n) == *f) && dst.is_none_or(|n| net_family(&n) == *f)
+    fn families_of(&self, src: &Addr, dst: &Addr) -> impl Iterator<Item = Family> + '_ {
+        let (src, dst) = (src.family(), dst.family());
+        self.families
+            .iter()
+            .copied()
+            .filter(move |f| src.is_none_or(|s| s == *f) && dst.is_none_or(|d| d == *f))
+    }
+
+    /// The sets its rules match, unnamed until the collector names them,
+    /// with what names them: everything about the rule but its addresses
+    /// and ports (`key`), so adding an address or a port keeps the name.
+    pub fn sets_mut(&mut self) -> impl Iterator<Item = (Direction, &mut SetRef, Given)> {
+        let srcs = self.srcs.iter_mut().map(|a| (Direction::Src, a));
+        let dsts = self.dsts.iter_mut().map(|a| (Direction::Dst, a));
+        srcs.chain(dsts).filter_map(|(direction, addr)| match addr {
+            Addr::Set(set, given) => Some((direction, set, *given)),
+            _ => None,
         })
+    }
+
+    /// What a set of this expansion is named after, but for its family,
+    /// direction and occurrence: the table, chain, stage and the rest of
+    /// the rule.
+    pub fn set_key(&self) -> String {
+        format!(
+            "{}|{}|{:?}|{}|{}|{}|{:?}",
+            self.table,
+            self.hook.chain_name(),
+            self.stage,
+            crate::render::matches_text(&self.matches),
+            crate::render::target_text(&self.action),
+            self.comment.as_deref().unwrap_or(""),
+            self.recent,
+        )
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     /// How many rules [`Expansion::for_each`] makes.
@@ -381,14 +522,24 @@ impl Expansion {
     /// Makes each rule, in script order: by source, destination, family,
     /// source port, destination port.
     pub fn for_each(&self, mut take: impl FnMut(PlacedRule)) {
+        let net = |addr: &Addr| match addr {
+            Addr::Net(net) => Some(*net),
+            _ => None,
+        };
+        let set = |addr: &Addr| match addr {
+            Addr::Set(set, _) => Some(set.clone()),
+            _ => None,
+        };
         for src in &self.srcs {
             for dst in &self.dsts {
                 for family in self.families_of(src, dst) {
                     for sport in &self.sports {
                         for dport in &self.dports {
                             let mut m = self.matches.clone();
-                            m.src = *src;
-                            m.dst = *dst;
+                            m.src = net(src);
+                            m.dst = net(dst);
+                            m.src_set = set(src);
+                            m.dst_set = set(dst);
                             m.sport = *sport;
                             m.dport = *dport;
                             m.recent = self.recent.clone().map(|check| Recent {
@@ -747,10 +898,15 @@ fn parse_tcp_flags(value: &Dynamic) -> Checked<TcpFlags> {
 /// The `recent` list a limit rule pair shares: named after what it guards,
 /// so the pair agrees and editing another rule does not reset its memory.
 fn recent_list(family: Family, m: &Matches) -> String {
-    let key = format!(
+    let mut key = format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}",
         m.proto, m.dport, m.src, m.iface, m.dst
     );
+    // Only when there is one, so lists without sets keep their names.
+    for set in [&m.src_set, &m.dst_set].into_iter().flatten() {
+        key.push('|');
+        key.push_str(&set.name);
+    }
     let digest = Sha256::digest(key.as_bytes());
     let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     let tag = if family == Family::Ipv4 { "4" } else { "6" };
@@ -772,19 +928,26 @@ fn names(families: &[Family]) -> String {
         .join(" and ")
 }
 
-fn family_conflict(srcs: &[Option<IpNet>], dsts: &[Option<IpNet>], families: &[Family]) -> Problem {
-    let describe = |list: &[Option<IpNet>]| -> String {
+fn family_conflict(srcs: &[Addr], dsts: &[Addr], families: &[Family]) -> Problem {
+    let describe = |list: &[Addr]| -> String {
         list.iter()
-            .flatten()
-            .map(|n| format!("{n} ({})", only_name(net_family(n))))
+            .filter_map(|a| match a {
+                Addr::Any => None,
+                Addr::Net(n) => Some(format!("{n} ({})", only_name(net_family(n)))),
+                Addr::Set(set, _) => Some(format!(
+                    "{} {} addresses",
+                    set.entries.len(),
+                    only_name(set.family)
+                )),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
     let mut parts = Vec::new();
-    if srcs.iter().any(Option::is_some) {
+    if srcs.iter().any(|a| !matches!(a, Addr::Any)) {
         parts.push(format!("`src` {}", describe(srcs)));
     }
-    if dsts.iter().any(Option::is_some) {
+    if dsts.iter().any(|a| !matches!(a, Addr::Any)) {
         parts.push(format!("`dst` {}", describe(dsts)));
     }
     Problem::new(format!(

@@ -288,6 +288,9 @@ pub fn addresses(value: &Dynamic) -> Checked<Vec<IpNet>> {
 }
 
 pub fn address(text: &str) -> Checked<IpNet> {
+    if let Some(net) = crate::plan::parse_v4(text) {
+        return Ok(net);
+    }
     if let Ok(addr) = text.parse::<IpAddr>() {
         return Ok(IpNet::from(addr));
     }

@@ -26,11 +26,13 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::forms::KernelForms;
+use crate::io_error::lowercase;
+use crate::origins::RuleOrigins;
 
 pub use lock::WriterLock;
 pub use records::{
-    boot_id, Applied, DaemonRecord, FamilySnapshot, LastGood, OriginalPolicies, PendingConfirm,
-    Rejected, Snapshot,
+    boot_id, Applied, AppliedRules, DaemonRecord, FamilySnapshot, LastGood, OriginalPolicies,
+    PendingConfirm, Rejected, Snapshot,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -83,18 +85,6 @@ fn holder_note(holder: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// io errors print as "No space left on device (os error 28)"; messages
-/// here are lowercase and end without the code.
-pub fn lowercase(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 const SNAPSHOT: &str = "snapshot.json";
 const PENDING: &str = "pending-confirm.json";
 const PENDING_RULES: &str = "pending.rules";
@@ -105,6 +95,8 @@ const LAST_GOOD_RULES: &str = "last-good.rules";
 const POLICIES: &str = "original-policies.json";
 const DAEMON: &str = "watch.json";
 const KERNEL_FORMS: &str = "kernel-forms.json";
+const APPLIED_RULES: &str = "applied-rules.json";
+const ORIGINS: &str = "origins.json";
 
 /// The largest state file read: the rules of 200,000 rules with room to
 /// spare. Anything larger is not fwscript's.
@@ -249,6 +241,18 @@ impl StateDir {
     /// to find rules changed behind its back; empty before the first.
     pub fn kernel_forms(&self) -> Result<KernelForms, StateError> {
         Ok(self.read_json(KERNEL_FORMS)?.unwrap_or_default())
+    }
+
+    /// The rules of the last write, whatever wrote them (an apply, reset,
+    /// rollback, a fallback): what `status` compares the kernel with.
+    pub fn applied_rules(&self) -> Result<Option<AppliedRules>, StateError> {
+        self.read_json(APPLIED_RULES)
+    }
+
+    /// The script line behind each rule id of the last write and of the
+    /// kernel before it; empty before the first write that recorded them.
+    pub fn rule_origins(&self) -> Result<RuleOrigins, StateError> {
+        Ok(self.read_json(ORIGINS)?.unwrap_or_default())
     }
 
     /// The daemon's own record, written outside transactions: only the
@@ -499,6 +503,16 @@ impl<'a> Locked<'a> {
         if let Some(policies) = &plan.policies {
             contents.push((POLICIES, json_bytes(policies).into()));
         }
+        if let Some(rules) = &plan.applied_rules {
+            contents.push((APPLIED_RULES, json_bytes(rules).into()));
+        }
+        if let Some(origins) = &plan.origins {
+            // An entry per script line: compact, as it is read at every
+            // write.
+            let mut text = serde_json::to_vec(origins).expect("state serialises");
+            text.push(b'\n');
+            contents.push((ORIGINS, text.into()));
+        }
         // Written and synced all at the same time: concurrent fsyncs share
         // one journal commit, where one after the other each waited for
         // its own. A file that fails drops those staged beside it.
@@ -551,6 +565,10 @@ pub struct PlanRecords {
     pub pending: Option<PendingConfirm>,
     /// Original policies, with what this write taught.
     pub policies: Option<OriginalPolicies>,
+    /// The rules written, for `status` (`applied-rules.json`).
+    pub applied_rules: Option<AppliedRules>,
+    /// The script line of each rule written (`origins.json`).
+    pub origins: Option<RuleOrigins>,
 }
 
 /// The rules of a plan, as restore files of every family.

@@ -25,6 +25,10 @@ pub struct Snapshot {
 pub struct FamilySnapshot {
     pub family: Family,
     pub save: String,
+    /// fwscript's ipsets of this family as `ipset restore` input (their
+    /// `create` lines and entries); empty when it had none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sets: String,
 }
 
 /// An `apply --confirm SECS` that nobody has confirmed yet.
@@ -65,6 +69,25 @@ pub struct Applied {
     /// The plan's digest; empty for writes that are not a script's plan.
     pub digest: String,
     pub boot_id: String,
+    /// A digest of the script lines behind the rules written (and of the
+    /// files they are in): an apply that finds the kernel in sync tells
+    /// by it, cheaply, whether `origins.json` needs writing afresh.
+    #[serde(default)]
+    pub origins: String,
+}
+
+/// The rules of the last write, whatever wrote them (an apply, reset,
+/// rollback, a fallback): what `status` compares the kernel with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRules {
+    /// Restore files per family, each introduced by `# ipv4` / `# ipv6`,
+    /// as `last-good.rules` holds them. `None` when the same write kept
+    /// them in a rules file of its own, not to write them twice:
+    /// `pending.rules` while a confirm is pending, else `last-good.rules`.
+    pub text: Option<String>,
+    /// The built-in chains' policies the write decided. A restore file
+    /// names a policy for every built-in chain; only these are fwscript's.
+    pub policies: BTreeMap<Family, BTreeMap<Table, BTreeMap<Hook, Policy>>>,
 }
 
 /// The last good ruleset (DESIGN.md 7): the last plan applied and, when it

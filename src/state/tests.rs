@@ -23,6 +23,7 @@ fn files_round_trip_and_the_folder_is_private() {
         families: vec![FamilySnapshot {
             family: Family::Ipv4,
             save: "*filter\nCOMMIT\n".into(),
+            sets: String::new(),
         }],
     };
     locked.save_snapshot(&snapshot).unwrap();
@@ -65,6 +66,7 @@ fn records(text: &str, last_good: Option<LastGood>) -> PlanRecords {
             at: 5,
             digest: "d1".into(),
             boot_id: boot_id(),
+            origins: String::new(),
         }),
         rules: Some(RulesRecord {
             text: text.into(),
@@ -72,6 +74,8 @@ fn records(text: &str, last_good: Option<LastGood>) -> PlanRecords {
         }),
         pending: None,
         policies: None,
+        applied_rules: None,
+        origins: None,
     }
 }
 
@@ -167,6 +171,7 @@ fn planted_symlinks_and_foreign_files_are_refused() {
         at: 1,
         digest: String::new(),
         boot_id: String::new(),
+        origins: String::new(),
     };
     locked.save_applied(&applied).unwrap();
     assert_eq!(

@@ -1,4 +1,5 @@
-//! Every file under scripts/ passes `fwscript check`, modules included.
+//! Every file under scripts/ passes `fwscript check`, modules included
+//! (test files, `*.test.rhai`, are `fwscript test`'s: see test_command).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,7 +9,9 @@ fn rhai_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.expect("dir entry").path();
         if path.is_dir() {
             rhai_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rhai") {
+        } else if path.extension().is_some_and(|e| e == "rhai")
+            && !path.to_string_lossy().ends_with(".test.rhai")
+        {
             out.push(path);
         }
     }

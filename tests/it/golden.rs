@@ -23,7 +23,9 @@ fn render(script: &Path, family: Option<&str>) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-fn check_golden(name: &str, actual: &str) {
+/// Compares `actual` with `tests/golden/NAME`, or rewrites it under
+/// `FWSCRIPT_UPDATE_GOLDEN=1`.
+pub fn check_golden(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name);
@@ -47,7 +49,7 @@ fn check_golden(name: &str, actual: &str) {
             .map(str::to_string)
             .collect();
         panic!(
-            "render of {name} differs from tests/golden/{name}:\n{}",
+            "{name} differs from tests/golden/{name} (FWSCRIPT_UPDATE_GOLDEN=1 rewrites it):\n{}",
             diff.join("\n")
         );
     }
@@ -92,7 +94,8 @@ fn every_example_is_listed_here() {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rhai") {
+        let test_file = path.to_string_lossy().ends_with(".test.rhai");
+        if path.extension().is_some_and(|e| e == "rhai") && !test_file {
             found.push(format!(
                 "scripts/{}",
                 path.file_name().unwrap().to_string_lossy()

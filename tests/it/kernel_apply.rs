@@ -148,7 +148,7 @@ fn a_one_port_edit_changes_one_rule_per_family_and_keeps_counters() {
             ],
             "{flavor}"
         );
-        assert!(changes[1]["rule"]["spec"]
+        assert!(changes[1]["rule"]["text"]
             .as_str()
             .unwrap()
             .contains("--dport 8443"));
@@ -263,7 +263,7 @@ fn foreign_rules_and_chains_survive_apply_and_reset() {
         assert_eq!(foreign_lines(&v6_reset), foreign_lines(&v6), "{flavor}");
         assert_eq!(
             case.run(&netns, &["reset"]).expect(0).stdout,
-            "no changes\n"
+            "no changes: fwscript owns nothing here\n"
         );
     }
 }

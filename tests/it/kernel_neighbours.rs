@@ -153,7 +153,7 @@ fn a_rule_changed_behind_fwscripts_back_is_seen_and_put_right() {
         assert_eq!(deleted.len(), 2, "{report}");
         assert!(deleted
             .iter()
-            .all(|c| c["changed"] == true && c["id"].is_string()));
+            .all(|c| c["why"] == "changed_behind_fwscripts_back" && c["rule"]["id"].is_string()));
 
         lan.tcp_again(OTHER4, 22, Filtered);
         lan.tcp_again(OTHER6, 22, Filtered);

@@ -460,3 +460,59 @@ fn an_address_list_edit_is_applied() {
     );
     assert_eq!(daemon.netns.saves(), before);
 }
+
+#[test]
+fn a_list_grown_into_a_set_is_applied_and_its_entries_kept_by_resync() {
+    if !kernel_available() {
+        return;
+    }
+    let script = "block(address_list(\"lists/block.txt\"));\nallow_tcp(80);\n";
+    let daemon = Daemon::start(script, MODULE, 1);
+    std::fs::create_dir_all(daemon.path("lists")).unwrap();
+    write(&daemon.path("lists/block.txt"), "198.51.100.7\n");
+    write(&daemon.path("fw.rhai"), script);
+    daemon.wait_rules("the list applied", |r| r.contains("-s 198.51.100.7/32"));
+    // Grown past eight addresses: one set, one rule.
+    let list: String = (1..=40).map(|i| format!("198.51.100.{i}\n")).collect();
+    write(&daemon.path("lists/block.txt"), &list);
+    daemon.wait_rules("the set's rule", |r| {
+        r.contains("--match-set fws-") && !r.contains("-s 198.51.100.7/32")
+    });
+    let name = daemon
+        .netns
+        .sh("ipset list -n")
+        .lines()
+        .find(|n| n.starts_with("fws-"))
+        .expect("the set")
+        .to_string();
+    let entries = || {
+        daemon
+            .netns
+            .sh(&format!("ipset list {name} | grep -c '^198'"))
+    };
+    assert_eq!(entries().trim(), "40");
+    daemon.wait_log("ipv4 ipset create set fws-", 1);
+    // An entry deleted by hand comes back at the next resync.
+    daemon.netns.sh(&format!(
+        "ipset del {name} 198.51.100.20 && ipset add {name} 192.0.2.99"
+    ));
+    daemon.wait_log("drift repaired:", 1);
+    daemon.wait_log(&format!("+1 \u{2212}1 entries in set {name}"), 1);
+    let deadline = Instant::now() + DEADLINE;
+    while daemon
+        .netns
+        .sh(&format!("ipset test {name} 198.51.100.20 2>&1; true"))
+        .contains("NOT")
+    {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(entries().trim(), "40");
+    assert!(
+        daemon
+            .log()
+            .contains("someone changed fwscript's rules or sets"),
+        "{}",
+        daemon.log()
+    );
+}

@@ -138,7 +138,7 @@ fn lists_stay_inside_the_scripts_folder_and_are_regular_files() {
 fn a_list_of_seven_thousand_addresses_works() {
     // Rhai used to count the bytes of every string in an array against the
     // limit of one string: 7,000 addresses failed with "length of string
-    // grew too large".
+    // grew too large". Now each list is one set, matched by one rule.
     let dir = tempfile::tempdir().unwrap();
     let list: String = (0..7_000u32)
         .map(|i| format!("10.{}.{}.{}\n", i >> 16, (i >> 8) & 255, i & 255))
@@ -154,11 +154,24 @@ fn a_list_of_seven_thousand_addresses_works() {
     );
     write(dir.path(), "fw.rhai", &text);
     let plan = script::evaluate(&dir.path().join("fw.rhai")).unwrap_or_else(|e| panic!("{e}"));
-    let deny: usize = plan.family(Family::Ipv4).unwrap().tables[&Table::Filter]
-        .chains
-        .iter()
-        .filter(|c| c.name.starts_with("FWS-INPUT-DENY-"))
-        .map(|c| c.rules.len())
-        .sum();
-    assert_eq!(deny, 14_000);
+    let v4 = plan.family(Family::Ipv4).unwrap();
+    let deny = v4.tables[&Table::Filter].chain("FWS-INPUT-DENY").unwrap();
+    assert_eq!(deny.rules.len(), 2);
+    let sizes: Vec<usize> = v4.sets.iter().map(|s| s.entries.len()).collect();
+    assert_eq!(sizes, [7_000, 7_000]);
+    let (_, stdout) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_fwscript"))
+            .current_dir(dir.path())
+            .args(["check", "fw.rhai"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        stdout.ends_with(", 2 ipsets of 14000 addresses\n"),
+        "{stdout}"
+    );
 }

@@ -508,7 +508,7 @@ fn limit_tcp_on_the_ssh_port_warns_and_drops_the_seventh_connection() {
             )
             .expect(0);
         assert!(
-            run.stderr.contains("WARN limit_tcp at /")
+            run.stderr.contains("warning: limit_tcp at /")
                 && run.stderr.contains(&format!(
                     "{} drops this client's 7th new SSH connection within 30 s",
                     line(1)

@@ -105,3 +105,35 @@ fn the_units_are_sandboxed() {
         assert!(exposure <= 3.0, "{unit}: exposure {exposure}\n{text}");
     }
 }
+
+#[test]
+fn the_units_run_command_lines_fwscript_takes() {
+    use clap::Parser;
+    for unit in UNITS {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("dist")
+                .join(unit),
+        )
+        .unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("ExecStart=")
+                    .or(l.strip_prefix("ExecReload="))
+            })
+            .filter(|l| l.starts_with("fwscript "))
+            .collect();
+        assert!(!lines.is_empty(), "{unit}");
+        for line in lines {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let Err(err) = fwscript::cli::Cli::try_parse_from(&words) {
+                panic!("{unit}: `{line}` does not parse: {err}");
+            }
+            assert!(
+                line.ends_with(" /etc/fwscript/firewall.rhai"),
+                "{unit}: the script is /etc/fwscript/firewall.rhai: {line}"
+            );
+        }
+    }
+}

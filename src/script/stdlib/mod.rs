@@ -190,7 +190,7 @@ pub static FUNCTIONS: &[Function] = &[
     function(
         "address_list",
         &["file"],
-        "The addresses in a list file beside the script (\"lists/blocklist.txt\"): one address or CIDR per line, `#` comments, blank lines; duplicates count once. An array, usable wherever addresses are: block(address_list(\"lists/blocklist.txt\")).",
+        "The addresses in a list file beside the script (\"lists/blocklist.txt\"): one address or CIDR per line, `#` comments, blank lines; duplicates count once. An array, usable wherever addresses are: block(address_list(\"lists/blocklist.txt\")). More than 8 addresses of a family in one rule become an owned ipset (fws-...) matched by one rule; an edit of the file edits the set in place.",
         lists::address_list,
     ),
 ];
@@ -308,7 +308,7 @@ impl<'a> Call<'a> {
         self.shared
             .borrow_mut()
             .collector
-            .add(&rules)
+            .add(rules)
             .map_err(Problem::new)
     }
 

@@ -22,6 +22,7 @@ pub fn kernel_available() -> bool {
         "iptables-legacy-restore",
         "ip6tables-nft-restore",
         "ip6tables-legacy-restore",
+        "ipset",
     ];
     let missing: Vec<&str> = tools.into_iter().filter(|tool| !on_path(tool)).collect();
     let reason = match (root, missing.is_empty()) {
@@ -32,7 +33,7 @@ pub fn kernel_available() -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("kernel tests cannot run ({reason}) and CI=true forbids skipping them");
     }
-    eprintln!("SKIP: kernel tests need root and the iptables tools: {reason}");
+    eprintln!("SKIP: kernel tests need root, the iptables tools and ipset: {reason}");
     false
 }
 

@@ -39,6 +39,12 @@ impl Watch {
         watch
     }
 
+    /// SIGKILL: the daemon ends without a word (its record stays).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
