@@ -9,7 +9,7 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 pub use crate::foreign::{foreign_warnings, ForeignWarning};
-use crate::forms::{FamilyForms, KernelForms};
+use crate::forms::{Content, FamilyForms, KernelForms};
 use crate::live::{LiveChain, LiveRule, LiveState, LiveTable};
 use crate::netfilter::{Family, Hook, Policy, Table};
 use crate::ruleset::{HookRule, Origin, OwnedRule, Placement, RuleId, Ruleset, TableRuleset};
@@ -52,10 +52,11 @@ pub enum Change {
         /// `None`: the rule carries no fwscript id, someone added it by hand
         /// (drift).
         id: Option<RuleId>,
-        /// The rule carries a known id, but the kernel's text of it is not
-        /// what it was after fwscript wrote it: someone changed it behind
-        /// fwscript's back (`iptables -R` keeping the comment).
-        changed: bool,
+        /// For a rule with a known id: whether the kernel's text of it is
+        /// what it was after fwscript wrote it, was changed behind
+        /// fwscript's back (`iptables -R` keeping the comment), or was
+        /// never recorded (then it is written again to learn it).
+        content: Content,
     },
     /// A jump into an owned chain: at the top of a built-in chain
     /// (`-I CHAIN 1`) or at its end (`-A CHAIN`).
@@ -81,8 +82,8 @@ pub enum Change {
     DeleteHook {
         hook: Hook,
         spec: String,
-        /// Changed behind fwscript's back, as for [`Change::DeleteRule`].
-        changed: bool,
+        /// As for [`Change::DeleteRule`].
+        content: Content,
     },
     /// Flush, then delete an owned chain the script no longer has.
     DeleteChain {
@@ -131,13 +132,14 @@ impl fmt::Display for Change {
                 position,
                 spec,
                 id,
-                changed,
+                content,
                 ..
             } => {
-                let why = match (id, changed) {
+                let why = match (id, content) {
                     (None, _) => "drift, not written by fwscript",
-                    (Some(_), true) => CHANGED,
-                    (Some(_), false) => "no longer in the script",
+                    (Some(_), Content::Changed) => CHANGED,
+                    (Some(_), Content::Unrecorded) => UNRECORDED,
+                    (Some(_), Content::AsWritten) => "no longer in the script",
                 };
                 write!(f, "- {position}: {spec} ({why})")
             }
@@ -164,9 +166,14 @@ impl fmt::Display for Change {
             }
             Change::DeleteHook {
                 spec,
-                changed: true,
+                content: Content::Changed,
                 ..
             } => write!(f, "- {spec} ({CHANGED})"),
+            Change::DeleteHook {
+                spec,
+                content: Content::Unrecorded,
+                ..
+            } => write!(f, "- {spec} ({UNRECORDED})"),
             Change::DeleteHook { spec, .. } => write!(f, "- {spec} (stale hook)"),
             Change::DeleteChain { chain, rules } => {
                 write!(f, "delete chain {chain} ({rules} rules)")
@@ -179,6 +186,8 @@ impl fmt::Display for Change {
 /// Why a rule with a known id goes when its text is not the kernel's form of
 /// it from fwscript's last write.
 const CHANGED: &str = "changed behind fwscript's back";
+const UNRECORDED: &str =
+    "written again once: no record of how the kernel prints it, so a later change could not be seen";
 
 impl Changeset {
     pub fn is_empty(&self) -> bool {
@@ -230,15 +239,21 @@ pub fn diff(live: &LiveState, desired: &Ruleset, forms: &KernelForms) -> Changes
     }
 }
 
-/// Whether `rule` carries a known id whose recorded form it no longer has.
-fn changed(rule: &LiveRule, forms: Option<FamilyForms>) -> bool {
-    match (forms, &rule.id) {
-        (Some(forms), Some(id)) => forms.changed(id, &rule.spec),
-        _ => false,
+/// What the kernel's text of `rule` says, when it carries a known id.
+fn content(rule: &LiveRule, forms: FamilyForms) -> Content {
+    match &rule.id {
+        Some(id) => forms.content(id, &rule.spec),
+        None => Content::AsWritten,
     }
 }
 
-fn diff_table(live: &LiveTable, desired: &TableRuleset, forms: Option<FamilyForms>) -> Vec<Change> {
+/// Whether `rule` is kept as it is: its id is fwscript's and its text as
+/// fwscript wrote it.
+fn as_written(rule: &LiveRule, forms: FamilyForms) -> bool {
+    content(rule, forms) == Content::AsWritten
+}
+
+fn diff_table(live: &LiveTable, desired: &TableRuleset, forms: FamilyForms) -> Vec<Change> {
     let mut changes = Vec::new();
 
     // Chains first, so every jump below has its target.
@@ -304,7 +319,7 @@ fn edit_hooks(
     hook: Hook,
     rules: &[LiveRule],
     desired: &TableRuleset,
-    forms: Option<FamilyForms>,
+    forms: FamilyForms,
     changes: &mut Vec<Change>,
 ) {
     let wanted: Vec<&HookRule> = [Placement::Top, Placement::Bottom]
@@ -314,9 +329,9 @@ fn edit_hooks(
     let kept: Vec<(&HookRule, Option<usize>)> = wanted
         .iter()
         .map(|&want| {
-            let at = rules
-                .iter()
-                .rposition(|rule| rule.id.as_ref() == Some(&want.rule.id) && !changed(rule, forms));
+            let at = rules.iter().rposition(|rule| {
+                rule.id.as_ref() == Some(&want.rule.id) && as_written(rule, forms)
+            });
             (want, at)
         })
         .collect();
@@ -326,7 +341,7 @@ fn edit_hooks(
             changes.push(Change::DeleteHook {
                 hook,
                 spec: rule.spec.clone(),
-                changed: changed(rule, forms),
+                content: content(rule, forms),
             });
         }
     }
@@ -366,12 +381,14 @@ fn edit_chain(
     chain: &str,
     live: &[LiveRule],
     desired: &[OwnedRule],
-    forms: Option<FamilyForms>,
+    forms: FamilyForms,
     changes: &mut Vec<Change>,
 ) {
+    let contents: Vec<Content> = live.iter().map(|rule| content(rule, forms)).collect();
     let ids: Vec<Option<&RuleId>> = live
         .iter()
-        .map(|rule| rule.id.as_ref().filter(|_| !changed(rule, forms)))
+        .zip(&contents)
+        .map(|(rule, content)| rule.id.as_ref().filter(|_| *content == Content::AsWritten))
         .collect();
     let kept = common_subsequence(&ids, desired);
     let (mut i, mut j) = (0, 0);
@@ -379,13 +396,13 @@ fn edit_chain(
     // edited so far, `len` that chain's length.
     let (mut position, mut len) = (0, live.len());
     for &(keep_i, keep_j) in kept.iter().chain([(live.len(), desired.len())].iter()) {
-        for (rule, id) in live[i..keep_i].iter().zip(&ids[i..keep_i]) {
+        for (rule, content) in live[i..keep_i].iter().zip(&contents[i..keep_i]) {
             changes.push(Change::DeleteRule {
                 chain: chain.to_string(),
                 position: position + 1,
                 spec: rule.spec.clone(),
                 id: rule.id.clone(),
-                changed: rule.id.is_some() && id.is_none(),
+                content: *content,
             });
             len -= 1;
         }
@@ -978,7 +995,7 @@ mod tests {
             [Change::DeleteHook {
                 hook: Hook::Input,
                 spec: hook_spec(),
-                changed: false,
+                content: Content::AsWritten,
             }]
         );
         // The kernel deletes the first copy: the last, below the foreign
@@ -1018,7 +1035,7 @@ mod tests {
         assert!(matches!(
             &changes.tables[0].changes[0],
             Change::DeleteRule {
-                changed: true,
+                content: Content::Changed,
                 id: Some(_),
                 ..
             }
@@ -1060,6 +1077,32 @@ mod tests {
         let forms = forms_of(&v6);
         let opened = live_with(&[hook_spec()], &[format!("-p tcp {}", spec(1))]);
         assert!(super::diff(&opened, &desired(&[1]), &forms).is_empty());
+    }
+
+    #[test]
+    fn without_a_record_a_state_folders_forms_rewrite_every_owned_rule_once() {
+        let foreign = "-p tcp -j f2b-sshd".to_string();
+        let input = vec![foreign.clone(), hook_spec()];
+        let state = live_with(&input, &specs(&[1, 2]));
+        let forms = KernelForms::default().relearning();
+        let changes = super::diff(&state, &desired(&[1, 2]), &forms);
+        let text: Vec<String> = changes.changes().map(|(_, c)| c.to_string()).collect();
+        let deletions: Vec<&String> = text.iter().filter(|t| t.starts_with("- ")).collect();
+        assert_eq!(deletions.len(), 3, "{text:?}");
+        assert!(
+            deletions
+                .iter()
+                .all(|t| t.ends_with("(written again once: no record of how the kernel prints it, so a later change could not be seen)")),
+            "{text:?}"
+        );
+        // The hook and both rules written again, in place; the foreign
+        // rule is not fwscript's and stays.
+        assert_eq!(changes.len(), 6, "{text:?}");
+        assert_eq!(replay(specs(&[1, 2]), &changes), specs(&[1, 2]));
+        assert_eq!(replay_input(input.clone(), &changes), input);
+        // Once recorded, nothing more.
+        let recorded = forms_of(&state).relearning();
+        assert!(super::diff(&state, &desired(&[1, 2]), &recorded).is_empty());
     }
 
     #[test]

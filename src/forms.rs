@@ -27,14 +27,52 @@ use crate::ruleset::RuleId;
 #[serde(transparent)]
 pub struct KernelForms {
     families: BTreeMap<Family, BTreeMap<RuleId, Form>>,
+    /// What a rule with no recorded form is taken for; not stored.
+    #[serde(skip)]
+    unrecorded: Unrecorded,
+}
+
+/// What the diff does with an owned rule whose kernel form was never
+/// recorded (a new or lost state folder, one from an earlier version, a
+/// damaged forms file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unrecorded {
+    /// Count it as fwscript's by its id: for the verify right after a
+    /// write, which compares ids, and for tests.
+    #[default]
+    IdsOnly,
+    /// Rewrite it once, so its form is read back and recorded: until then
+    /// a rule changed behind fwscript's back would go unseen for good.
+    Rewrite,
+}
+
+/// What the kernel's text of a rule with a known id says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Content {
+    /// As fwscript last wrote it (or compared by id only).
+    AsWritten,
+    /// Not what the kernel printed after fwscript wrote it: changed behind
+    /// its back (`iptables -R` keeping the comment).
+    Changed,
+    /// No record of how the kernel printed it: written again to learn it.
+    Unrecorded,
 }
 
 impl KernelForms {
-    /// The recorded forms of one family; `None` when none were recorded
-    /// (no state yet): then every rule with a known id counts as
-    /// fwscript's, and there are no false alarms.
-    pub fn family(&self, family: Family) -> Option<FamilyForms<'_>> {
-        self.families.get(&family).map(FamilyForms)
+    /// The forms of a state folder: every rule without one is rewritten
+    /// once, so drift by content is seen from then on.
+    pub fn relearning(mut self) -> KernelForms {
+        self.unrecorded = Unrecorded::Rewrite;
+        self
+    }
+
+    /// The recorded forms of one family, and what a rule without one means.
+    pub fn family(&self, family: Family) -> FamilyForms<'_> {
+        FamilyForms {
+            forms: self.families.get(&family),
+            unrecorded: self.unrecorded,
+        }
     }
 
     /// These forms with each family in `read_back` (states read right after
@@ -67,13 +105,26 @@ impl KernelForms {
 
 /// One family's recorded forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FamilyForms<'a>(&'a BTreeMap<RuleId, Form>);
+pub struct FamilyForms<'a> {
+    forms: Option<&'a BTreeMap<RuleId, Form>>,
+    unrecorded: Unrecorded,
+}
 
 impl FamilyForms<'_> {
-    /// Whether the kernel's `spec` for `id` differs from the form recorded
-    /// for it. An id with no recorded form is not changed.
-    pub fn changed(&self, id: &RuleId, spec: &str) -> bool {
-        self.0.get(id).is_some_and(|form| *form != Form::of(spec))
+    /// What the kernel's `spec` for `id` says, against the form recorded
+    /// for it.
+    pub fn content(&self, id: &RuleId, spec: &str) -> Content {
+        match (self.forms.and_then(|f| f.get(id)), self.unrecorded) {
+            (Some(form), _) if *form == Form::of(spec) => Content::AsWritten,
+            (Some(_), _) => Content::Changed,
+            (None, Unrecorded::IdsOnly) => Content::AsWritten,
+            (None, Unrecorded::Rewrite) => Content::Unrecorded,
+        }
+    }
+
+    /// Whether any form of this family was recorded.
+    pub fn is_recorded(&self) -> bool {
+        self.forms.is_some()
     }
 }
 
@@ -147,13 +198,21 @@ mod tests {
             2,
             "the hook and the owned rule, not drift"
         );
-        let ipv4 = forms.family(Family::Ipv4).unwrap();
+        let ipv4 = forms.family(Family::Ipv4);
         let ssh = "-s 198.51.100.1/32 -p tcp -m tcp --dport 22 -m comment --comment \"fws:00000000000b\" -j ACCEPT";
-        assert!(!ipv4.changed(&id("00000000000b"), ssh));
+        assert_eq!(ipv4.content(&id("00000000000b"), ssh), Content::AsWritten);
         let opened = ssh.replace("-s 198.51.100.1/32 ", "");
-        assert!(ipv4.changed(&id("00000000000b"), &opened));
-        assert!(!ipv4.changed(&id("00000000000c"), "anything"), "unknown id");
-        assert!(forms.family(Family::Ipv6).is_none());
+        assert_eq!(ipv4.content(&id("00000000000b"), &opened), Content::Changed);
+        let unknown = id("00000000000c");
+        assert_eq!(ipv4.content(&unknown, "x"), Content::AsWritten, "ids only");
+        assert!(!forms.family(Family::Ipv6).is_recorded());
+        // A state folder's forms rewrite what they have no record of.
+        let forms = forms.relearning();
+        let ipv4 = forms.family(Family::Ipv4);
+        assert_eq!(ipv4.content(&unknown, "x"), Content::Unrecorded);
+        assert_eq!(ipv4.content(&id("00000000000b"), ssh), Content::AsWritten);
+        let ipv6 = forms.family(Family::Ipv6);
+        assert_eq!(ipv6.content(&unknown, "x"), Content::Unrecorded);
     }
 
     #[test]
@@ -162,7 +221,7 @@ mod tests {
         let v6 = LiveState::parse(Family::Ipv6, "").unwrap();
         let again = forms.recorded([&v6]);
         assert_eq!(again.family(Family::Ipv4), forms.family(Family::Ipv4));
-        assert_eq!(again.family(Family::Ipv6).unwrap().0.len(), 0);
+        assert_eq!(again.families[&Family::Ipv6].len(), 0);
     }
 
     #[test]

@@ -288,13 +288,20 @@ fn families(read_back: &[LiveState]) -> Vec<Family> {
 /// write over, and without them every rule with a known id counts as
 /// fwscript's.
 pub fn recorded_forms(state: Option<&StateDir>) -> KernelForms {
+    // Without a record of a rule's form (no state folder yet, a lost or
+    // damaged one, one from an earlier version), the rule is written again
+    // once and its form read back: otherwise a rule changed behind
+    // fwscript's back before the record existed would go unseen for good.
     let Some(state) = state else {
-        return KernelForms::default();
+        return KernelForms::default().relearning();
     };
-    state.kernel_forms().unwrap_or_else(|err| {
-        tracing::warn!("{err}; rules changed behind fwscript's back go unseen this time");
-        KernelForms::default()
-    })
+    state
+        .kernel_forms()
+        .unwrap_or_else(|err| {
+            tracing::warn!("{err}; fwscript's rules are written again to record their forms");
+            KernelForms::default()
+        })
+        .relearning()
 }
 
 /// A kernel already in sync with a plan the state folder does not know as

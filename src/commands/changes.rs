@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::apply::Survey;
 use crate::diff::Change;
+use crate::forms::Content;
 use crate::netfilter::{Family, Hook, Policy, Table};
 use crate::plan::Plan;
 use crate::ruleset::{Origin, OwnedRule, Placement};
@@ -131,7 +132,7 @@ pub fn view(family: Family, table: Table, change: &Change, plan: Option<&Plan>) 
             position,
             spec,
             id,
-            changed,
+            content,
             ..
         } => {
             view.action = "delete_rule";
@@ -141,7 +142,7 @@ pub fn view(family: Family, table: Table, change: &Change, plan: Option<&Plan>) 
                 text: spec.clone(),
                 origin: None,
             });
-            view.why = Some(deletion_why(id.is_some(), *changed));
+            view.why = Some(deletion_why(id.is_some(), *content));
         }
         Change::InsertHook {
             placement, rule, ..
@@ -158,7 +159,7 @@ pub fn view(family: Family, table: Table, change: &Change, plan: Option<&Plan>) 
             view.why = Some("rules_after_hook");
             view.count = Some(*below);
         }
-        Change::DeleteHook { spec, changed, .. } => {
+        Change::DeleteHook { spec, content, .. } => {
             view.action = "delete_hook";
             view.rule = Some(RuleView {
                 id: crate::live::LiveRule::new(spec.as_str())
@@ -167,7 +168,7 @@ pub fn view(family: Family, table: Table, change: &Change, plan: Option<&Plan>) 
                 text: spec.clone(),
                 origin: None,
             });
-            view.why = Some(deletion_why(true, *changed));
+            view.why = Some(deletion_why(true, *content));
         }
         Change::DeleteChain { rules, .. } => {
             view.action = "delete_chain";
@@ -192,11 +193,12 @@ pub fn view(family: Family, table: Table, change: &Change, plan: Option<&Plan>) 
     view
 }
 
-fn deletion_why(known_id: bool, changed: bool) -> &'static str {
-    match (known_id, changed) {
+fn deletion_why(known_id: bool, content: Content) -> &'static str {
+    match (known_id, content) {
         (false, _) => "drift",
-        (true, true) => "changed_behind_fwscripts_back",
-        (true, false) => "no_longer_in_script",
+        (true, Content::Changed) => "changed_behind_fwscripts_back",
+        (true, Content::Unrecorded) => "form_unrecorded",
+        (true, Content::AsWritten) => "no_longer_in_script",
     }
 }
 
@@ -312,7 +314,7 @@ mod tests {
                 position: 2,
                 spec: "-j DROP".into(),
                 id: None,
-                changed: false,
+                content: Content::AsWritten,
             },
             Change::InsertHook {
                 hook: Hook::Input,
@@ -328,7 +330,7 @@ mod tests {
             Change::DeleteHook {
                 hook: Hook::Input,
                 spec: "-j FWS-OLD".into(),
-                changed: true,
+                content: Content::Changed,
             },
             Change::DeleteChain {
                 chain: "FWS-OLD".into(),

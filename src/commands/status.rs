@@ -144,7 +144,9 @@ impl Status {
             (d, alive)
         });
         self.origins = read!(state.rule_origins());
-        *forms = read!(state.kernel_forms());
+        // The same diff as apply: rules whose form was never recorded are
+        // among what it would write again.
+        *forms = read!(state.kernel_forms()).relearning();
         let rules: Option<AppliedRules> = read!(state.applied_rules());
         // Kept in the write's own rules file: the pending one while a
         // confirm is pending, else the last good one.

@@ -166,19 +166,51 @@ fn a_rule_changed_behind_fwscripts_back_is_seen_and_put_right() {
         );
         lan.fwscript(&["plan", &script]).expect(0);
 
-        // The forms only find drift: a damaged file is a warning, and the
-        // rules are compared by id as before.
+        // Without a record of the forms (a damaged file, a lost or new
+        // state folder, one from an earlier version) a rule changed before
+        // the record existed could go unseen for good: every owned rule is
+        // written again once, and its form read back and recorded.
         let forms = lan.dir().join("state/kernel-forms.json");
         assert!(forms.is_file());
         std::fs::write(&forms, "{ half").unwrap();
-        let plan = lan.fwscript(&["plan", &script]).expect(0);
+        open_to_everyone(&lan, "$IPT", "192.0.2.2/32");
+        lan.tcp_again(OTHER4, 22, Open);
+        let plan = lan.fwscript(&["plan", &script]).expect(2);
         assert!(
             plan.stderr.contains("kernel-forms.json` is damaged")
-                && plan.stderr.contains("go unseen this time"),
+                && plan.stderr.contains("written again to record their forms"),
             "{plan:#?}"
         );
-        // The next write records them afresh.
-        lan.apply(&format!("{SSH}allow_tcp(8080);\n")).expect(0);
+        let again = "(written again once: no record of how the kernel prints it";
+        assert!(plan.stdout.matches(again).count() > 20, "{plan:#?}");
+        let json = lan.fwscript(&["plan", "--json", &script]).expect(2);
+        let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert!(report["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["action"] == "delete_rule")
+            .all(|c| c["why"] == "form_unrecorded"));
+        lan.fwscript(&["apply", &script]).expect(0);
+        lan.tcp_again(OTHER4, 22, Filtered);
+        lan.tcp_again(CLIENT4, 22, Open);
+        let text = std::fs::read_to_string(&forms).unwrap();
+        assert!(text.starts_with("{\n  \"ipv4\": {"), "{text}");
+        lan.fwscript(&["plan", &script]).expect(0);
+
+        // The same with no state folder at all: a rule changed behind
+        // fwscript's back is written again by the first apply.
+        std::fs::remove_dir_all(lan.dir().join("state")).unwrap();
+        open_to_everyone(&lan, "$IP6T", "2001:db8::2/128");
+        lan.tcp_again(OTHER6, 22, Open);
+        lan.fwscript(&["apply", &script]).expect(0);
+        lan.tcp_again(OTHER6, 22, Filtered);
+        lan.tcp_again(CLIENT6, 22, Open);
+        assert_eq!(
+            without_counters(&lan.server.saves()),
+            without_counters(&clean),
+            "{flavor}: as fwscript wrote it"
+        );
         let text = std::fs::read_to_string(&forms).unwrap();
         assert!(text.starts_with("{\n  \"ipv4\": {"), "{text}");
     }
