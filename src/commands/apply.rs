@@ -39,12 +39,14 @@ pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error
     let forms = transaction::recorded_forms(state.as_ref());
     let survey = apply::survey(&backend, transaction::desired(&plan), &forms)?;
     let pending = !survey.in_sync();
+    let mut warnings = forwarding_warnings(&plan);
+    warnings.extend(state.as_ref().and_then(expired_confirm));
     let report = Report {
         command: "plan",
         plan: Some(&plan),
         dry_run: true,
         json: args.json,
-        warnings: forwarding_warnings(&plan),
+        warnings,
         ..Report::default()
     };
     let last = match survey.change_count() {
@@ -73,6 +75,7 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
             .collect();
         let state = StateDir::open_existing(state_dir)?;
         warnings.extend(state.as_ref().and_then(|s| daemon_warning(s, script_path)));
+        warnings.extend(state.as_ref().and_then(expired_confirm));
         warnings.extend(forwarding_warnings(&plan));
         let transaction =
             transaction::preview(&backend, transaction::desired(&plan), state.as_ref())?;
@@ -217,6 +220,14 @@ fn first_run_since_boot(backend: &dyn Backend, state: &StateDir) -> Result<bool,
         return Ok(false);
     }
     Ok(!fallback::kernel_holds_fwscript(backend)?)
+}
+
+/// An unconfirmed apply past its deadline that nothing rolled back yet:
+/// commands that only read must say so, or the kernel looks settled.
+fn expired_confirm(state: &StateDir) -> Option<Warning> {
+    let pending = state.pending_confirm().ok()??;
+    let now = transaction::now();
+    (pending.deadline <= now).then(|| Warning::confirm_expired(&pending, now))
 }
 
 /// A `watch` daemon on the same state folder puts its own script back at

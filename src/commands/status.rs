@@ -317,6 +317,7 @@ impl Status {
                 deadline: p.deadline,
                 deadline_utc: utc(p.deadline),
                 seconds_left: p.deadline.saturating_sub(now()),
+                expired: p.deadline <= now(),
             }),
             daemon: self.daemon.as_ref().map(|(d, alive)| DaemonJson {
                 pid: d.pid,
@@ -407,15 +408,24 @@ impl Status {
             }
         }
         if let Some(p) = &self.pending {
-            let _ = writeln!(
-                out,
-                "{} the apply of `{}` waits for `fwscript confirm`: {} s left (until {}), then \
-                 the rules from before come back",
-                heading("confirm:"),
-                p.script,
-                p.deadline.saturating_sub(now()),
-                utc(p.deadline)
-            );
+            let now = now();
+            let _ = match p.deadline > now {
+                true => writeln!(
+                    out,
+                    "{} the apply of `{}` waits for `fwscript confirm`: {} s left (until {}), \
+                     then the rules from before come back",
+                    heading("confirm:"),
+                    p.script,
+                    p.deadline - now,
+                    utc(p.deadline)
+                ),
+                false => writeln!(
+                    out,
+                    "{} {}",
+                    heading("confirm:"),
+                    Warning::confirm_expired(p, now).message
+                ),
+            };
         }
         if let Some((d, alive)) = &self.daemon {
             match alive {
@@ -724,6 +734,9 @@ struct PendingJson {
     deadline: u64,
     deadline_utc: String,
     seconds_left: u64,
+    /// The deadline passed and nothing has put the rules from before back
+    /// yet: the next command that writes does.
+    expired: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -10,7 +10,7 @@ use crate::apply::Survey;
 use crate::diff::ForeignWarning;
 use crate::forwarding::ForwardingOff;
 use crate::netfilter::Family;
-use crate::state::DaemonRecord;
+use crate::state::{DaemonRecord, PendingConfirm};
 
 use super::changes::OriginView;
 
@@ -103,6 +103,26 @@ impl Warning {
                 daemon.pid, daemon.script
             ),
             json!({ "pid": daemon.pid, "script": daemon.script }),
+        )
+    }
+}
+
+impl Warning {
+    /// An unconfirmed apply whose deadline passed while nothing put the
+    /// rules from before back (its timer was killed, or the machine slept):
+    /// the kernel still holds the unconfirmed rules until the next command
+    /// that writes settles it.
+    pub fn confirm_expired(pending: &PendingConfirm, now: u64) -> Warning {
+        Warning::new(
+            "confirm_expired",
+            format!(
+                "the apply of `{}` was not confirmed by its deadline ({} s ago) and its timer \
+                 did not put the rules from before back: the kernel still holds it until the \
+                 next `fwscript apply`, `confirm` or `rollback`, which puts them back",
+                pending.script,
+                now.saturating_sub(pending.deadline)
+            ),
+            json!({ "script": pending.script, "deadline": pending.deadline }),
         )
     }
 }

@@ -239,6 +239,33 @@ fn an_expired_confirm_whose_timer_died_rolls_back_on_the_next_run() {
         Instant::now() > deadline
     });
 
+    // Commands that only read say so, and change nothing: the kernel is
+    // not settled, whatever the diff says.
+    let after = host.netns.saves();
+    let told = "was not confirmed by its deadline";
+    let plan = host.run(&["plan", &host.script("after.rhai")]).expect(0);
+    assert!(plan.stderr.contains(told), "{plan:#?}");
+    assert!(plan
+        .stderr
+        .contains("`fwscript apply`, `confirm` or `rollback`"));
+    let dry = host
+        .run(&["apply", "--dry-run", &host.script("after.rhai")])
+        .expect(0);
+    assert!(dry.stderr.contains(told), "{dry:#?}");
+    let json = host
+        .run(&["plan", "--json", &host.script("after.rhai")])
+        .expect(0);
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["warnings"][0]["kind"], "confirm_expired", "{report}");
+    let status = host.run(&["status"]).expect(0);
+    assert!(status.stdout.contains(told), "{status:#?}");
+    assert!(!status.stdout.contains("s left"), "{status:#?}");
+    let status = host.run(&["status", "--json"]).expect(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["pending_confirm"]["expired"], true, "{status}");
+    assert_eq!(host.netns.saves(), after);
+    assert!(host.pending().is_some());
+
     let run = host.run(&["rollback"]).expect(0);
     assert!(
         run.stdout.contains("an unconfirmed apply had expired"),
