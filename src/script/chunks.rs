@@ -63,8 +63,8 @@ pub fn split(mut stage: ChainPlan) -> Vec<ChainPlan> {
         let boundary = len >= MAX
             || match len {
                 ..MIN => false,
-                MIN..SOFT => content_hash(rule) % TARGET == 0,
-                _ => content_hash(rule) % SOFT_TARGET == 0,
+                MIN..SOFT => content_hash(rule).is_multiple_of(TARGET),
+                _ => content_hash(rule).is_multiple_of(SOFT_TARGET),
             };
         if boundary && i + 1 < stage.rules.len() {
             starts.push(i + 1);

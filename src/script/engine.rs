@@ -188,7 +188,7 @@ impl TokenGuard {
     fn check(&self, token: Token, pos: Position) -> Token {
         let tokens = self.tokens.get().wrapping_add(1);
         self.tokens.set(tokens);
-        if tokens % 256 == 0 && self.deadline.passed() {
+        if tokens.is_multiple_of(256) && self.deadline.passed() {
             return self.refuse(Syntax::Deadline, pos);
         }
         let was = self.after_fn.get();
