@@ -300,7 +300,11 @@ fn a_symlink_swapped_while_checking_wins_nothing() {
         std::thread::spawn(move || {
             let mut swaps = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let target = if swaps % 2 == 0 { &evil } else { &good };
+                let target = if swaps.is_multiple_of(2) {
+                    &evil
+                } else {
+                    &good
+                };
                 let _ = std::fs::remove_file(&temp);
                 std::os::unix::fs::symlink(target, &temp).unwrap();
                 std::fs::rename(&temp, &script).unwrap();
