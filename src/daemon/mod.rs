@@ -81,6 +81,10 @@ struct Daemon<'a> {
     /// The start-up line naming the watched folders was logged; changes
     /// to them are logged from then on.
     announced: bool,
+    /// The modules and list files of the last evaluation, as named: their
+    /// folders are found again every second, since a symlink on the way
+    /// may now lead elsewhere.
+    sources: Vec<PathBuf>,
 }
 
 /// Why the daemon writes: for the log line.
@@ -144,6 +148,7 @@ pub fn watch(
         watcher,
         skipped: HashSet::new(),
         announced: false,
+        sources: Vec::new(),
     };
     // Watched before the first evaluation, so fixing a script that never
     // worked is seen too.
@@ -222,6 +227,12 @@ impl Daemon<'_> {
                                 rearmed.iter().map(|p| p.display().to_string()).collect();
                             tracing::info!("watching again, it was replaced: {}", names.join(", "));
                             self.reevaluate();
+                        } else if self.folders_moved() {
+                            // A deploy that flips a symlink (`current ->
+                            // releases/N`): the path leads to other files,
+                            // and nothing in the folders watched changed.
+                            tracing::info!("the script's path leads elsewhere now");
+                            self.reevaluate();
                         }
                     }
                     if self.retry.is_some_and(|r| now >= r.at) {
@@ -261,6 +272,10 @@ impl Daemon<'_> {
                 self.retry = None;
             }
             Err(err) => {
+                // The folders as they are now, so fixing the script where
+                // its path leads now is seen.
+                let sources = std::mem::take(&mut self.sources);
+                self.follow_imports(&sources);
                 tracing::error!(
                     "script error at {}; keeping the last good rules",
                     err.one_line()
@@ -405,12 +420,26 @@ impl Daemon<'_> {
         }
     }
 
+    /// The folders the script and its sources are in now, symlinks
+    /// followed.
+    fn folders_now(&self) -> BTreeSet<PathBuf> {
+        let mut folders = folders_of(&self.sources);
+        folders.extend(folders_of([&self.script]));
+        folders
+    }
+
+    /// Whether a symlink on the way to the script or a source leads to
+    /// another folder than the one watched.
+    fn folders_moved(&self) -> bool {
+        self.folders_now() != self.watcher.folders()
+    }
+
     /// Watches the script's folder and those of `sources` (its modules and
     /// list files).
     fn follow_imports(&mut self, sources: &[PathBuf]) {
         self.watcher.count_files(sources);
-        let mut folders = folders_of(sources);
-        folders.extend(folders_of([&self.script]));
+        self.sources = sources.to_vec();
+        let folders = self.folders_now();
         let before = self.watcher.folders();
         let problems = self.watcher.watch_exactly(folders);
         for problem in problems {

@@ -31,6 +31,17 @@ impl Daemon {
         std::fs::create_dir(dir.path().join("lib")).unwrap();
         std::fs::write(dir.path().join("fw.rhai"), script).unwrap();
         std::fs::write(dir.path().join("lib/web.rhai"), module).unwrap();
+        let script = dir.path().join("fw.rhai");
+        Daemon::spawn(dir, &script, resync_secs, vars)
+    }
+
+    /// The daemon on `script`, with its state and log in `dir`.
+    fn spawn(
+        dir: tempfile::TempDir,
+        script: &Path,
+        resync_secs: u32,
+        vars: &[(&str, String)],
+    ) -> Daemon {
         let netns = Netns::new("nft");
         let log = dir.path().join("daemon.log");
         let mut command = netns.command(env!("CARGO_BIN_EXE_fwscript"));
@@ -39,7 +50,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .args(["watch", "--resync", &resync_secs.to_string()])
-            .arg(dir.path().join("fw.rhai"))
+            .arg(script)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -428,6 +439,35 @@ fn hostile_saves_never_end_the_daemon_and_the_rules_stay() {
     });
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(), 0, "{}", daemon.log());
+}
+
+#[test]
+fn a_deploy_that_flips_a_symlink_to_another_release_is_applied() {
+    if !kernel_available() {
+        return;
+    }
+    // Capistrano's layout: `current` leads to one release folder, and a
+    // deploy points it at another with an atomic rename.
+    let dir = tempfile::tempdir().unwrap();
+    for (release, port) in [("rel1", 80), ("rel2", 81)] {
+        std::fs::create_dir(dir.path().join(release)).unwrap();
+        write(
+            &dir.path().join(release).join("fw.rhai"),
+            &format!("allow_tcp({port});\n"),
+        );
+    }
+    std::os::unix::fs::symlink("rel1", dir.path().join("current")).unwrap();
+    let script = dir.path().join("current/fw.rhai");
+    let daemon = Daemon::spawn(dir, &script, 300, &[]);
+    daemon.wait_rules("release 1", |r| has_port(r, 80));
+    let flip = daemon.path("current.new");
+    std::os::unix::fs::symlink("rel2", &flip).unwrap();
+    std::fs::rename(&flip, daemon.path("current")).unwrap();
+    daemon.wait_rules("release 2", |r| has_port(r, 81) && !has_port(r, 80));
+    daemon.wait_log("the script's path leads elsewhere now", 1);
+    // And the new release's folder is the one watched.
+    write(&daemon.path("rel2/fw.rhai"), "allow_tcp(82);\n");
+    daemon.wait_rules("an edit in release 2", |r| has_port(r, 82));
 }
 
 #[test]
