@@ -47,7 +47,7 @@ pub enum Error {
     #[error("error: must run as root: {0}\n  = hint: run it as root, e.g. with sudo")]
     NeedsRoot(String),
     /// The kernel was written and verified, then recording it failed: the
-    /// message must say the kernel changed (DESIGN.md 4).
+    /// message must say the kernel changed (docs/design.md).
     #[error(
         "error: the kernel was changed: {holds}; but the state folder could not record it: \
          {source}\n  = hint: `fwscript rollback` and `fwscript status` do not know of this \

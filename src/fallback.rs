@@ -1,5 +1,5 @@
 //! What goes into the kernel when the script cannot (boot → **fallback** →
-//! write): the host is never left open (DESIGN.md 7). At boot a script that
+//! write): the host is never left open (docs/boot.md). At boot a script that
 //! does not evaluate, or an `apply --confirm` lost in a reboot, falls back
 //! to the last good ruleset kept in the state folder; with none, to the
 //! emergency ruleset: the baseline and SSH.

@@ -5,10 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Chains whose name starts with this are fwscript's, whole (DESIGN.md 3).
+/// Chains whose name starts with this are fwscript's, whole (docs/design.md).
 pub const OWNED_PREFIX: &str = "FWS-";
 
-/// ipsets whose name starts with this are fwscript's, whole (DESIGN.md 3).
+/// ipsets whose name starts with this are fwscript's, whole (docs/design.md).
 pub const SET_PREFIX: &str = "fws-";
 
 /// Every rule fwscript writes carries `fws:<id>` at the start of its comment.

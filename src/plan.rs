@@ -271,7 +271,7 @@ pub struct ChainPlan {
 }
 
 /// The input path is evaluated in stages, so a `block()` wins even when it
-/// is written after an `allow_*` (DESIGN.md 2.4).
+/// is written after an `allow_*` (docs/functions.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {

@@ -67,7 +67,7 @@ impl Flavor {
 }
 
 /// A save of 100,000 rules with comments takes ~11 s on nf_tables
-/// (DESIGN.md 8); beyond this the tool is stuck, not slow.
+/// (docs/design.md); beyond this the tool is stuck, not slow.
 const TOOL_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! line: file changes, SIGHUP, retries and a resync timer that repairs
 //! drift.
 //!
-//! The host is never left open (DESIGN.md 7): a script that does not
+//! The host is never left open (docs/boot.md): a script that does not
 //! evaluate keeps the last good rules; at start, with nothing of the
 //! script's applied yet, the last good ruleset from the state folder (or
 //! the emergency one) goes in; a write that fails is tried again with

@@ -88,7 +88,7 @@ impl RuleRef {
 /// Who set a built-in chain's policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicySource {
-    /// fwscript's baseline (DESIGN.md 2.1).
+    /// fwscript's baseline (docs/functions.md).
     Baseline,
     /// A `policy()` call in the script.
     Script(Origin),

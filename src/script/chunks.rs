@@ -1,6 +1,6 @@
 //! Long stage chains are split into chunks (plan assembly). nf_tables
 //! edits a rule by position in time proportional to its chain's length:
-//! 70 ms in a chain of 10,000 rules, 10 ms in one of 500 (DESIGN.md 8). So
+//! 70 ms in a chain of 10,000 rules, 10 ms in one of 500 (docs/design.md). So
 //! a stage past [`SPLIT_ABOVE`] rules jumps to chunks instead.
 //!
 //! Chunk boundaries are content-defined (as in rsync): a chunk ends after a

@@ -1,7 +1,7 @@
 //! What a script asks for while it runs, and how that becomes a [`Plan`]:
 //! the user's rules in their stages, each stage its own owned chain, in the
 //! order the kernel evaluates them: the deny stage first (its jump sits at
-//! the top of the built-in chain), then the baseline of DESIGN.md 2.1 and
+//! the top of the built-in chain), then the baseline of docs/functions.md and
 //! the stages that can accept (reached from the end of the built-in chain).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -43,7 +43,7 @@ impl Default for Baseline {
 }
 
 /// A script may not make more rules than this: past it, the addresses
-/// belong in a set, not in rules (DESIGN.md 8).
+/// belong in a set, not in rules (docs/design.md).
 pub const MAX_RULES: usize = 200_000;
 
 #[derive(Debug, Default)]

@@ -1,6 +1,6 @@
 //! Run as root, fwscript refuses a script, module or address list that
 //! another user can change: whoever can edit it controls the firewall
-//! (DESIGN.md 6). Like sshd's StrictModes, the check covers the file's real
+//! (docs/safety.md). Like sshd's StrictModes, the check covers the file's real
 //! path from `/` down: the file and every folder above it must belong to
 //! root and be writable by no one else (a sticky folder such as `/tmp` may
 //! be, since there only owners can rename or delete). It is decided on the

@@ -1,5 +1,5 @@
 //! `rule(map)`: the primitive every stdlib function is built from. Turns one
-//! map of DESIGN.md 2.3 keys into validated rules, split per family and
+//! map of docs/functions.md keys into validated rules, split per family and
 //! expanded over address and port lists.
 
 use ipnet::IpNet;
@@ -616,7 +616,7 @@ fn interface(spec: &Spec, hook: Hook, which: Key) -> Checked<Option<String>> {
     })
 }
 
-/// An unknown key is an error, never ignored (DESIGN.md 2.2).
+/// An unknown key is an error, never ignored (docs/functions.md).
 pub fn check_keys(map: &Map, known: &[&str], what: &str) -> Checked<()> {
     let mut unknown: Vec<&str> = map
         .keys()

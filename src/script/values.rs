@@ -172,7 +172,7 @@ pub fn port_number(n: i64) -> Checked<u16> {
     }
 }
 
-/// Ports as DESIGN.md 2.2 allows them: a number, a service name, a range
+/// Ports as docs/functions.md allows them: a number, a service name, a range
 /// `"6000:6010"`, or an array of these. `proto` narrows service names.
 pub fn ports(value: &Dynamic, proto: Option<Proto>) -> Checked<Vec<PortRange>> {
     let items = one_or_many(value);

@@ -90,7 +90,7 @@ pub struct AppliedRules {
     pub policies: BTreeMap<Family, BTreeMap<Table, BTreeMap<Hook, Policy>>>,
 }
 
-/// The last good ruleset (DESIGN.md 7): the last plan applied and, when it
+/// The last good ruleset (docs/boot.md): the last plan applied and, when it
 /// was applied with `--confirm`, confirmed. Its rules are in
 /// `last-good.rules`; this is what a boot falls back to when the script
 /// does not evaluate.

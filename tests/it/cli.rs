@@ -1,4 +1,4 @@
-//! Exit codes of DESIGN.md 5: 0 success, 1 any error (usage included),
+//! Exit codes (README, Commands): 0 success, 1 any error (usage included),
 //! 2 only for `plan` with changes pending.
 
 use std::process::Command;
