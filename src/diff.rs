@@ -176,7 +176,8 @@ impl fmt::Display for Change {
             } => write!(f, "- {spec} ({UNRECORDED})"),
             Change::DeleteHook { spec, .. } => write!(f, "- {spec} (stale hook)"),
             Change::DeleteChain { chain, rules } => {
-                write!(f, "delete chain {chain} ({rules} rules)")
+                let noun = if *rules == 1 { "rule" } else { "rules" };
+                write!(f, "delete chain {chain} ({rules} {noun})")
             }
             Change::SetPolicy { from, to, .. } => write!(f, "policy {from} -> {to}"),
         }

@@ -40,9 +40,10 @@ pub fn check(ui: &Ui, args: &CheckArgs) -> Result<Outcome, Error> {
         let text = match sets.len() {
             0 => format!("{}: ok, {} rules\n", path.display(), plan.rule_count()),
             n => format!(
-                "{}: ok, {} rules, {n} ipsets of {} addresses\n",
+                "{}: ok, {} rules, {n} {} of {} addresses\n",
                 path.display(),
                 plan.rule_count(),
+                if n == 1 { "ipset" } else { "ipsets" },
                 sets.iter().map(|s| s.entries.len()).sum::<usize>()
             ),
         };
