@@ -198,7 +198,8 @@ pub struct ResetArgs {
     #[arg(short, long)]
     pub yes: bool,
     /// Print one JSON object on standard output, errors included
-    /// (docs/json.md).
+    /// (docs/json.md); on a terminal only with `--yes`, since it cannot
+    /// ask.
     #[arg(long)]
     pub json: bool,
 }

@@ -19,7 +19,11 @@ description:
   - Reads the JSON output of C(fwscript) (schema 1); needs the C(fwscript) binary on the
     managed host.
   - Check mode runs C(fwscript plan) (or C(reset --dry-run)) and reports whether the
-    kernel would change, writing nothing. Diff mode shows the plan, one line per change.
+    kernel would change, writing nothing. Diff mode shows the plan, one line per change:
+    the edits of fwscript's ipsets (address lists) first, then the rule changes.
+  - C(state=confirmed) is idempotent. An apply with I(confirm) that had nothing to change
+    arms no timer, so there is nothing to confirm; when C(fwscript status) shows no confirm
+    waiting and the kernel in sync with the last apply, the task is ok and unchanged.
   - A failure says what failed and whether the kernel was changed.
 options:
   script:
@@ -29,7 +33,8 @@ options:
     description:
       - C(applied) makes the kernel match I(script).
       - C(reset) removes everything fwscript owns and puts back the policies it changed.
-      - C(confirmed) keeps what an earlier apply with I(confirm) wrote (C(fwscript confirm)).
+      - C(confirmed) keeps what an earlier apply with I(confirm) wrote (C(fwscript confirm));
+        ok and unchanged when no confirm is waiting and the kernel holds the last apply.
     type: str
     choices: [applied, reset, confirmed]
     default: applied
@@ -86,11 +91,15 @@ in_sync:
   type: bool
   returned: when fwscript reported it
 changes:
-  description: The change objects of docs/json.md, in the order they run.
+  description: The change objects of docs/json.md (rules, chains, policies), in the order they run.
+  type: list
+  returned: when fwscript reported them
+sets:
+  description: The edits of fwscript's ipsets (docs/json.md, "The set edits").
   type: list
   returned: when fwscript reported them
 counts:
-  description: How many changes of each action.
+  description: How many changes of each action, set edits included.
   type: dict
   returned: when fwscript reported them
 warnings_fwscript:
@@ -156,6 +165,82 @@ def describe_change(change):
     return line
 
 
+def describe_set(edit):
+    """The lines of one set edit: `~ ipv4 ipset fws-…: +1 -1 entries  [fw.rhai:2:1]`,
+    then each entry added or removed when there are few."""
+    action = edit.get("action")
+    where = "%s ipset %s" % (edit.get("family"), edit.get("set"))
+    added, removed = edit.get("added") or [], edit.get("removed") or []
+    if action == "create_set":
+        line = "+ %s: create, %s entries" % (where, edit.get("entries"))
+    elif action == "update_set":
+        line = "~ %s: +%d -%d entries" % (where, len(added), len(removed))
+    elif action == "recreate_set":
+        line = "~ %s: recreate (%s), %s entries" % (where, edit.get("why"), edit.get("entries"))
+    elif action == "destroy_set":
+        line = "- %s: destroy (%s entries)" % (where, edit.get("entries"))
+    else:
+        line = "! %s: %s %s" % (where, action, edit.get("found", ""))
+    source = edit.get("source") or {}
+    if source.get("list"):
+        line += "  [%s]" % source["list"]
+    elif source.get("call"):
+        call = source["call"]
+        line += "  [%s:%s:%s]" % (call["file"], call["line"], call["col"])
+    lines = [line]
+    # Like `fwscript plan`: the entries themselves only when they are few.
+    if len(added) + len(removed) <= 10:
+        lines += ["    - %s" % entry for entry in removed]
+        lines += ["    + %s" % entry for entry in added]
+    return lines
+
+
+def how_many(changes, sets):
+    """`3 changes`, `1 change (1 set edit)`."""
+    total = len(changes) + len(sets)
+    text = "%d change%s" % (total, "" if total == 1 else "s")
+    if sets:
+        text += " (%d set edit%s)" % (len(sets), "" if len(sets) == 1 else "s")
+    return text
+
+
+def nothing_to_confirm(module, what):
+    """`state: confirmed` with no confirm waiting: ok when the kernel holds the
+    last apply (an apply with nothing to change arms no timer), else a failure
+    that says why. Exits either way; returns when a confirm is waiting."""
+    rc, status, stderr = run_fwscript(module, ["status", "--json"])
+    if status is None or "error" in status or status.get("schema") != SCHEMA:
+        module.fail_json(msg=failure_message(status, stderr, "fwscript status"),
+                         changed=False, rc=rc, fwscript=status, stderr=stderr)
+    pending = status.get("pending_confirm")
+    if pending:
+        return pending
+    kernel = status.get("kernel") or {}
+    applied = status.get("applied") or {}
+    # Only a script's own write is something to keep; a rollback by the
+    # timer ("confirm-timer") means the confirm came too late.
+    if kernel.get("in_sync") is True and applied.get("command") in ("apply", "watch"):
+        module.exit_json(
+            changed=False, in_sync=True, fwscript=status,
+            msg="nothing to confirm: no confirm is waiting and the kernel holds what `%s` "
+                "applied" % applied.get("script"))
+    if applied.get("command") == "confirm-timer":
+        why = "the apply was not confirmed in time and the rules from before it are back"
+    elif not applied:
+        why = "nothing was applied with this state folder"
+    elif kernel.get("in_sync") is False:
+        why = "the kernel no longer holds what `%s` applied (drift)" % applied.get("script")
+    else:
+        why = "the last write was `%s` by `fwscript %s`" % (applied.get("script"),
+                                                           applied.get("command"))
+    problems = "; ".join("%s: %s" % (p.get("part"), p.get("message"))
+                         for p in status.get("problems") or [])
+    if problems:
+        why += " (%s)" % problems
+    module.fail_json(msg="%s failed: there is nothing to confirm: %s; nothing was changed"
+                     % (what, why), changed=False, fwscript=status)
+
+
 def failure_message(report, stderr, what):
     """What failed, and the truth about the kernel."""
     if report is None:
@@ -208,9 +293,12 @@ def main():
         else:
             args, what = ["reset", "--yes", "--json"], "fwscript reset"
     else:
+        what = "fwscript confirm"
+        pending = nothing_to_confirm(module, what)
         if module.check_mode:
-            module.exit_json(changed=False, msg="check mode: fwscript confirm not run")
-        args, what = ["confirm", "--json"], "fwscript confirm"
+            module.exit_json(changed=True, msg="check mode: would confirm the apply of `%s`"
+                             % pending.get("script"))
+        args = ["confirm", "--json"]
 
     rc, report, stderr = run_fwscript(module, args)
     if report is None or "error" in report or report.get("schema") != SCHEMA:
@@ -238,17 +326,24 @@ def main():
         fwscript=report,
         warnings_fwscript=report.get("warnings", []),
     )
-    for key in ("in_sync", "changes", "counts", "skipped", "confirm", "confirmed"):
+    for key in ("in_sync", "changes", "sets", "counts", "skipped", "confirm", "confirmed"):
         if key in report:
             result[key] = report[key]
     changes = report.get("changes") or []
-    if module._diff and changes:
-        result["diff"] = dict(prepared="\n".join(describe_change(c) for c in changes) + "\n")
+    sets = report.get("sets") or []
+    if module._diff and (changes or sets):
+        # As fwscript runs them: sets before the rules that match them.
+        lines = [line for edit in sets for line in describe_set(edit)]
+        lines += [describe_change(c) for c in changes]
+        result["diff"] = dict(prepared="\n".join(lines) + "\n")
     if state == "confirmed":
         result["msg"] = "confirmed: the rules applied stay"
-    elif changes:
+    elif changes or sets:
         verb = "would change" if module.check_mode else "changed"
-        result["msg"] = "%s the firewall: %d changes" % (verb, len(changes))
+        result["msg"] = "%s the firewall: %s" % (verb, how_many(changes, sets))
+    elif report.get("in_sync") is False:
+        # Never "in sync" for a kernel that was not: say what is known.
+        result["msg"] = "%s: the kernel was not in sync" % what
     else:
         result["msg"] = "in sync: no changes"
     module.exit_json(**result)

@@ -84,7 +84,7 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
             0 => "no changes".to_string(),
             n => format!("dry run: {} not applied", changes_word(n)),
         };
-        let report = Report {
+        let mut report = Report {
             command: "apply",
             plan: Some(&plan),
             dry_run: true,
@@ -92,6 +92,10 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
             warnings,
             ..Report::default()
         };
+        // The same keys as a real apply: a dry run arms no timer.
+        report
+            .extra
+            .insert("confirm".into(), serde_json::Value::Null);
         report.print(ui, survey, &last)?;
         return Ok(Outcome::Done);
     }

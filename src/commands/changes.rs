@@ -13,10 +13,9 @@ use crate::forms::Content;
 use crate::netfilter::{Family, Hook, Policy, Table};
 use crate::plan::Plan;
 use crate::ruleset::{Origin, OwnedRule, Placement};
+use crate::sets::{SetChange, SetEdit};
 
-/// Every action a change can have, in the order `counts` lists them. Sets
-/// (`create_set`, `add_entries`, `remove_entries`, `destroy_set`) join
-/// when fwscript owns ipsets.
+/// Every action a rule change can have, in the order `counts` lists them.
 pub const ACTIONS: [&str; 8] = [
     "create_chain",
     "insert_rule",
@@ -27,6 +26,11 @@ pub const ACTIONS: [&str; 8] = [
     "delete_chain",
     "set_policy",
 ];
+
+/// The actions of the set edits (the report's `sets` array), counted
+/// beside the rule changes so a set-only edit does not read as nothing. A
+/// `conflict` is not counted: it is a refusal, not an edit.
+pub const SET_ACTIONS: [&str; 4] = ["create_set", "update_set", "recreate_set", "destroy_set"];
 
 /// One change, the same keys for every action (`null` where a key does not
 /// apply), so a consumer reads them without a case per action.
@@ -48,9 +52,10 @@ pub struct ChangeView {
     /// `no_longer_in_script`, `rules_after_hook`; for a policy `script`,
     /// `baseline` or `put_back`; `null` for what is added.
     pub why: Option<&'static str>,
-    /// How many rules a deleted chain held (entries, for sets to come).
+    /// How many rules a deleted chain held.
     pub count: Option<usize>,
-    /// The ipset changed: always `null` until fwscript owns sets.
+    /// Always `null`: set edits have a shape of their own, in the report's
+    /// `sets` array; the key stays because schema 1 promised it.
     pub set: Option<String>,
 }
 
@@ -212,13 +217,37 @@ fn policy_origin(plan: &Plan, family: Family, table: Table, hook: Hook) -> Optio
     policy.origin.as_ref().map(OriginView::from)
 }
 
-/// How many changes of each action, every action listed.
-pub fn counts(views: &[ChangeView]) -> BTreeMap<&'static str, usize> {
-    let mut counts: BTreeMap<&'static str, usize> = ACTIONS.iter().map(|&a| (a, 0)).collect();
+/// How many changes of each action, rule changes and set edits, every
+/// action listed.
+pub fn counts<'a>(
+    views: &[ChangeView],
+    sets: impl IntoIterator<Item = &'a SetChange>,
+) -> BTreeMap<&'static str, usize> {
+    let mut counts: BTreeMap<&'static str, usize> = ACTIONS
+        .iter()
+        .chain(&SET_ACTIONS)
+        .map(|&a| (a, 0))
+        .collect();
     for view in views {
         *counts.entry(view.action).or_default() += 1;
     }
+    for set in sets {
+        if let Some(action) = set_action(&set.edit) {
+            *counts.entry(action).or_default() += 1;
+        }
+    }
     counts
+}
+
+/// The action a set edit is counted as; `None` for a conflict.
+fn set_action(edit: &SetEdit) -> Option<&'static str> {
+    match edit {
+        SetEdit::CreateSet { .. } => Some("create_set"),
+        SetEdit::UpdateSet { .. } => Some("update_set"),
+        SetEdit::RecreateSet { .. } => Some("recreate_set"),
+        SetEdit::DestroySet { .. } => Some("destroy_set"),
+        SetEdit::Conflict { .. } => None,
+    }
 }
 
 /// What one table's changes come to, for a summary line.
@@ -370,12 +399,51 @@ mod tests {
                 .line,
             3
         );
-        assert_eq!(counts(&views).values().sum::<usize>(), 8);
+        assert_eq!(counts(&views, []).values().sum::<usize>(), 8);
         let sum = summary(&views);
         assert_eq!(sum.len(), 1);
         assert_eq!(
             sum[0].2.describe(),
             "+2 \u{2212}6, 1 hook moved, policy INPUT ACCEPT \u{2192} DROP"
         );
+    }
+
+    #[test]
+    fn set_edits_are_counted_beside_the_rules_and_a_conflict_is_not() {
+        let edit = |edit| SetChange {
+            set: "fws-a2e70862ce9a".into(),
+            family: Family::Ipv4,
+            source: None,
+            edit,
+        };
+        let sets = [
+            edit(SetEdit::CreateSet {
+                maxelem: 65536,
+                entries: Vec::new().into(),
+            }),
+            edit(SetEdit::UpdateSet {
+                added: vec!["198.51.100.9/32".parse().unwrap()],
+                removed: vec![],
+            }),
+            edit(SetEdit::UpdateSet {
+                added: vec![],
+                removed: vec!["198.51.100.3".into()],
+            }),
+            edit(SetEdit::DestroySet { entries: 3 }),
+            edit(SetEdit::Conflict {
+                found: "hash:ip".into(),
+            }),
+        ];
+        let counts = counts(&[], &sets);
+        assert_eq!(
+            counts.len(),
+            ACTIONS.len() + SET_ACTIONS.len(),
+            "{counts:?}"
+        );
+        assert_eq!(counts["create_set"], 1);
+        assert_eq!(counts["update_set"], 2);
+        assert_eq!(counts["recreate_set"], 0);
+        assert_eq!(counts["destroy_set"], 1);
+        assert_eq!(counts.values().sum::<usize>(), 4, "{counts:?}");
     }
 }

@@ -73,7 +73,7 @@ impl Report<'_> {
                     dry_run: self.dry_run,
                     in_sync: survey.in_sync(),
                     changes: &views,
-                    counts: changes::counts(&views),
+                    counts: changes::counts(&views, survey.set_changes()),
                     warnings: &all,
                     skipped: survey
                         .skipped

@@ -1,7 +1,8 @@
 //! `reset`: remove everything fwscript owns, and put back the policies the
 //! built-in chains had before fwscript first changed them. On a terminal it
 //! shows what goes and asks first, unless `--yes`; without one it never
-//! asks (and so never waits for an answer nobody can give).
+//! asks (and so never waits for an answer nobody can give). `--json` on a
+//! terminal cannot ask, so there it needs `--yes`.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::path::Path;
@@ -18,8 +19,18 @@ use crate::state::{OriginalPolicies, StateDir};
 use crate::transaction::{self, Intent, Keep, Records};
 
 pub fn reset(ui: &Ui, args: &ResetArgs, state_dir: &Path) -> Result<Outcome, Error> {
+    let terminal = !args.yes && !args.dry_run && on_a_terminal();
+    if terminal && args.json {
+        // Someone is at the keyboard, but a question would break the one
+        // JSON object: rather than remove everything unasked, refuse.
+        return Err(Error::Refused(
+            "`reset --json` on a terminal does not ask, so it needs `--yes`: nothing was \
+             changed\n  = hint: `fwscript reset --dry-run --json` shows what would go"
+                .to_string(),
+        ));
+    }
     let backend = Iptables::detect(None)?;
-    let ask = !args.yes && !args.dry_run && !args.json && on_a_terminal();
+    let ask = terminal;
     if args.dry_run || ask {
         // Read only, without the lock: a question may wait a long time.
         let state = StateDir::open_existing(state_dir)?;

@@ -31,7 +31,7 @@ use crate::live::LiveState;
 use crate::netfilter::{Family, ID_TAG};
 use crate::origins::{is_jump, Found, RuleOrigins};
 use crate::ruleset::{Origin, RuleId, Ruleset};
-use crate::sets::{diff_sets, OwnedSet};
+use crate::sets::{describe_changes, diff_sets, OwnedSet, SetChange};
 use crate::state::{Applied, AppliedRules, DaemonRecord, PendingConfirm, StateDir};
 use crate::transaction::now;
 
@@ -290,16 +290,22 @@ impl Status {
 
     fn json(&self) -> StatusJson {
         let views = self.views();
+        let sets: Vec<SetChange> = self
+            .survey
+            .as_ref()
+            .map(|s| s.set_changes().cloned().collect())
+            .unwrap_or_default();
         let kernel = KernelJson {
             read: self.kernel_read,
             in_sync: self.survey.as_ref().map(Survey::in_sync),
-            counts: changes::counts(&views),
+            counts: changes::counts(&views, &sets),
             changes: views,
             warnings: self
                 .survey
                 .as_ref()
                 .map(warnings::of_survey)
                 .unwrap_or_default(),
+            sets,
         };
         StatusJson {
             changed: false,
@@ -373,7 +379,12 @@ impl Status {
                     heading("kernel:"),
                     report::changes_word(survey.change_count())
                 );
-                for line in report::summary(&Ui::default(), &views).lines() {
+                // Set edits first, as apply runs them: a set emptied by hand
+                // is drift as much as a deleted rule.
+                let mut sets = String::new();
+                describe_changes(survey.set_changes(), &mut sets);
+                sets.push_str(&report::summary(&Ui::default(), &views));
+                for line in sets.lines() {
                     let _ = writeln!(out, "  {line}");
                 }
                 let drift = views.iter().filter(|v| v.why == Some("drift")).count();
@@ -726,6 +737,9 @@ struct KernelJson {
     changes: Vec<ChangeView>,
     counts: BTreeMap<&'static str, usize>,
     warnings: Vec<Warning>,
+    /// The set edits that would put fwscript's ipsets back, as a survey's
+    /// `sets` array has them.
+    sets: Vec<SetChange>,
 }
 
 #[derive(Debug, Serialize)]

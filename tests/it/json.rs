@@ -3,7 +3,8 @@
 //! namespace holding one foreign rule), compared with tests/golden/json-*.
 //! Times and names that change from run to run are replaced before the
 //! comparison; everything else (rule ids, positions, origins, warnings) is
-//! what a consumer gets. `FWSCRIPT_UPDATE_GOLDEN=1` rewrites them. Needs
+//! what a consumer gets. A set-only edit is seen by `plan`, `apply` and
+//! `status` and counted. `FWSCRIPT_UPDATE_GOLDEN=1` rewrites them. Needs
 //! root; skips loudly without it (fails under CI).
 
 use std::path::Path;
@@ -268,5 +269,85 @@ fn try_prints_its_golden_object() {
     assert!(
         !Path::new("/run/netns").join(name).exists(),
         "the namespace is gone"
+    );
+}
+
+/// A literal list long enough to be a set: ten hosts, `third` the third.
+fn blocklist(third: &str) -> String {
+    let hosts: Vec<String> = (1..=10)
+        .map(|n| match n {
+            3 => format!("\"{third}\""),
+            n => format!("\"198.51.100.{n}\""),
+        })
+        .collect();
+    format!("allow_tcp(22);\nblock([{}]);\n", hosts.join(", "))
+}
+
+#[test]
+fn set_edits_are_reported_counted_and_seen_by_status() {
+    if !kernel_available() {
+        return;
+    }
+    let fx = Fixture::new();
+    let script = fx.dir.path().join("sets.rhai");
+    std::fs::write(&script, blocklist("198.51.100.3")).unwrap();
+    let created = fx.run(&["apply", "--json", "sets.rhai"]).expect(0);
+    let created: Value = serde_json::from_str(&created.stdout).unwrap();
+    assert_eq!(created["counts"]["create_set"], 1, "{created:#}");
+    assert_eq!(created["sets"][0]["action"], "create_set");
+
+    // One address of the list changed: no rule changes, one set edit, and
+    // the report says so in every key a consumer reads.
+    std::fs::write(&script, blocklist("198.51.100.33")).unwrap();
+    let plan = fx.golden("json-plan-sets.json", &["plan", "--json", "sets.rhai"], 2);
+    assert_eq!(plan["in_sync"], false);
+    assert_eq!(plan["changes"], serde_json::json!([]), "no rule changes");
+    assert_eq!(plan["counts"]["update_set"], 1);
+    let total: u64 = plan["counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 1, "{:#}", plan["counts"]);
+    assert_eq!(
+        plan["sets"][0]["added"],
+        serde_json::json!(["198.51.100.33/32"])
+    );
+    assert_eq!(
+        plan["sets"][0]["removed"],
+        serde_json::json!(["198.51.100.3"])
+    );
+    let applied = fx.run(&["apply", "--json", "sets.rhai"]).expect(0);
+    let applied: Value = serde_json::from_str(&applied.stdout).unwrap();
+    assert_eq!(applied["changed"], true);
+    assert_eq!(
+        applied["sets"], plan["sets"],
+        "what ran is what was planned"
+    );
+    assert_eq!(applied["counts"], plan["counts"]);
+
+    // An entry deleted by hand: status sees the drift in JSON, and in text.
+    let name = plan["sets"][0]["set"].as_str().unwrap().to_string();
+    fx.netns.sh(&format!("ipset del {name} 198.51.100.5"));
+    let status = fx.golden("json-status-sets.json", &["status", "--json"], 0);
+    let kernel = &status["kernel"];
+    assert_eq!(kernel["in_sync"], false);
+    assert_eq!(kernel["changes"], serde_json::json!([]));
+    assert_eq!(kernel["counts"]["update_set"], 1, "{kernel:#}");
+    assert_eq!(kernel["sets"][0]["set"], name.as_str());
+    assert_eq!(
+        kernel["sets"][0]["added"],
+        serde_json::json!(["198.51.100.5/32"]),
+        "{kernel:#}"
+    );
+    let text = fx.run(&["status"]).expect(0);
+    assert!(
+        text.stdout.contains("drifted: 1 change")
+            && text
+                .stdout
+                .contains(&format!("+1 \u{2212}0 entries in set {name}"))
+            && text.stdout.contains("+ 198.51.100.5"),
+        "{text:#?}"
     );
 }

@@ -1,6 +1,6 @@
 //! What an operator meets at the terminal, against real kernels: `reset`
-//! asks first on a terminal (and never without one), `--yes` and
-//! `--dry-run`; `--quiet` as the boot unit runs it; the warning when a
+//! asks first on a terminal (and never without one), refuses `--json`
+//! there without `--yes`, `--yes` and `--dry-run`; `--quiet` as the boot unit runs it; the warning when a
 //! script forwards while the kernel does not. Needs root; skips loudly
 //! without it (fails under CI).
 
@@ -54,16 +54,46 @@ fn reset_asks_on_a_terminal_and_only_there() {
     assert_eq!(code, Some(1));
     assert_eq!(netns.saves(), applied);
 
+    // `--json` cannot ask on a terminal: without `--yes` it refuses, as
+    // one JSON error object, and removes nothing (even when answered).
+    let (code, said) = on_a_terminal(&format!("{reset} --json"), &env, "y\n");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(!said.contains("[y/N]"), "{said}");
+    let error: serde_json::Value = serde_json::from_str(
+        said.lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("no JSON: {said}")),
+    )
+    .unwrap();
+    assert_eq!(error["command"], "reset", "{said}");
+    assert_eq!(error["changed"], false, "{said}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("needs `--yes`") && message.ends_with("nothing was changed"),
+        "{message}"
+    );
+    assert_eq!(netns.saves(), applied, "refused: nothing changed");
+
     let (code, said) = on_a_terminal(&reset, &env, "y\n");
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("reset: "), "{said}");
     assert!(!netns.saves()[0].contains("FWS-"));
 
-    // --yes asks nothing; without a terminal nothing is asked either.
+    // --yes asks nothing, with --json too; without a terminal nothing is
+    // asked either.
     netns.fwscript(state_dir, &["apply", &script]).expect(0);
     let (code, said) = on_a_terminal(&format!("{reset} --yes"), &env, "");
     assert_eq!(code, Some(0), "{said}");
     assert!(!said.contains("[y/N]"), "{said}");
+    assert!(!netns.saves()[0].contains("FWS-"));
+    netns.fwscript(state_dir, &["apply", &script]).expect(0);
+    let (code, said) = on_a_terminal(&format!("{reset} --yes --json"), &env, "");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(r#""command":"reset","changed":true"#),
+        "{said}"
+    );
+    assert!(!netns.saves()[0].contains("FWS-"));
     netns.fwscript(state_dir, &["apply", &script]).expect(0);
     let piped = netns.fwscript(state_dir, &["reset"]).expect(0);
     assert!(!piped.stderr.contains("[y/N]"), "{piped:#?}");

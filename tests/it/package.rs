@@ -1,6 +1,7 @@
 //! The Debian package's contents, without building it: the assets of
 //! `[package.metadata.deb]` in Cargo.toml, where cargo-deb installs them,
-//! are the files the README's "Debian package" section lists. CI also
+//! are the files the README's "Debian package" section lists, and it
+//! depends on or recommends the tools fwscript runs. CI also
 //! builds the package (`.ci/package --check`) and compares its real file
 //! list with the same section.
 
@@ -110,6 +111,32 @@ fn the_package_holds_what_the_readme_lists() {
             }
         }
     }
+}
+
+/// `key = "…"` of `[package.metadata.deb]`.
+fn deb_field(key: &str) -> Option<String> {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let section = manifest.split("[package.metadata.deb]").nth(1)?;
+    let section = section.split("\n[").next()?;
+    section.lines().find_map(|line| {
+        let value = line.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+        Some(value.trim().trim_matches('"').to_string())
+    })
+}
+
+#[test]
+fn the_package_needs_the_tools_it_runs() {
+    let depends = deb_field("depends").expect("depends");
+    for tool in ["iptables", "iproute2"] {
+        assert!(depends.split(", ").any(|d| d == tool), "{depends}");
+    }
+    // A script with sets fails without ipset, with a clear error: so a
+    // recommend, which apt installs by default, not a hard dependency.
+    let recommends = deb_field("recommends").unwrap_or_default();
+    assert!(
+        recommends.split(", ").any(|d| d == "ipset"),
+        "the package should recommend `ipset`: {recommends:?}"
+    );
 }
 
 #[test]
