@@ -278,6 +278,9 @@ pub fn rollback(
         snapshot: false,
         policies: None,
         records: Records::BestEffort,
+        // Putting back what was there: the rules from before are the ones
+        // the session came in under.
+        session: None,
     };
     transaction::write(backend, intent, Some(state))
 }

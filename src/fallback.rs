@@ -89,6 +89,9 @@ pub fn apply(
         snapshot: true,
         policies: None,
         records: Records::BestEffort,
+        // At boot, or a daemon's: no session to keep, and the kernel must
+        // not stay open.
+        session: None,
     };
     transaction::write(backend, intent, Some(state))
 }

@@ -9,11 +9,13 @@
 //! rate limit on the way is not a refusal but a warning, naming which of the
 //! client's connections it drops.
 
+mod foreign;
 mod message;
 mod session;
 
 use std::collections::BTreeSet;
 
+pub use foreign::{check_kernel, ForeignDrop};
 pub use message::{Lockout, Warning};
 pub use session::{End, Malformed, SshConnection, SshSession};
 

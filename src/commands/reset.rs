@@ -69,6 +69,8 @@ pub fn reset(ui: &Ui, args: &ResetArgs, state_dir: &Path) -> Result<Outcome, Err
         // changes one learns it anew.
         policies: Some(OriginalPolicies::default()),
         records: Records::Required,
+        // A reset removes fwscript's hooks; it moves none.
+        session: None,
     };
     let transaction = transaction::write(&backend, intent, Some(&locked))?;
     let last = match transaction.survey.change_count() {

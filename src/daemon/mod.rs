@@ -380,6 +380,14 @@ impl Daemon<'_> {
                 tracing::warn!("{family} skipped: {reason}; only the other family is applied");
             }
         }
+        if !transaction.written.is_empty() {
+            // Without an SSH session to keep (no `SSH_CONNECTION`), a
+            // foreign catch-all drop or accept the hook moved below is
+            // not refused: said once, as the move happens once.
+            for warning in transaction.survey.warnings().filter(|w| w.hook_moves()) {
+                tracing::warn!("{warning}");
+            }
+        }
         match (cause, transaction.written.is_empty()) {
             (Cause::Resync, true) => tracing::debug!("drift check: in sync"),
             (Cause::Resync, false) => {
