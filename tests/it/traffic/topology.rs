@@ -142,6 +142,11 @@ impl Lan {
         self.work.run(&self.server, &all, env)
     }
 
+    /// `fwscript ARGS…` on the server with `env` set, whatever its exit.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.work.run(&self.server, args, env)
+    }
+
     /// The script last applied, unless `reset` came after it.
     pub fn script(&self) -> Option<&Path> {
         self.script.as_deref()
