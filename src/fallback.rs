@@ -81,12 +81,25 @@ pub fn apply(
         Fallback::LastGood { meta, .. } => format!("(last good: {})", meta.script),
         Fallback::Emergency { .. } => "(emergency ruleset)".to_string(),
     };
+    // A kernel without fwscript's rules (a boot) is nothing to roll back
+    // to: `rollback` would put the open, empty kernel back. So keep no
+    // snapshot of it, and drop the one from before the reboot, which
+    // describes a kernel that is gone: `rollback` then says there is
+    // nothing to roll back.
+    let boot_kernel = !kernel_holds_fwscript(backend)?;
+    if boot_kernel {
+        if let Err(err) = state.clear_snapshot() {
+            tracing::error!(
+                "{err}; `fwscript rollback` may put back the kernel from before the reboot"
+            );
+        }
+    }
     let intent = Intent {
         rulesets: fallback.rulesets().to_vec(),
         script,
         command,
         keep: Keep::Unchanged,
-        snapshot: true,
+        snapshot: !boot_kernel,
         policies: None,
         records: Records::BestEffort,
         // At boot, or a daemon's: no session to keep, and the kernel must
