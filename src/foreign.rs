@@ -429,6 +429,15 @@ fn neighbour_of(spec: &str) -> Option<&'static Neighbour> {
     })
 }
 
+/// The known neighbour (by name) whose rules sit in a chain: a jump to one
+/// of its chains, or a rule naming one of its interfaces.
+pub fn neighbour_in(rules: &[LiveRule]) -> Option<&'static str> {
+    rules
+        .iter()
+        .find_map(|rule| neighbour_of(&rule.spec))
+        .map(|neighbour| neighbour.name)
+}
+
 /// The warnings with every bypass by a known neighbour's rules, in any
 /// family, summed up in one line per neighbour where its first one was.
 pub fn summarise(warnings: Vec<ForeignWarning>) -> Vec<ForeignWarning> {

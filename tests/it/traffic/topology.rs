@@ -348,6 +348,12 @@ impl Routed {
         self.work.apply(&self.gateway, script).1
     }
 
+    /// `fwscript ARGS…` on the gateway with this topology's state folder,
+    /// whatever its exit.
+    pub fn fwscript(&self, args: &[&str]) -> Run {
+        self.work.run(&self.gateway, args, &[])
+    }
+
     /// Where `apply` wrote the gateway's script.
     pub fn script(&self) -> PathBuf {
         self.work.script()
