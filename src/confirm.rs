@@ -188,7 +188,7 @@ pub fn settle(backend: &dyn Backend, state: &Locked) -> Result<Settled, Error> {
     // confirmed, and what is in the kernel now is not a firewall.
     reject(state, &pending)?;
     let fallback = fallback::choose(state)?;
-    fallback::apply(backend, state, &fallback, "boot")?;
+    fallback::apply(backend, state, &fallback, "boot", None)?;
     tracing::warn!(
         "the apply of `{}` was never confirmed and the kernel lost it (a reboot?): {} is in the kernel",
         pending.script,

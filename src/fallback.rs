@@ -6,6 +6,7 @@
 
 use crate::backend::Backend;
 use crate::error::Error;
+use crate::guard::SshConnection;
 use crate::live::LiveState;
 use crate::netfilter::Family;
 use crate::ruleset::Ruleset;
@@ -70,12 +71,14 @@ pub fn choose(state: &StateDir) -> Result<Fallback, Error> {
 }
 
 /// Writes the fallback. It does not become the last good ruleset: the
-/// script stays what fwscript tries to apply.
+/// script stays what fwscript tries to apply. `session`: the SSH session
+/// the lockout guard keeps reachable, if any.
 pub fn apply(
     backend: &dyn Backend,
     state: &Locked,
     fallback: &Fallback,
     command: &'static str,
+    session: Option<SshConnection>,
 ) -> Result<Transaction, Error> {
     let script = match fallback {
         Fallback::LastGood { meta, .. } => format!("(last good: {})", meta.script),
@@ -102,9 +105,9 @@ pub fn apply(
         snapshot: !boot_kernel,
         policies: None,
         records: Records::BestEffort,
-        // At boot, or a daemon's: no session to keep, and the kernel must
-        // not stay open.
-        session: None,
+        // A kernel without fwscript's hooks (a boot) has no hook to move,
+        // so the guard only refuses where fwscript's rules are in already.
+        session,
     };
     transaction::write(backend, intent, Some(state))
 }

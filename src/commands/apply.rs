@@ -199,7 +199,7 @@ fn fall_back(
         Settled::Lost { fallback, .. } => fallback,
         Settled::Nothing | Settled::Expired(_) => {
             let fallback = fallback::choose(state)?;
-            fallback::apply(backend, state, &fallback, "apply")?;
+            fallback::apply(backend, state, &fallback, "apply", None)?;
             fallback
         }
     };

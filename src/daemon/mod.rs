@@ -350,7 +350,13 @@ impl Daemon<'_> {
         confirm::settle(self.backend, &locked)?;
         confirm::ensure_none_pending(&locked)?;
         let fallback = fallback::choose(&locked)?;
-        let transaction = fallback::apply(self.backend, &locked, &fallback, "watch")?;
+        let transaction = fallback::apply(
+            self.backend,
+            &locked,
+            &fallback,
+            "watch",
+            transaction::connected(SshSession::from_env()),
+        )?;
         Ok((fallback, transaction))
     }
 

@@ -687,3 +687,67 @@ fn an_apply_that_moves_the_hook_below_an_accept_of_ssh_then_a_drop_goes_through(
         lan.tcp_again(session.client_ip, 8080, Filtered);
     }
 }
+
+/// The daemon: with the session in its environment it refuses the move
+/// like `apply` (the session lives, the hook stays); without one it moves
+/// the hook and says once what that does — the session dies, as it said.
+#[test]
+fn the_daemon_refuses_the_move_over_ssh_and_warns_once_without() {
+    use crate::common::watch::Watch;
+
+    if !kernel_available() {
+        return;
+    }
+    let (family, flavor) = FAMILIES[0];
+    for with_session in [true, false] {
+        let lan = server_with_a_firewall(flavor);
+        let sshd = Sshd::start(&lan);
+        let mut session = Session::open(&lan, &sshd, family);
+        let ssh_connection = session.ssh_connection.clone();
+        let env: &[(&str, &str)] = match with_session {
+            true => &[("SSH_CONNECTION", ssh_connection.as_str())],
+            false => &[],
+        };
+        let watch = Watch::start_with(
+            &lan.server,
+            lan.dir(),
+            "allow_tcp(22);\nallow_tcp(80);",
+            1,
+            env,
+        );
+        lan.server.sh("$IPT -A INPUT -j DROP");
+        let at = position_in_input(&lan, "$IPT", "-A INPUT -j DROP");
+        if with_session {
+            watch.wait_log(
+                &format!(
+                    "refusing to apply: this SSH session would be cut off. A new connection from \
+                     {} to port 22 would be dropped by ipv4 filter INPUT rule {at}, which is not \
+                     fwscript's: `-j DROP`",
+                    session.client_ip
+                ),
+                1,
+            );
+            let input = lan.server.sh("$IPT -S INPUT");
+            assert!(input.trim_end().ends_with("-A INPUT -j DROP"), "{input}");
+            assert!(session.carries_on(ANSWER), "{}", watch.log());
+            new_connection(&lan, session.client_ip, Open);
+        } else {
+            let warning = format!(
+                "ipv4 filter INPUT rule {at} is not fwscript's and comes after its accepting \
+                 hook, which apply moves below it: from then on it drops every packet"
+            );
+            watch.wait_log(&warning, 1);
+            watch.wait_log("hook moved to the end", 1);
+            let input = lan.server.sh("$IPT -S INPUT");
+            assert!(input.trim_end().ends_with("-j FWS-INPUT"), "{input}");
+            assert!(
+                !session.carries_on(SILENCE),
+                "the warning said it would die"
+            );
+            new_connection(&lan, session.client_ip, Filtered);
+            // Two more resyncs find the kernel in sync: said once.
+            std::thread::sleep(Duration::from_millis(2500));
+            assert_eq!(watch.log().matches(&warning).count(), 1, "{}", watch.log());
+        }
+    }
+}
