@@ -37,6 +37,13 @@ pub enum ConfirmError {
     Lost { script: String, fallback: String },
     #[error("there is no snapshot to roll back to: nothing has been applied with this state folder (`{0}`)")]
     NoSnapshot(String),
+    #[error(
+        "there is nothing to roll back: the state folder (`{0}`) holds no snapshot, as the last \
+         write put the fallback into a kernel that held none of fwscript's rules (a boot), and \
+         putting that empty kernel back would open the host; nothing was changed\n  = hint: \
+         fix the script and apply it, or `fwscript reset` to remove fwscript's rules"
+    )]
+    NothingSinceBoot(String),
     #[error("the snapshot in the state folder is unreadable: {0}")]
     BadSnapshot(String),
     #[error(
@@ -181,7 +188,7 @@ pub fn settle(backend: &dyn Backend, state: &Locked) -> Result<Settled, Error> {
     // confirmed, and what is in the kernel now is not a firewall.
     reject(state, &pending)?;
     let fallback = fallback::choose(state)?;
-    fallback::apply(backend, state, &fallback, "boot")?;
+    fallback::apply(backend, state, &fallback, "boot", None)?;
     tracing::warn!(
         "the apply of `{}` was never confirmed and the kernel lost it (a reboot?): {} is in the kernel",
         pending.script,
@@ -254,9 +261,17 @@ pub fn rollback(
     state: &Locked,
     command: &'static str,
 ) -> Result<Transaction, Error> {
-    let snapshot = state
-        .snapshot()?
-        .ok_or_else(|| ConfirmError::NoSnapshot(state.path().display().to_string()))?;
+    let Some(snapshot) = state.snapshot()? else {
+        let folder = state.path().display().to_string();
+        // Something was applied, but the snapshot is gone: the boot
+        // fallback removes it rather than make the empty kernel the
+        // rollback target.
+        return Err(match state.applied()? {
+            Some(_) => ConfirmError::NothingSinceBoot(folder),
+            None => ConfirmError::NoSnapshot(folder),
+        }
+        .into());
+    };
     let rulesets = snapshot
         .families
         .iter()
@@ -278,6 +293,9 @@ pub fn rollback(
         snapshot: false,
         policies: None,
         records: Records::BestEffort,
+        // Putting back what was there: the rules from before are the ones
+        // the session came in under.
+        session: None,
     };
     transaction::write(backend, intent, Some(state))
 }

@@ -6,6 +6,7 @@
 
 use crate::backend::Backend;
 use crate::error::Error;
+use crate::guard::SshConnection;
 use crate::live::LiveState;
 use crate::netfilter::Family;
 use crate::ruleset::Ruleset;
@@ -70,25 +71,43 @@ pub fn choose(state: &StateDir) -> Result<Fallback, Error> {
 }
 
 /// Writes the fallback. It does not become the last good ruleset: the
-/// script stays what fwscript tries to apply.
+/// script stays what fwscript tries to apply. `session`: the SSH session
+/// the lockout guard keeps reachable, if any.
 pub fn apply(
     backend: &dyn Backend,
     state: &Locked,
     fallback: &Fallback,
     command: &'static str,
+    session: Option<SshConnection>,
 ) -> Result<Transaction, Error> {
     let script = match fallback {
         Fallback::LastGood { meta, .. } => format!("(last good: {})", meta.script),
         Fallback::Emergency { .. } => "(emergency ruleset)".to_string(),
     };
+    // A kernel without fwscript's rules (a boot) is nothing to roll back
+    // to: `rollback` would put the open, empty kernel back. So keep no
+    // snapshot of it, and drop the one from before the reboot, which
+    // describes a kernel that is gone: `rollback` then says there is
+    // nothing to roll back.
+    let boot_kernel = !kernel_holds_fwscript(backend)?;
+    if boot_kernel {
+        if let Err(err) = state.clear_snapshot() {
+            tracing::error!(
+                "{err}; `fwscript rollback` may put back the kernel from before the reboot"
+            );
+        }
+    }
     let intent = Intent {
         rulesets: fallback.rulesets().to_vec(),
         script,
         command,
         keep: Keep::Unchanged,
-        snapshot: true,
+        snapshot: !boot_kernel,
         policies: None,
         records: Records::BestEffort,
+        // A kernel without fwscript's hooks (a boot) has no hook to move,
+        // so the guard only refuses where fwscript's rules are in already.
+        session,
     };
     transaction::write(backend, intent, Some(state))
 }

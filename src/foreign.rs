@@ -49,12 +49,22 @@ pub enum WarningKind {
         /// fwscript's deny hook comes before it: the script's denials still
         /// apply to what it accepts.
         denials_apply: bool,
+        /// It comes after the accepting hook now, and the apply moves the
+        /// hook below it: the bypass starts with this apply.
+        hook_moves: bool,
     },
-    /// It comes after fwscript's accepting hook: what the script accepts
-    /// never reaches it. Apply moves the hook below it.
+    /// It comes after fwscript's accepting hook and neither accepts nor
+    /// drops everything (a ban): what the script accepts never reaches it
+    /// until apply moves the hook below it, from when on it decides first.
     AfterAcceptHook,
-    /// It drops or rejects every packet before fwscript's accepting hook.
-    CatchAllDrop,
+    /// It drops or rejects every packet before fwscript's accepting hook,
+    /// or will once the apply moves the hook below it.
+    CatchAllDrop {
+        /// It comes after the accepting hook now, and the apply moves the
+        /// hook below it: from then on nothing gets through, an open SSH
+        /// session included.
+        hook_moves: bool,
+    },
     /// `count` bypasses by a known neighbour's rules, in one line.
     Neighbour {
         name: String,
@@ -75,6 +85,7 @@ impl fmt::Display for ForeignWarning {
             WarningKind::Bypass {
                 skipped,
                 denials_apply,
+                hook_moves,
             } => {
                 let (hook, verb) = match self.table {
                     Table::Filter if skipped.iter().any(|s| s != Stage::Deny.name()) => {
@@ -83,10 +94,16 @@ impl fmt::Display for ForeignWarning {
                     Table::Nat => ("its hook", "translates or accepts"),
                     _ => ("its hook", "accepts"),
                 };
+                // Judged where the apply puts it: a rule the hook moves
+                // below starts deciding first with this very apply.
+                let place = match hook_moves {
+                    true => format!("comes after {hook}, which apply moves below it: from then on"),
+                    false => format!("comes before {hook}:"),
+                };
                 write!(
                     f,
-                    "{at} is not fwscript's and comes before {hook}: packets it {verb} never reach \
-                     the script's {} rules",
+                    "{at} is not fwscript's and {place} packets it {verb} never reach the \
+                     script's {} rules",
                     list(skipped)
                 )?;
                 if *denials_apply {
@@ -99,10 +116,16 @@ impl fmt::Display for ForeignWarning {
                 "{at} is not fwscript's and comes after its accepting hook: packets the script \
                  accepts never reach it; apply moves the hook below it: `{spec}`"
             ),
-            WarningKind::CatchAllDrop => write!(
+            WarningKind::CatchAllDrop { hook_moves: false } => write!(
                 f,
                 "{at} is not fwscript's and drops every packet before its accepting hook: packets \
                  it drops never reach the script's allow rules: `{spec}`"
+            ),
+            WarningKind::CatchAllDrop { hook_moves: true } => write!(
+                f,
+                "{at} is not fwscript's and comes after its accepting hook, which apply moves \
+                 below it: from then on it drops every packet before the script's allow rules \
+                 see it, established connections (an SSH session) included: `{spec}`"
             ),
             WarningKind::Neighbour {
                 name,
@@ -122,6 +145,20 @@ impl fmt::Display for ForeignWarning {
                 }
             }
         }
+    }
+}
+
+impl ForeignWarning {
+    /// Whether the apply turns it from harmless into deciding first: a
+    /// catch-all drop or an accept the accepting hook moves below.
+    pub fn hook_moves(&self) -> bool {
+        matches!(
+            self.kind,
+            WarningKind::Bypass {
+                hook_moves: true,
+                ..
+            } | WarningKind::CatchAllDrop { hook_moves: true }
+        )
     }
 }
 
@@ -214,8 +251,10 @@ impl Judge {
     fn judge(&self, position: usize, rule: &LiveRule, reach: &mut Reach) -> Option<WarningKind> {
         let above_top = self.top.is_some_and(|top| position < top);
         match self.bottom {
-            Some(Some(bottom)) if position > bottom => Some(WarningKind::AfterAcceptHook),
-            Some(_) => {
+            Some(bottom) => {
+                // A rule after the accepting hook is judged where the apply
+                // puts it: above the hook, which moves to the end.
+                let hook_moves = bottom.is_some_and(|bottom| position > bottom);
                 if reach.can_accept(rule) {
                     let mut skipped = self.accepting.clone();
                     if above_top {
@@ -224,9 +263,12 @@ impl Judge {
                     Some(WarningKind::Bypass {
                         skipped,
                         denials_apply: self.top.is_some() && !above_top,
+                        hook_moves,
                     })
                 } else if drops_everything(rule) {
-                    Some(WarningKind::CatchAllDrop)
+                    Some(WarningKind::CatchAllDrop { hook_moves })
+                } else if hook_moves {
+                    Some(WarningKind::AfterAcceptHook)
                 } else {
                     None
                 }
@@ -239,6 +281,7 @@ impl Judge {
                 Some(WarningKind::Bypass {
                     skipped,
                     denials_apply: false,
+                    hook_moves: false,
                 })
             }
             None => None,
@@ -384,6 +427,15 @@ fn neighbour_of(spec: &str) -> Option<&'static Neighbour> {
         target.as_deref().is_some_and(|t| n.chains.contains(&t))
             || interfaces.iter().any(|i| n.interfaces.contains(i))
     })
+}
+
+/// The known neighbour (by name) whose rules sit in a chain: a jump to one
+/// of its chains, or a rule naming one of its interfaces.
+pub fn neighbour_in(rules: &[LiveRule]) -> Option<&'static str> {
+    rules
+        .iter()
+        .find_map(|rule| neighbour_of(&rule.spec))
+        .map(|neighbour| neighbour.name)
 }
 
 /// The warnings with every bypass by a known neighbour's rules, in any
@@ -555,14 +607,16 @@ mod tests {
                     1,
                     WarningKind::Bypass {
                         skipped: skipped(&["deny", "baseline", "allow"]),
-                        denials_apply: false
+                        denials_apply: false,
+                        hook_moves: false
                     }
                 ),
                 (
                     3,
                     WarningKind::Bypass {
                         skipped: skipped(&["baseline", "allow"]),
-                        denials_apply: true
+                        denials_apply: true,
+                        hook_moves: false
                     }
                 ),
             ]
@@ -612,7 +666,11 @@ mod tests {
         ] {
             let input = [spec.to_string(), accept_hook()];
             let warnings = foreign_warnings(&live(&input, &[]), &desired());
-            assert_eq!(kinds(&warnings), [(1, WarningKind::CatchAllDrop)], "{spec}");
+            assert_eq!(
+                kinds(&warnings),
+                [(1, WarningKind::CatchAllDrop { hook_moves: false })],
+                "{spec}"
+            );
             assert!(warnings[0]
                 .to_string()
                 .contains("packets it drops never reach"));
@@ -628,9 +686,13 @@ mod tests {
         assert_eq!(warnings.len(), 2);
         assert!(matches!(
             &warnings[0].kind,
-            WarningKind::Bypass { denials_apply: true, skipped } if skipped[0] == "baseline"
+            WarningKind::Bypass { denials_apply: true, skipped, hook_moves: false }
+                if skipped[0] == "baseline"
         ));
-        assert_eq!(warnings[1].kind, WarningKind::CatchAllDrop);
+        assert_eq!(
+            warnings[1].kind,
+            WarningKind::CatchAllDrop { hook_moves: false }
+        );
     }
 
     fn fixture(name: &str) -> String {
@@ -698,8 +760,52 @@ mod tests {
     }
 
     #[test]
+    fn rules_after_the_accepting_hook_are_judged_where_the_move_puts_them() {
+        // An admin's `iptables -A INPUT -j DROP` / `-j ACCEPT` after the
+        // hook: harmless now, everything once the hook moves below it.
+        let input = [
+            deny_hook(),
+            accept_hook(),
+            "-j DROP".to_string(),
+            "-j ACCEPT".into(),
+        ];
+        let warnings = foreign_warnings(&live(&input, &[]), &desired());
+        assert_eq!(
+            kinds(&warnings),
+            [
+                (3, WarningKind::CatchAllDrop { hook_moves: true }),
+                (
+                    4,
+                    WarningKind::Bypass {
+                        skipped: vec!["baseline".into(), "allow".into()],
+                        denials_apply: true,
+                        hook_moves: true
+                    }
+                ),
+            ]
+        );
+        assert_eq!(
+            warnings[0].to_string(),
+            "ipv4 filter INPUT rule 3 is not fwscript's and comes after its accepting hook, \
+             which apply moves below it: from then on it drops every packet before the \
+             script's allow rules see it, established connections (an SSH session) included: \
+             `-j DROP`"
+        );
+        assert_eq!(
+            warnings[1].to_string(),
+            "ipv4 filter INPUT rule 4 is not fwscript's and comes after its accepting hook, \
+             which apply moves below it: from then on packets it accepts never reach the \
+             script's baseline and allow rules (the script's denials come before it and still \
+             apply): `-j ACCEPT`"
+        );
+        let json = serde_json::to_value(&warnings[0]).unwrap();
+        assert_eq!(json["kind"], "catch_all_drop");
+        assert_eq!(json["hook_moves"], true);
+    }
+
+    #[test]
     fn warnings_serialize_with_their_kind() {
-        let input = [accept_hook(), "-j DROP".to_string()];
+        let input = [accept_hook(), "-s 192.0.2.3/32 -j DROP".to_string()];
         let warnings = foreign_warnings(&live(&input, &[]), &desired());
         let json = serde_json::to_value(&warnings[0]).unwrap();
         assert_eq!(json["kind"], "after_accept_hook");
@@ -709,6 +815,7 @@ mod tests {
             kind: WarningKind::Bypass {
                 skipped: vec!["allow".into()],
                 denials_apply: true,
+                hook_moves: false,
             },
             ..warnings[0].clone()
         };

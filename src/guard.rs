@@ -7,13 +7,17 @@
 //! port a new connection comes from, what a target outside the plan does)
 //! may take any value, and the verdict must be ACCEPT for all of them. A
 //! rate limit on the way is not a refusal but a warning, naming which of the
-//! client's connections it drops.
+//! client's connections it drops. Once the kernel is read, [`check_kernel`]
+//! also refuses a write whose hook move puts a foreign drop of the
+//! session's packets ahead of fwscript's accepting hook.
 
+mod foreign;
 mod message;
 mod session;
 
 use std::collections::BTreeSet;
 
+pub use foreign::{check_kernel, ForeignDrop};
 pub use message::{Lockout, Warning};
 pub use session::{End, Malformed, SshConnection, SshSession};
 

@@ -20,7 +20,7 @@ use crate::backend::Backend;
 use crate::diff::Change;
 use crate::error::Error;
 use crate::forms::KernelForms;
-use crate::guard::{self, SshSession};
+use crate::guard::{self, SshConnection, SshSession};
 use crate::live::LiveState;
 use crate::netfilter::Family;
 use crate::origins::{self, RuleOrigins};
@@ -60,6 +60,10 @@ pub struct Intent {
     /// kernel matters more than the bookkeeping, so it writes anyway and
     /// then says what it could not record.
     pub records: Records,
+    /// The SSH session the lockout guard keeps reachable, once the survey
+    /// shows where the write puts foreign rules: moving the accepting hook
+    /// to the end puts those appended after it ahead of it.
+    pub session: Option<SshConnection>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,14 +132,37 @@ pub fn plan_digest(rulesets: &[Ruleset]) -> String {
 pub fn apply_plan(
     backend: &dyn Backend,
     plan: &Plan,
-    intent: Intent,
+    mut intent: Intent,
     state: Option<&Locked>,
     session: Option<SshSession>,
 ) -> Result<Transaction, Error> {
     for warning in check_guard(plan, session)? {
         tracing::warn!("{warning}");
     }
+    intent.session = connected(session);
     write(backend, intent, state)
+}
+
+/// The session the guard checks the kernel for: a malformed one is
+/// refused by [`check_guard`] before any survey.
+pub fn connected(session: Option<SshSession>) -> Option<SshConnection> {
+    match session {
+        Some(SshSession::Connected(session)) => Some(session),
+        _ => None,
+    }
+}
+
+/// The lockout guard's look at the kernel the survey read: a write that
+/// puts a foreign rule dropping the session's packets ahead of fwscript's
+/// accepting hook is refused.
+pub fn check_kernel_guard(survey: &Survey, session: Option<SshConnection>) -> Result<(), Error> {
+    let Some(session) = session else {
+        return Ok(());
+    };
+    for family in &survey.families {
+        guard::check_kernel(&session, &family.live, &family.desired)?;
+    }
+    Ok(())
 }
 
 /// The lockout guard's verdict on `plan`: an error when it refuses, else
@@ -195,6 +222,8 @@ pub fn plan_intent(plan: &Plan, script: &Path, command: &'static str) -> (Intent
         snapshot: true,
         policies: None,
         records: Records::Required,
+        // Set by the caller that runs over SSH without --force.
+        session: None,
     };
     (intent, digest)
 }
@@ -208,6 +237,7 @@ pub fn write(
 ) -> Result<Transaction, Error> {
     let forms = recorded_forms(state.map(|locked| &**locked));
     let survey = apply::survey(backend, intent.rulesets.clone(), &forms)?;
+    check_kernel_guard(&survey, intent.session)?;
     if survey.in_sync() {
         if let Some(state) = state {
             adopt_if_unrecorded(state, &intent)?;

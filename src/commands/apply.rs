@@ -80,6 +80,7 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
         let transaction =
             transaction::preview(&backend, transaction::desired(&plan), state.as_ref())?;
         let survey = &transaction.survey;
+        transaction::check_kernel_guard(survey, transaction::connected(guard(args)?))?;
         let last = match survey.change_count() {
             0 => "no changes".to_string(),
             n => format!("dry run: {} not applied", changes_word(n)),
@@ -132,7 +133,9 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     if let Some(pending) = &pending {
         intent.keep = Keep::Pending(pending.clone());
     }
-    let guarded = transaction::check_guard(&plan, guard(args)?)?;
+    let session = guard(args)?;
+    let guarded = transaction::check_guard(&plan, session)?;
+    intent.session = transaction::connected(session);
     warnings.extend(guarded.iter().map(Warning::guard));
     warnings.extend(forwarding_warnings(&plan));
     let transaction = transaction::write(&backend, intent, Some(&locked))?;
@@ -203,7 +206,7 @@ fn fall_back(
         Settled::Lost { fallback, .. } => fallback,
         Settled::Nothing | Settled::Expired(_) => {
             let fallback = fallback::choose(state)?;
-            fallback::apply(backend, state, &fallback, "apply")?;
+            fallback::apply(backend, state, &fallback, "apply", None)?;
             fallback
         }
     };

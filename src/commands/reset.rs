@@ -4,16 +4,21 @@
 //! asks (and so never waits for an answer nobody can give). `--json` on a
 //! terminal cannot ask, so there it needs `--yes`.
 
+use std::fmt;
 use std::io::{BufRead as _, IsTerminal as _};
 use std::path::Path;
 
 use super::report::{changes_word, Report};
+use super::warnings::Warning;
 use super::{Outcome, Ui};
 use crate::backend::iptables::Iptables;
+use crate::backend::{Backend, BackendError};
 use crate::cli::ResetArgs;
 use crate::confirm;
 use crate::error::Error;
-use crate::netfilter::{Family, Table};
+use crate::foreign;
+use crate::live::LiveState;
+use crate::netfilter::{Family, Hook, Policy, Table};
 use crate::ruleset::{Ruleset, TableRuleset};
 use crate::state::{OriginalPolicies, StateDir};
 use crate::transaction::{self, Intent, Keep, Records};
@@ -38,12 +43,15 @@ pub fn reset(ui: &Ui, args: &ResetArgs, state_dir: &Path) -> Result<Outcome, Err
             Some(state) => state.original_policies()?,
             None => OriginalPolicies::default(),
         };
-        let preview = transaction::preview(&backend, rulesets(&originals), state.as_ref())?;
+        let mut rulesets = rulesets(&originals);
+        let kept = keep_neighbours_policies(&backend, &mut rulesets)?;
+        let preview = transaction::preview(&backend, rulesets, state.as_ref())?;
         let survey = &preview.survey;
         let report = Report {
             command: "reset",
             dry_run: true,
             json: args.json,
+            warnings: kept.iter().map(Warning::policy_kept).collect(),
             ..Report::default()
         };
         if args.dry_run {
@@ -70,8 +78,10 @@ pub fn reset(ui: &Ui, args: &ResetArgs, state_dir: &Path) -> Result<Outcome, Err
     confirm::settle(&backend, &locked)?;
     confirm::ensure_none_pending(&locked)?;
     let originals = locked.original_policies()?;
+    let mut rulesets = rulesets(&originals);
+    let kept = keep_neighbours_policies(&backend, &mut rulesets)?;
     let intent = Intent {
-        rulesets: rulesets(&originals),
+        rulesets,
         script: "(reset)".into(),
         command: "reset",
         keep: Keep::Unchanged,
@@ -80,6 +90,8 @@ pub fn reset(ui: &Ui, args: &ResetArgs, state_dir: &Path) -> Result<Outcome, Err
         // changes one learns it anew.
         policies: Some(OriginalPolicies::default()),
         records: Records::Required,
+        // A reset removes fwscript's hooks; it moves none.
+        session: None,
     };
     let transaction = transaction::write(&backend, intent, Some(&locked))?;
     let last = match transaction.survey.change_count() {
@@ -89,6 +101,7 @@ pub fn reset(ui: &Ui, args: &ResetArgs, state_dir: &Path) -> Result<Outcome, Err
     let report = Report {
         command: "reset",
         json: args.json,
+        warnings: kept.iter().map(Warning::policy_kept).collect(),
         ..Report::default()
     };
     report.print(ui, &transaction.survey, &last)?;
@@ -134,4 +147,92 @@ pub fn reset_ruleset(family: Family, originals: &OriginalPolicies) -> Ruleset {
         );
     }
     ruleset
+}
+
+/// A policy reset leaves as it is instead of opening it: a known
+/// neighbour's rules sit in the chain and count on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptPolicy {
+    pub family: Family,
+    pub table: Table,
+    pub hook: Hook,
+    /// What the chain has now, and keeps.
+    pub policy: Policy,
+    /// What fwscript found before it first changed it.
+    pub original: Policy,
+    pub neighbour: &'static str,
+}
+
+impl fmt::Display for KeptPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let chain = self.hook.chain_name();
+        let tool = match self.family {
+            Family::Ipv4 => "iptables",
+            Family::Ipv6 => "ip6tables",
+        };
+        write!(
+            f,
+            "{} {} {chain} keeps its policy {}, not the {} fwscript found before it first changed \
+             it: rules of {} sit in {chain} and count on it (opening it would let through what \
+             {} drops); set it yourself with `{tool} -P {chain} {}` if you mean it",
+            self.family,
+            self.table,
+            self.policy,
+            self.original,
+            self.neighbour,
+            self.neighbour,
+            self.original
+        )
+    }
+}
+
+/// Reset never opens a built-in chain to ACCEPT while a known neighbour's
+/// rules sit in it: fwscript may have recorded ACCEPT before the neighbour
+/// started (Docker after it at boot) and set DROP itself. Such policies are
+/// taken out of `rulesets`, so they stay as they are, and returned to be
+/// said.
+fn keep_neighbours_policies(
+    backend: &dyn Backend,
+    rulesets: &mut [Ruleset],
+) -> Result<Vec<KeptPolicy>, Error> {
+    let mut kept = Vec::new();
+    for ruleset in rulesets {
+        let family = ruleset.family;
+        if backend.availability(family).is_err() {
+            // The write skips it too, and says so.
+            continue;
+        }
+        let text = backend.save(family)?;
+        let live = LiveState::parse(family, &text).map_err(BackendError::from)?;
+        for (&table, wanted) in ruleset.tables.iter_mut() {
+            let Some(live_table) = live.table(table) else {
+                continue;
+            };
+            wanted.policies.retain(|&hook, &mut original| {
+                if original != Policy::Accept {
+                    return true;
+                }
+                let Some((_, chain)) = live_table.builtin_chains().find(|(h, _)| *h == hook) else {
+                    return true;
+                };
+                let policy = chain.policy.unwrap_or(Policy::Accept);
+                let neighbour = foreign::neighbour_in(&chain.rules);
+                match (policy, neighbour) {
+                    (Policy::Accept, _) | (_, None) => true,
+                    (policy, Some(neighbour)) => {
+                        kept.push(KeptPolicy {
+                            family,
+                            table,
+                            hook,
+                            policy,
+                            original,
+                            neighbour,
+                        });
+                        false
+                    }
+                }
+            });
+        }
+    }
+    Ok(kept)
 }

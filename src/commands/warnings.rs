@@ -18,7 +18,7 @@ use super::changes::OriginView;
 pub struct Warning {
     /// `bypass`, `after_accept_hook`, `catch_all_drop`, `neighbour` (foreign
     /// rules), `rate_limit` (the lockout guard), `skipped_family`,
-    /// `forwarding_off`, `daemon_running`.
+    /// `forwarding_off`, `daemon_running`, `policy_kept` (reset).
     pub kind: String,
     /// The warning as the text output says it.
     pub message: String,
@@ -90,6 +90,21 @@ impl Warning {
                 "family": off.forwards.family,
                 "setting": off.setting,
                 "origin": off.forwards.origin.as_ref().map(OriginView::from),
+            }),
+        )
+    }
+
+    pub fn policy_kept(kept: &super::reset::KeptPolicy) -> Warning {
+        Warning::new(
+            "policy_kept",
+            kept.to_string(),
+            json!({
+                "family": kept.family,
+                "table": kept.table,
+                "chain": kept.hook.chain_name(),
+                "policy": kept.policy.name(),
+                "original": kept.original.name(),
+                "neighbour": kept.neighbour,
             }),
         )
     }

@@ -365,7 +365,13 @@ impl Daemon<'_> {
         confirm::settle(self.backend, &locked)?;
         confirm::ensure_none_pending(&locked)?;
         let fallback = fallback::choose(&locked)?;
-        let transaction = fallback::apply(self.backend, &locked, &fallback, "watch")?;
+        let transaction = fallback::apply(
+            self.backend,
+            &locked,
+            &fallback,
+            "watch",
+            transaction::connected(SshSession::from_env()),
+        )?;
         Ok((fallback, transaction))
     }
 
@@ -393,6 +399,14 @@ impl Daemon<'_> {
         for (family, reason) in &transaction.survey.skipped {
             if self.skipped.insert(*family) {
                 tracing::warn!("{family} skipped: {reason}; only the other family is applied");
+            }
+        }
+        if !transaction.written.is_empty() {
+            // Without an SSH session to keep (no `SSH_CONNECTION`), a
+            // foreign catch-all drop or accept the hook moved below is
+            // not refused: said once, as the move happens once.
+            for warning in transaction.survey.warnings().filter(|w| w.hook_moves()) {
+                tracing::warn!("{warning}");
             }
         }
         match (cause, transaction.written.is_empty()) {

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::foreign::ForeignDrop;
 use super::{Leg, Malformed, SshConnection};
 use crate::explain::{
     Assumption, Decision, Doubt, DoubtKind, Explanation, Field, Rewrite, RuleRef, Verdict,
@@ -28,6 +29,13 @@ pub enum Lockout {
     Rewritten {
         session: SshConnection,
         rewrite: Box<Rewrite>,
+    },
+    /// Moving the accepting hook to the end of its chain puts a foreign
+    /// rule that drops a packet the session needs ahead of it.
+    Foreign {
+        session: SshConnection,
+        leg: Leg,
+        drop: Box<ForeignDrop>,
     },
 }
 
@@ -95,6 +103,59 @@ impl fmt::Display for Lockout {
                         _ => "rewrite",
                     },
                     origin_of(&rewrite.rule)
+                )
+            }
+            Lockout::Foreign { session, leg, drop } => {
+                let (cut, modal) = match drop.certain {
+                    true => ("would", "would"),
+                    false => ("could", "may"),
+                };
+                let done = match drop.target.as_str() {
+                    "REJECT" => "rejected",
+                    _ => "dropped",
+                };
+                let chain = drop.chain.chain_name();
+                write!(
+                    f,
+                    "refusing to apply: this SSH session {cut} be cut off. {} {modal} be {done} \
+                     by {} filter {chain} rule {}, which is not fwscript's: `{}`",
+                    subject(session, *leg),
+                    drop.family,
+                    drop.position,
+                    drop.spec
+                )?;
+                if let Some((inner, rule)) = &drop.inside {
+                    write!(
+                        f,
+                        " (its chain `{inner}` {done_by} with `{rule}`)",
+                        done_by = match done {
+                            "rejected" => "rejects them",
+                            _ => "drops them",
+                        }
+                    )?;
+                }
+                write!(
+                    f,
+                    "\n  it comes after fwscript's accepting hook now, and this apply moves the \
+                     hook to the end of {chain}, below it, where the rule decides first"
+                )?;
+                if !drop.certain {
+                    f.write_str(
+                        "\n  it may match: the guard cannot know everything it matches (the \
+                         interface the session arrives on, the port a new connection comes \
+                         from, or a match it does not read), so it assumes it does",
+                    )?;
+                }
+                let tool = match drop.family {
+                    crate::netfilter::Family::Ipv4 => "iptables",
+                    crate::netfilter::Family::Ipv6 => "ip6tables",
+                };
+                write!(
+                    f,
+                    "\n  = hint: delete that rule (`{tool} -D {chain} {}`) or move it above \
+                     fwscript's hook (`{tool} -I {chain} …`), then apply again; or pass --force \
+                     to apply anyway if you are sure",
+                    drop.position
                 )
             }
         }

@@ -449,6 +449,11 @@ impl<'a> Locked<'a> {
         self.write_json(SNAPSHOT, snapshot)
     }
 
+    /// No snapshot: what `rollback` would put back is not worth having.
+    pub fn clear_snapshot(&self) -> Result<(), StateError> {
+        self.remove(SNAPSHOT)
+    }
+
     pub fn save_pending_confirm(&self, pending: &PendingConfirm) -> Result<(), StateError> {
         self.write_json(PENDING, pending)
     }

@@ -402,3 +402,73 @@ fn the_daemon_follows_replaced_folders_and_survives_a_storm() {
         "memory grew from {rss_before} KiB to {rss_after} KiB over {storm:?} of saves"
     );
 }
+
+/// What `rollback` says and leaves after the boot put a fallback into the
+/// empty kernel.
+fn nothing_to_roll_back(host: &Host) {
+    let before = host.netns.saves();
+    let run = host.run(&["rollback"]).expect(1);
+    assert!(
+        run.stderr
+            .starts_with("error: there is nothing to roll back: the state folder (`")
+            && run.stderr.contains(
+                "holds no snapshot, as the last write put the fallback into a kernel that held \
+                 none of fwscript's rules (a boot), and putting that empty kernel back would \
+                 open the host; nothing was changed"
+            ),
+        "{run:#?}"
+    );
+    assert!(run.stdout.is_empty(), "{run:#?}");
+    assert_eq!(
+        host.netns.saves(),
+        before,
+        "a refused rollback changed the kernel"
+    );
+    let json = host.run(&["rollback", "--json"]).expect(1);
+    assert!(
+        json.stdout.contains("there is nothing to roll back"),
+        "{json:#?}"
+    );
+    let rules = host.rules();
+    assert!(
+        rules.contains(":INPUT DROP") && has_port(&rules, 80) && has_port(&rules, 22),
+        "the fallback stays: {rules}"
+    );
+}
+
+#[test]
+fn rollback_after_a_boot_fallback_does_not_open_the_host() {
+    if !kernel_available() {
+        return;
+    }
+    let host = Host::new("nft");
+    host.run(&["apply", &host.script()]).expect(0);
+    host.write("fw.rhai", NEWER);
+    host.run(&["apply", &host.script()]).expect(0);
+    // Before the reboot there was something to roll back to.
+    assert!(host.state().join("snapshot.json").exists());
+    host.write("fw.rhai", "allow_tcp(80);\nallow_tcp(99999);\n");
+    host.netns.reboot();
+    host.run(&["apply", "--boot", &host.script()]).expect(1);
+    assert!(
+        !host.state().join("snapshot.json").exists(),
+        "the snapshot from before the reboot describes a kernel that is gone"
+    );
+    nothing_to_roll_back(&host);
+
+    // An unconfirmed apply lost in a reboot: `rollback` settles it with
+    // the last good rules, and then has nothing more to put back.
+    host.write("fw.rhai", GOOD);
+    host.run(&["apply", &host.script()]).expect(0);
+    host.write("fw.rhai", NEWER);
+    host.run(&["apply", "--confirm", "300", &host.script()])
+        .expect(0);
+    host.netns.reboot();
+    let run = host.run(&["rollback"]).expect(0);
+    assert!(
+        run.stdout
+            .contains("an unconfirmed apply was lost with the kernel's rules"),
+        "{run:#?}"
+    );
+    nothing_to_roll_back(&host);
+}

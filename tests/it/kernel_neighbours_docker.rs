@@ -124,3 +124,114 @@ fn apply_edit_rollback_and_reset_leave_every_docker_rule_as_it_was() {
         assert!(v4.contains(":INPUT ACCEPT") && v6.contains(":INPUT ACCEPT"));
     }
 }
+
+/// The boot order the dist units set up: fwscript first (it finds FORWARD
+/// at ACCEPT and sets DROP), Docker after it (its chains, its jumps, and
+/// FORWARD DROP). `reset` must not open FORWARD to ACCEPT under Docker's
+/// rules: it keeps DROP and says so; INPUT, which no neighbour holds, goes
+/// back to ACCEPT. With packets through a gateway.
+#[test]
+fn reset_keeps_forward_shut_when_docker_started_after_fwscript() {
+    use crate::traffic::listen::Tcp;
+    use crate::traffic::probe::{self, Reach};
+    use crate::traffic::topology::{Routed, GATEWAY_OUT, INSIDE, OUTSIDE};
+    use std::net::SocketAddr;
+
+    if !kernel_available() {
+        return;
+    }
+    for flavor in FLAVORS {
+        let net = Routed::new(flavor);
+        net.outside.sh("ip route add 192.0.2.0/24 via 198.51.100.1");
+        let _web = Tcp::bind(&net.inside.name, 8080);
+        let connect = |dst, port, expected: Reach| {
+            let reach = probe::tcp_connect(
+                &net.outside.name,
+                OUTSIDE,
+                SocketAddr::new(dst, port),
+                expected.wait(),
+            );
+            assert_eq!(reach, expected, "{flavor}: tcp {OUTSIDE} → {dst}:{port}");
+        };
+        connect(INSIDE, 8080, Reach::Open);
+
+        net.apply("allow_tcp(22);\n").expect(0);
+        connect(INSIDE, 8080, Reach::Filtered);
+        // Docker starts after fwscript.
+        net.gateway.sh("for t in $IPT $IP6T; do \
+               $t -N DOCKER-USER && $t -A DOCKER-USER -j RETURN && \
+               $t -N DOCKER-FORWARD && $t -A DOCKER-FORWARD -i docker0 -j ACCEPT && \
+               $t -P FORWARD DROP && $t -I FORWARD -j DOCKER-USER && \
+               $t -A FORWARD -j DOCKER-FORWARD; \
+             done");
+
+        let dry = net.fwscript(&["reset", "--dry-run", "--json"]).expect(0);
+        let value: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+        let kept: Vec<&serde_json::Value> = value["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["kind"] == "policy_kept")
+            .collect();
+        assert_eq!(kept.len(), 2, "{flavor}: both families: {value:#}");
+        for (warning, family) in kept.iter().zip(["ipv4", "ipv6"]) {
+            assert_eq!(warning["family"], family);
+            assert_eq!(warning["chain"], "FORWARD");
+            assert_eq!(warning["policy"], "DROP");
+            assert_eq!(warning["original"], "ACCEPT");
+            assert_eq!(warning["neighbour"], "Docker");
+        }
+
+        let run = net.fwscript(&["reset", "--yes"]).expect(0);
+        let warnings = warning_lines(&run.stderr);
+        assert_eq!(
+            warnings,
+            ["ipv4", "ipv6"].map(|family| {
+                let tool = if family == "ipv4" {
+                    "iptables"
+                } else {
+                    "ip6tables"
+                };
+                format!(
+                    "warning: {family} filter FORWARD keeps its policy DROP, not the ACCEPT \
+                     fwscript found before it first changed it: rules of Docker sit in FORWARD \
+                     and count on it (opening it would let through what Docker drops); set it \
+                     yourself with `{tool} -P FORWARD ACCEPT` if you mean it"
+                )
+            }),
+            "{flavor}: {run:#?}"
+        );
+        // Only INPUT's policy is put back.
+        assert_eq!(
+            run.stdout.matches("policy DROP -> ACCEPT").count(),
+            2,
+            "{run:#?}"
+        );
+        assert!(
+            run.stdout
+                .contains("ipv4 filter: +0 \u{2212}13, policy INPUT DROP \u{2192} ACCEPT\n"),
+            "{run:#?}"
+        );
+        assert!(!run.stdout.contains("policy FORWARD"), "{run:#?}");
+        for tool in ["$IPT", "$IP6T"] {
+            let forward = net.gateway.sh(&format!("{tool} -S FORWARD"));
+            assert_eq!(
+                forward.lines().collect::<Vec<_>>(),
+                [
+                    "-P FORWARD DROP",
+                    "-A FORWARD -j DOCKER-USER",
+                    "-A FORWARD -j DOCKER-FORWARD"
+                ],
+                "{flavor} {tool}"
+            );
+            assert!(net
+                .gateway
+                .sh(&format!("{tool} -S INPUT"))
+                .starts_with("-P INPUT ACCEPT"));
+        }
+        // What was shut stays shut; the gateway itself is open again
+        // (nothing listens: refused, not filtered).
+        connect(INSIDE, 8080, Reach::Filtered);
+        connect(GATEWAY_OUT, 8081, Reach::Refused);
+    }
+}

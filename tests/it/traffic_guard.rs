@@ -527,3 +527,227 @@ fn limit_tcp_on_the_ssh_port_warns_and_drops_the_seventh_connection() {
         );
     }
 }
+
+/// The position of `rule` (`-A INPUT …` as `-S` prints it) in INPUT.
+fn position_in_input(lan: &Lan, tool: &str, rule: &str) -> usize {
+    let input = lan.server.sh(&format!("{tool} -S INPUT"));
+    let rules: Vec<&str> = input.lines().filter(|l| l.starts_with("-A ")).collect();
+    rules
+        .iter()
+        .position(|l| *l == rule)
+        .unwrap_or_else(|| panic!("no `{rule}` in\n{input}"))
+        + 1
+}
+
+/// An admin's "default deny" appended after fwscript's accepting hook is
+/// harmless until the next apply moves the hook to the end, below it: then
+/// it drops everything, the open session too. Over SSH that apply is
+/// refused, naming the rule; forced, the session dies, which proves the
+/// refusal right.
+#[test]
+fn an_apply_that_moves_the_hook_below_an_admins_drop_is_refused() {
+    if !kernel_available() {
+        return;
+    }
+    for (family, flavor) in FAMILIES {
+        let lan = server_with_a_firewall(flavor);
+        let script = lan.script().unwrap().to_str().unwrap().to_string();
+        let sshd = Sshd::start(&lan);
+        let mut session = Session::open(&lan, &sshd, family);
+        let ssh_connection = session.ssh_connection.clone();
+        let env = [("SSH_CONNECTION", ssh_connection.as_str())];
+        lan.server
+            .sh("$IPT -A INPUT -j DROP && $IP6T -A INPUT -j DROP");
+        let (tool, name) = match family.is_ipv4() {
+            true => ("$IPT", "iptables"),
+            false => ("$IP6T", "ip6tables"),
+        };
+        let at = position_in_input(&lan, tool, "-A INPUT -j DROP");
+        assert!(
+            session.carries_on(ANSWER),
+            "the drop after the hook is not reached yet"
+        );
+        new_connection(&lan, session.client_ip, Open);
+        let before = rules(&lan);
+
+        // Without SSH: a warning that says what the move does.
+        let plan = lan.fwscript(&["plan", &script]).expect(2);
+        let fam = if family.is_ipv4() { "ipv4" } else { "ipv6" };
+        assert!(
+            plan.stderr.contains(&format!(
+                "warning: {fam} filter INPUT rule {at} is not fwscript's and comes after its \
+                 accepting hook, which apply moves below it: from then on it drops every \
+                 packet before the script's allow rules see it, established connections (an \
+                 SSH session) included: `-j DROP`"
+            )),
+            "{plan:#?}"
+        );
+        let json = lan.fwscript(&["plan", "--json", &script]).expect(2);
+        let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        let drops: Vec<&serde_json::Value> = value["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["kind"] == "catch_all_drop")
+            .collect();
+        assert_eq!(drops.len(), 2, "both families: {value:#}");
+        assert!(drops
+            .iter()
+            .all(|w| w["hook_moves"] == true && w["rule"] == "-j DROP"));
+
+        // Over SSH: refused, dry run or not, naming the rule and where it is.
+        for args in [&["apply", "--dry-run", &script][..], &["apply", &script]] {
+            let run = lan.run_with_env(args, &env).expect(1);
+            assert!(run.stdout.is_empty(), "{run:#?}");
+            let says = [
+                format!(
+                    "error: refusing to apply: this SSH session would be cut off. A new \
+                     connection from {} to port 22 would be dropped by {fam} filter INPUT rule \
+                     {at}, which is not fwscript's: `-j DROP`",
+                    session.client_ip
+                ),
+                "it comes after fwscript's accepting hook now, and this apply moves the hook \
+                 to the end of INPUT, below it, where the rule decides first"
+                    .to_string(),
+                format!(
+                    "= hint: delete that rule (`{name} -D INPUT {at}`) or move it above \
+                     fwscript's hook"
+                ),
+                "or pass --force to apply anyway if you are sure".to_string(),
+            ];
+            for part in says {
+                assert!(run.stderr.contains(&part), "no {part:?} in\n{}", run.stderr);
+            }
+            assert_eq!(rules(&lan), before, "a refused apply changed the kernel");
+            assert!(
+                session.carries_on(ANSWER),
+                "the session died with nothing applied"
+            );
+        }
+        new_connection(&lan, session.client_ip, Open);
+
+        // The refusal was right: forced, nothing gets in, the session dies.
+        let forced = lan
+            .run_with_env(&["apply", "--force", &script], &env)
+            .expect(0);
+        assert!(
+            forced
+                .stdout
+                .contains("hook moved to the end, below the 1 rule that came after it"),
+            "{forced:#?}"
+        );
+        let input = lan.server.sh(&format!("{tool} -S INPUT"));
+        assert!(input.trim_end().ends_with("-j FWS-INPUT"), "{input}");
+        assert!(
+            !session.carries_on(SILENCE),
+            "the forced move left the session working"
+        );
+        new_connection(&lan, session.client_ip, Filtered);
+    }
+}
+
+/// The guard judges the foreign rules the move puts ahead in their order:
+/// an admin who lets SSH in before the "default deny" keeps the session,
+/// so the apply goes through and the ban of others holds.
+#[test]
+fn an_apply_that_moves_the_hook_below_an_accept_of_ssh_then_a_drop_goes_through() {
+    if !kernel_available() {
+        return;
+    }
+    for (family, flavor) in FAMILIES {
+        let lan = server_with_a_firewall(flavor);
+        let _web = lan.listen_tcp(8080);
+        let script = "allow_tcp(22);\nallow_tcp(8080);";
+        lan.run_with(&["apply"], script, &[]).expect(0);
+        let sshd = Sshd::start(&lan);
+        let mut session = Session::open(&lan, &sshd, family);
+        let ssh_connection = session.ssh_connection.clone();
+        let env = [("SSH_CONNECTION", ssh_connection.as_str())];
+        lan.server.sh(
+            "for t in $IPT $IP6T; do $t -A INPUT -p tcp --dport 22 -j ACCEPT && \
+             $t -A INPUT -j DROP; done",
+        );
+        // Below the hook, the admin's drop is not reached yet.
+        lan.tcp_again(session.client_ip, 8080, Open);
+        let run = lan.run_with(&["apply"], script, &env).expect(0);
+        assert!(!run.stderr.contains("refusing"), "{run:#?}");
+        assert!(
+            run.stdout
+                .contains("hook moved to the end, below the 2 rules that came after it"),
+            "{run:#?}"
+        );
+        assert!(session.carries_on(ANSWER));
+        new_connection(&lan, session.client_ip, Open);
+        // The admin's drop now decides first: port 8080, which the
+        // script opens, is shut, as the warning said.
+        assert!(
+            run.stderr.contains("from then on it drops every packet"),
+            "{run:#?}"
+        );
+        lan.tcp_again(session.client_ip, 8080, Filtered);
+    }
+}
+
+/// The daemon: with the session in its environment it refuses the move
+/// like `apply` (the session lives, the hook stays); without one it moves
+/// the hook and says once what that does — the session dies, as it said.
+#[test]
+fn the_daemon_refuses_the_move_over_ssh_and_warns_once_without() {
+    use crate::common::watch::Watch;
+
+    if !kernel_available() {
+        return;
+    }
+    let (family, flavor) = FAMILIES[0];
+    for with_session in [true, false] {
+        let lan = server_with_a_firewall(flavor);
+        let sshd = Sshd::start(&lan);
+        let mut session = Session::open(&lan, &sshd, family);
+        let ssh_connection = session.ssh_connection.clone();
+        let env: &[(&str, &str)] = match with_session {
+            true => &[("SSH_CONNECTION", ssh_connection.as_str())],
+            false => &[],
+        };
+        let watch = Watch::start_with(
+            &lan.server,
+            lan.dir(),
+            "allow_tcp(22);\nallow_tcp(80);",
+            1,
+            env,
+        );
+        lan.server.sh("$IPT -A INPUT -j DROP");
+        let at = position_in_input(&lan, "$IPT", "-A INPUT -j DROP");
+        if with_session {
+            watch.wait_log(
+                &format!(
+                    "refusing to apply: this SSH session would be cut off. A new connection from \
+                     {} to port 22 would be dropped by ipv4 filter INPUT rule {at}, which is not \
+                     fwscript's: `-j DROP`",
+                    session.client_ip
+                ),
+                1,
+            );
+            let input = lan.server.sh("$IPT -S INPUT");
+            assert!(input.trim_end().ends_with("-A INPUT -j DROP"), "{input}");
+            assert!(session.carries_on(ANSWER), "{}", watch.log());
+            new_connection(&lan, session.client_ip, Open);
+        } else {
+            let warning = format!(
+                "ipv4 filter INPUT rule {at} is not fwscript's and comes after its accepting \
+                 hook, which apply moves below it: from then on it drops every packet"
+            );
+            watch.wait_log(&warning, 1);
+            watch.wait_log("hook moved to the end", 1);
+            let input = lan.server.sh("$IPT -S INPUT");
+            assert!(input.trim_end().ends_with("-j FWS-INPUT"), "{input}");
+            assert!(
+                !session.carries_on(SILENCE),
+                "the warning said it would die"
+            );
+            new_connection(&lan, session.client_ip, Filtered);
+            // Two more resyncs find the kernel in sync: said once.
+            std::thread::sleep(Duration::from_millis(2500));
+            assert_eq!(watch.log().matches(&warning).count(), 1, "{}", watch.log());
+        }
+    }
+}

@@ -20,11 +20,23 @@ impl Watch {
     /// state folder `dir/state`, resyncing every `resync` seconds; returns
     /// after the first apply.
     pub fn start(netns: &Netns, dir: &Path, script: &str, resync: u32) -> Watch {
+        Watch::start_with(netns, dir, script, resync, &[])
+    }
+
+    /// [`Watch::start`] with `env` set for the daemon.
+    pub fn start_with(
+        netns: &Netns,
+        dir: &Path,
+        script: &str,
+        resync: u32,
+        env: &[(&str, &str)],
+    ) -> Watch {
         let path = dir.join("fw.rhai");
         std::fs::write(&path, script).unwrap();
         let log = dir.join("watch.log");
         let child = netns
             .command(env!("CARGO_BIN_EXE_fwscript"))
+            .envs(env.iter().copied())
             .arg("--state-dir")
             .arg(dir.join("state"))
             .args(["watch", "--resync", &resync.to_string()])

@@ -142,6 +142,11 @@ impl Lan {
         self.work.run(&self.server, &all, env)
     }
 
+    /// `fwscript ARGS…` on the server with `env` set, whatever its exit.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.work.run(&self.server, args, env)
+    }
+
     /// The script last applied, unless `reset` came after it.
     pub fn script(&self) -> Option<&Path> {
         self.script.as_deref()
@@ -341,6 +346,12 @@ impl Routed {
     /// Applies `script` on the gateway.
     pub fn apply(&self, script: &str) -> Run {
         self.work.apply(&self.gateway, script).1
+    }
+
+    /// `fwscript ARGS…` on the gateway with this topology's state folder,
+    /// whatever its exit.
+    pub fn fwscript(&self, args: &[&str]) -> Run {
+        self.work.run(&self.gateway, args, &[])
     }
 
     /// Where `apply` wrote the gateway's script.

@@ -1,0 +1,532 @@
+//! The lockout guard's look at the kernel (survey → **guard** → write): the
+//! plan alone cannot see that moving fwscript's accepting hook to the end
+//! of a built-in chain puts foreign rules appended after it (an admin's
+//! `iptables -A INPUT -j DROP`) ahead of it, where they decide first. A
+//! foreign rule that drops or rejects the session's packets there cuts the
+//! session as surely as a rule of the script's, so the write is refused.
+//!
+//! Only rules the move puts ahead are judged: a rule already above the
+//! hook decides the session's packets now, so this write does not change
+//! what it does. Matches are read from the rule's text, three-valued as in
+//! `explain`: a match the guard cannot read, or a field it cannot know (the
+//! interface, the client's port of a new connection), may match. A drop
+//! that may match refuses; an accept that may not match does not save the
+//! session (the pessimistic reading).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::{Lockout, SshConnection, LEGS};
+use crate::explain::{Packet, Transport};
+use crate::live::{words, LiveRule, LiveState, LiveTable};
+use crate::netfilter::{Family, Hook, Table};
+use crate::plan::CtState;
+use crate::ruleset::{Placement, Ruleset};
+
+/// How deep the guard follows jumps into foreign chains; iptables refuses
+/// loops, so this only bounds a pathological nesting.
+const MAX_DEPTH: usize = 16;
+
+/// A foreign rule the write puts ahead of the accepting hook, and which
+/// drops or rejects one of the session's packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignDrop {
+    pub family: Family,
+    pub chain: Hook,
+    /// 1-based, in the chain as it is now (as `iptables -D CHAIN N` counts).
+    pub position: usize,
+    pub spec: String,
+    /// The rule that drops, when the built-in chain's rule only jumps to a
+    /// foreign chain: that chain's name and the rule's text.
+    pub inside: Option<(String, String)>,
+    /// Whether it certainly matches; otherwise it may.
+    pub certain: bool,
+    /// `DROP` or `REJECT`.
+    pub target: String,
+}
+
+/// Refuses a write that puts a foreign rule dropping or rejecting one of
+/// the session's packets ahead of fwscript's accepting hook in `live`'s
+/// filter table, once `desired` is written.
+pub fn check_kernel(
+    session: &SshConnection,
+    live: &LiveState,
+    desired: &Ruleset,
+) -> Result<(), Lockout> {
+    if live.family != session.family() {
+        return Ok(());
+    }
+    let (Some(table), Some(wanted)) = (
+        live.table(Table::Filter),
+        desired.tables.get(&Table::Filter),
+    ) else {
+        return Ok(());
+    };
+    for leg in LEGS {
+        let hook = leg.hook();
+        let Some(accepting) = wanted.hook(hook, Placement::Bottom) else {
+            continue;
+        };
+        let Some((_, chain)) = table.builtin_chains().find(|(h, _)| *h == hook) else {
+            continue;
+        };
+        let id = Some(&accepting.rule.id);
+        // Where the hook is now; a missing one is appended below
+        // everything, which moves nothing above it.
+        let Some(bottom) = chain.rules.iter().rposition(|r| r.id.as_ref() == id) else {
+            continue;
+        };
+        let packet = leg.packet(session);
+        let walk = Walk {
+            table,
+            packet: &packet,
+        };
+        for (index, rule) in chain.rules.iter().enumerate() {
+            if rule.id.is_some() {
+                // fwscript's own: the plan's check judges those.
+                continue;
+            }
+            match walk.rule(rule, 0) {
+                Decides::Accepts => break,
+                Decides::Drops {
+                    inside,
+                    certain,
+                    target,
+                } if index > bottom => {
+                    return Err(Lockout::Foreign {
+                        session: *session,
+                        leg,
+                        drop: Box::new(ForeignDrop {
+                            family: live.family,
+                            chain: hook,
+                            position: index + 1,
+                            spec: rule.spec.clone(),
+                            inside,
+                            certain,
+                            target,
+                        }),
+                    });
+                }
+                // Already above the hook: what it does now, it did before
+                // this write too.
+                Decides::Drops { .. } | Decides::Continues => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Three-valued, as `explain` reads a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Test {
+    Yes,
+    No,
+    Maybe,
+}
+
+impl Test {
+    fn of(yes: bool) -> Test {
+        if yes {
+            Test::Yes
+        } else {
+            Test::No
+        }
+    }
+
+    fn negate(self, negated: bool) -> Test {
+        match (self, negated) {
+            (Test::Yes, true) => Test::No,
+            (Test::No, true) => Test::Yes,
+            (test, _) => test,
+        }
+    }
+
+    fn and(self, other: Test) -> Test {
+        match (self, other) {
+            (Test::No, _) | (_, Test::No) => Test::No,
+            (Test::Maybe, _) | (_, Test::Maybe) => Test::Maybe,
+            _ => Test::Yes,
+        }
+    }
+}
+
+/// What a rule (with the chains it jumps to) does to the packet, read
+/// pessimistically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decides {
+    /// It certainly accepts.
+    Accepts,
+    /// It drops or rejects, or may.
+    Drops {
+        inside: Option<(String, String)>,
+        certain: bool,
+        target: String,
+    },
+    /// The packet goes on to the next rule (or may).
+    Continues,
+}
+
+struct Walk<'a> {
+    table: &'a LiveTable,
+    packet: &'a Packet,
+}
+
+impl Walk<'_> {
+    fn rule(&self, rule: &LiveRule, depth: usize) -> Decides {
+        let test = matches(&rule.spec, self.packet);
+        if test == Test::No {
+            return Decides::Continues;
+        }
+        let Some(target) = rule.target() else {
+            return Decides::Continues;
+        };
+        match target.as_str() {
+            "ACCEPT" if test == Test::Yes => Decides::Accepts,
+            "DROP" | "REJECT" => Decides::Drops {
+                inside: None,
+                certain: test == Test::Yes,
+                target,
+            },
+            name => match self.table.chain(name).filter(|c| c.policy.is_none()) {
+                Some(chain) if depth < MAX_DEPTH => {
+                    match self.chain(&chain.name, &chain.rules, depth + 1) {
+                        Decides::Drops {
+                            inside,
+                            certain,
+                            target,
+                        } => Decides::Drops {
+                            inside,
+                            certain: certain && test == Test::Yes,
+                            target,
+                        },
+                        Decides::Accepts if test == Test::Yes => Decides::Accepts,
+                        _ => Decides::Continues,
+                    }
+                }
+                // Anything else (LOG, a mark, NFQUEUE, an accept that may
+                // not match) is not a drop the guard can name.
+                _ => Decides::Continues,
+            },
+        }
+    }
+
+    fn chain(&self, name: &str, rules: &[LiveRule], depth: usize) -> Decides {
+        for rule in rules {
+            if rule.target().as_deref() == Some("RETURN") {
+                if matches(&rule.spec, self.packet) == Test::Yes {
+                    return Decides::Continues;
+                }
+                // A RETURN that may not match: the drops below it may
+                // still come.
+                continue;
+            }
+            match self.rule(rule, depth) {
+                Decides::Continues => {}
+                Decides::Drops {
+                    inside: None,
+                    certain,
+                    target,
+                } => {
+                    return Decides::Drops {
+                        inside: Some((name.to_string(), rule.spec.clone())),
+                        certain,
+                        target,
+                    }
+                }
+                decided => return decided,
+            }
+        }
+        Decides::Continues
+    }
+}
+
+/// Whether the rule's matches (the words before its target) match the
+/// packet. A match the guard cannot read may match.
+fn matches(spec: &str, packet: &Packet) -> Test {
+    let words = words(spec);
+    let mut words = words
+        .iter()
+        .take_while(|w| w.quoted || (w.text != "-j" && w.text != "-g"))
+        .peekable();
+    let (sport, dport) = match &packet.transport {
+        Transport::Tcp { sport, dport, .. } => (*sport, *dport),
+        _ => (None, None),
+    };
+    let mut result = Test::Yes;
+    let mut negated = false;
+    while let Some(word) = words.next() {
+        if word.quoted {
+            // A value the loop did not expect: not read, so it may match.
+            result = result.and(Test::Maybe);
+            continue;
+        }
+        if word.text == "!" {
+            negated = true;
+            continue;
+        }
+        let mut value = || words.next().map_or("", |w| w.text.as_str());
+        let test = match word.text.as_str() {
+            "-s" | "--source" => address(value(), packet.src),
+            "-d" | "--destination" => address(value(), packet.dst),
+            "-p" | "--protocol" => match value() {
+                "tcp" | "6" | "all" | "0" => Test::Yes,
+                _ => Test::No,
+            },
+            "-i" | "--in-interface" => interface(value(), packet.in_iface.as_deref()),
+            "-o" | "--out-interface" => interface(value(), packet.out_iface.as_deref()),
+            // Loading a module matches nothing by itself.
+            "-m" | "--match" => {
+                value();
+                Test::Yes
+            }
+            "--comment" => {
+                value();
+                Test::Yes
+            }
+            "--sport" | "--source-port" => ports(value(), sport),
+            "--dport" | "--destination-port" => ports(value(), dport),
+            "--sports" | "--source-ports" => ports(value(), sport),
+            "--dports" | "--destination-ports" => ports(value(), dport),
+            "--ports" => {
+                let list = value();
+                match (ports(list, sport), ports(list, dport)) {
+                    (Test::Yes, _) | (_, Test::Yes) => Test::Yes,
+                    (Test::No, Test::No) => Test::No,
+                    _ => Test::Maybe,
+                }
+            }
+            "--ctstate" | "--state" => state(value(), packet.state),
+            _ => {
+                // Not read here: it may match. Its arguments go with it.
+                while words
+                    .peek()
+                    .is_some_and(|w| w.quoted || (!w.text.starts_with('-') && w.text != "!"))
+                {
+                    words.next();
+                }
+                Test::Maybe
+            }
+        };
+        result = result.and(test.negate(negated));
+        negated = false;
+    }
+    result
+}
+
+fn address(text: &str, addr: Option<IpAddr>) -> Test {
+    let Some(addr) = addr else {
+        return Test::Maybe;
+    };
+    let net = text
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from));
+    match net {
+        Some(net) => Test::of(net.contains(&addr)),
+        None => Test::Maybe,
+    }
+}
+
+/// iptables' interface names: a trailing `+` matches any with that start.
+/// The session's packet carries no interface unless it runs over
+/// loopback (see [`super::Leg::packet`]): then it is not on `lo`.
+fn interface(pattern: &str, iface: Option<&str>) -> Test {
+    let Some(iface) = iface else {
+        return match pattern {
+            "lo" => Test::No,
+            _ => Test::Maybe,
+        };
+    };
+    Test::of(match pattern.strip_suffix('+') {
+        Some(prefix) => iface.starts_with(prefix),
+        None => iface == pattern,
+    })
+}
+
+/// `22`, `1024:65535`, or multiport's `22,80,8000:8080`.
+fn ports(list: &str, port: Option<u16>) -> Test {
+    let Some(port) = port else {
+        return Test::Maybe;
+    };
+    let mut result = Test::No;
+    for item in list.split(',') {
+        let (low, high) = item.split_once(':').unwrap_or((item, item));
+        let low = if low.is_empty() {
+            Ok(0)
+        } else {
+            low.parse::<u16>()
+        };
+        let high = if high.is_empty() {
+            Ok(u16::MAX)
+        } else {
+            high.parse::<u16>()
+        };
+        match (low, high) {
+            (Ok(low), Ok(high)) if (low..=high).contains(&port) => return Test::Yes,
+            (Ok(_), Ok(_)) => {}
+            // A service name the guard does not resolve.
+            _ => result = Test::Maybe,
+        }
+    }
+    result
+}
+
+fn state(list: &str, state: CtState) -> Test {
+    let name = match state {
+        CtState::New => "NEW",
+        CtState::Established => "ESTABLISHED",
+        CtState::Related => "RELATED",
+        CtState::Invalid => "INVALID",
+    };
+    let mut result = Test::No;
+    for item in list.split(',') {
+        if item == name {
+            return Test::Yes;
+        }
+        if !matches!(
+            item,
+            "NEW" | "ESTABLISHED" | "RELATED" | "INVALID" | "UNTRACKED"
+        ) {
+            result = Test::Maybe;
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::{HookRule, OwnedChain, OwnedRule, RuleId, TableRuleset};
+
+    const SESSION: &str = "192.0.2.2 50000 192.0.2.1 22";
+
+    fn session() -> SshConnection {
+        SshConnection::parse(SESSION).unwrap()
+    }
+
+    fn accept_hook() -> HookRule {
+        HookRule {
+            hook: Hook::Input,
+            placement: Placement::Bottom,
+            rule: OwnedRule {
+                id: RuleId::from_comment("fws:00000000000a").unwrap(),
+                spec: "-m comment --comment \"fws:00000000000a\" -j FWS-INPUT".into(),
+                origin: None,
+            },
+        }
+    }
+
+    fn desired() -> Ruleset {
+        let filter = TableRuleset {
+            hooks: vec![accept_hook()],
+            chains: vec![OwnedChain {
+                name: "FWS-INPUT".into(),
+                rules: Vec::new(),
+            }],
+            ..TableRuleset::default()
+        };
+        let mut ruleset = Ruleset::empty(Family::Ipv4);
+        ruleset.tables.insert(Table::Filter, filter);
+        ruleset
+    }
+
+    /// INPUT as these rules, `HOOK` standing for fwscript's accepting hook.
+    fn live(input: &[&str], chains: &str) -> LiveState {
+        let mut text = String::from(
+            "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:FWS-INPUT - [0:0]\n",
+        );
+        text.push_str(chains);
+        for rule in input {
+            let rule = match *rule {
+                "HOOK" => accept_hook().rule.spec,
+                other => other.to_string(),
+            };
+            text.push_str(&format!("-A INPUT {rule}\n"));
+        }
+        text.push_str("COMMIT\n");
+        LiveState::parse(Family::Ipv4, &text).unwrap()
+    }
+
+    fn check(input: &[&str], chains: &str) -> Result<(), Lockout> {
+        check_kernel(&session(), &live(input, chains), &desired())
+    }
+
+    fn refused(input: &[&str], chains: &str) -> ForeignDrop {
+        match check(input, chains) {
+            Err(Lockout::Foreign { drop, .. }) => *drop,
+            other => panic!("{input:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_catch_all_drop_the_hook_moves_below_is_refused() {
+        let drop = refused(&["HOOK", "-j DROP"], "");
+        assert_eq!((drop.position, drop.certain), (2, true));
+        assert_eq!(drop.spec, "-j DROP");
+        let reject = refused(
+            &["HOOK", "-j REJECT --reject-with icmp-port-unreachable"],
+            "",
+        );
+        assert_eq!(reject.target, "REJECT");
+    }
+
+    #[test]
+    fn drops_that_miss_the_session_or_come_after_an_accept_of_it_pass() {
+        for input in [
+            &["HOOK", "-s 198.51.100.0/24 -j DROP"][..],
+            &["HOOK", "-p udp -j DROP"],
+            &["HOOK", "-p tcp -m tcp ! --dport 22 -j DROP"],
+            &["HOOK", "! -s 192.0.2.0/24 -j DROP"],
+            &["HOOK", "-m conntrack --ctstate INVALID -j DROP"],
+            &["HOOK", "-i lo -j DROP"],
+            // The session's packets are accepted before the drop.
+            &[
+                "-s 192.0.2.2/32 -p tcp -m tcp --dport 22 -j ACCEPT",
+                "HOOK",
+                "-j DROP",
+            ],
+            &["HOOK", "-s 192.0.2.0/24 -j ACCEPT", "-j DROP"],
+            // Already above the hook: not this write's doing.
+            &["-s 192.0.2.2/32 -j DROP", "HOOK"],
+            // No hook yet: appended below everything, nothing moves.
+            &["-j DROP"],
+        ] {
+            assert!(check(input, "").is_ok(), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_read_or_known_may_drop() {
+        // The interface a remote session arrives on is not known offline.
+        let iface = refused(&["HOOK", "-i eth0 -j DROP"], "");
+        assert!(!iface.certain);
+        // A match the guard does not read.
+        let unread = refused(&["HOOK", "-m addrtype --dst-type LOCAL -j DROP"], "");
+        assert!(!unread.certain);
+        // An accept that may not match does not save the session.
+        let maybe = refused(&["HOOK", "-i eth0 -j ACCEPT", "-p tcp -j DROP"], "");
+        assert_eq!(maybe.position, 3);
+        assert!(maybe.certain);
+    }
+
+    #[test]
+    fn a_jump_into_a_chain_that_drops_is_followed() {
+        let chains = ":admin - [0:0]\n-A admin -s 198.51.100.9/32 -j RETURN\n\
+                      -A admin -s 192.0.2.0/24 -j DROP\n";
+        let drop = refused(&["HOOK", "-p tcp -j admin"], chains);
+        assert_eq!(drop.position, 2);
+        assert_eq!(
+            drop.inside,
+            Some(("admin".to_string(), "-s 192.0.2.0/24 -j DROP".to_string()))
+        );
+        let returns = ":admin - [0:0]\n-A admin -s 192.0.2.2/32 -j RETURN\n-A admin -j DROP\n";
+        assert!(check(&["HOOK", "-j admin"], returns).is_ok());
+    }
+
+    #[test]
+    fn another_family_is_not_this_sessions() {
+        let v6 = SshConnection::parse("2001:db8::2 50000 2001:db8::1 22").unwrap();
+        assert!(check_kernel(&v6, &live(&["HOOK", "-j DROP"], ""), &desired()).is_ok());
+    }
+}
