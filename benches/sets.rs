@@ -144,7 +144,7 @@ fn main() {
         let mut noop_between = Vec::new();
         for run in 0..runs {
             std::fs::write(&blocklist, &versions[(run + 1) % 2]).unwrap();
-            let (took, memory) = netns.fwscript(flavor, &state, &script, "applied 1 changes");
+            let (took, memory) = netns.fwscript(flavor, &state, &script, "applied 1 change");
             edit.push(took);
             peak = peak.max(memory);
             noop_between.push(netns.fwscript(flavor, &state, &script, "no changes").0);
