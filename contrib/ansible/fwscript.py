@@ -329,7 +329,9 @@ def main():
     for key in ("in_sync", "changes", "sets", "counts", "skipped", "confirm", "confirmed"):
         if key in report:
             result[key] = report[key]
-    changes = report.get("changes") or []
+    # Set edits are change objects too (`set` names the ipset); their
+    # entries are in `sets`, which the diff shows instead.
+    changes = [c for c in report.get("changes") or [] if c.get("set") is None]
     sets = report.get("sets") or []
     if module._diff and (changes or sets):
         # As fwscript runs them: sets before the rules that match them.

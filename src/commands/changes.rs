@@ -27,9 +27,9 @@ pub const ACTIONS: [&str; 8] = [
     "set_policy",
 ];
 
-/// The actions of the set edits (the report's `sets` array), counted
-/// beside the rule changes so a set-only edit does not read as nothing. A
-/// `conflict` is not counted: it is a refusal, not an edit.
+/// The actions of the set edits, change objects like the rules' (the
+/// report's `sets` array has their entries). A `conflict` is not one: it is
+/// a refusal, not an edit.
 pub const SET_ACTIONS: [&str; 4] = ["create_set", "update_set", "recreate_set", "destroy_set"];
 
 /// One change, the same keys for every action (`null` where a key does not
@@ -37,7 +37,8 @@ pub const SET_ACTIONS: [&str; 4] = ["create_set", "update_set", "recreate_set", 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChangeView {
     pub family: Family,
-    pub table: Table,
+    /// `null` for a set edit: ipsets belong to no table.
+    pub table: Option<Table>,
     /// The chain changed (a built-in chain for hooks and policies).
     pub chain: Option<String>,
     pub action: &'static str,
@@ -52,10 +53,10 @@ pub struct ChangeView {
     /// `no_longer_in_script`, `rules_after_hook`; for a policy `script`,
     /// `baseline` or `put_back`; `null` for what is added.
     pub why: Option<&'static str>,
-    /// How many rules a deleted chain held.
+    /// How many rules a deleted chain held; for a set edit, the entries it
+    /// writes (made, added and removed, or destroyed).
     pub count: Option<usize>,
-    /// Always `null`: set edits have a shape of their own, in the report's
-    /// `sets` array; the key stays because schema 1 promised it.
+    /// The ipset a set edit changes; `null` for the rules' changes.
     pub set: Option<String>,
 }
 
@@ -115,7 +116,7 @@ fn rule_view(rule: &OwnedRule) -> RuleView {
 pub fn view(family: Family, table: Table, change: &Change, plan: Option<&Plan>) -> ChangeView {
     let mut view = ChangeView {
         family,
-        table,
+        table: Some(table),
         chain: Some(change.chain().to_string()),
         action: "",
         position: None,
@@ -219,10 +220,7 @@ fn policy_origin(plan: &Plan, family: Family, table: Table, hook: Hook) -> Optio
 
 /// How many changes of each action, rule changes and set edits, every
 /// action listed.
-pub fn counts<'a>(
-    views: &[ChangeView],
-    sets: impl IntoIterator<Item = &'a SetChange>,
-) -> BTreeMap<&'static str, usize> {
+pub fn counts(views: &[ChangeView]) -> BTreeMap<&'static str, usize> {
     let mut counts: BTreeMap<&'static str, usize> = ACTIONS
         .iter()
         .chain(&SET_ACTIONS)
@@ -231,23 +229,48 @@ pub fn counts<'a>(
     for view in views {
         *counts.entry(view.action).or_default() += 1;
     }
-    for set in sets {
-        if let Some(action) = set_action(&set.edit) {
-            *counts.entry(action).or_default() += 1;
-        }
-    }
     counts
 }
 
-/// The action a set edit is counted as; `None` for a conflict.
-fn set_action(edit: &SetEdit) -> Option<&'static str> {
-    match edit {
-        SetEdit::CreateSet { .. } => Some("create_set"),
-        SetEdit::UpdateSet { .. } => Some("update_set"),
-        SetEdit::RecreateSet { .. } => Some("recreate_set"),
-        SetEdit::DestroySet { .. } => Some("destroy_set"),
-        SetEdit::Conflict { .. } => None,
-    }
+/// Every change in the order a write runs it, as JSON lists them: the set
+/// edits the rules need first (a set is made and filled before a rule
+/// matches it), the rule changes, then the sets no rule uses any more,
+/// destroyed once the rules matching them are gone.
+pub fn in_order<'a>(
+    rules: Vec<ChangeView>,
+    sets: impl IntoIterator<Item = &'a SetChange>,
+) -> Vec<ChangeView> {
+    let (last, first): (Vec<ChangeView>, Vec<ChangeView>) = sets
+        .into_iter()
+        .filter_map(set_view)
+        .partition(|view| view.action == "destroy_set");
+    first.into_iter().chain(rules).chain(last).collect()
+}
+
+/// A set edit as a change object; `None` for a conflict.
+fn set_view(change: &SetChange) -> Option<ChangeView> {
+    let (action, count, why) = match &change.edit {
+        SetEdit::CreateSet { entries, .. } => ("create_set", entries.len(), None),
+        SetEdit::UpdateSet { added, removed } => ("update_set", added.len() + removed.len(), None),
+        SetEdit::RecreateSet { entries, .. } => {
+            ("recreate_set", entries.len(), Some("set_options"))
+        }
+        SetEdit::DestroySet { entries } => ("destroy_set", *entries, Some("no_longer_in_script")),
+        SetEdit::Conflict { .. } => return None,
+    };
+    Some(ChangeView {
+        family: change.family,
+        table: None,
+        chain: None,
+        action,
+        position: None,
+        placement: None,
+        rule: None,
+        policy: None,
+        why,
+        count: Some(count),
+        set: Some(change.set.clone()),
+    })
 }
 
 /// What one table's changes come to, for a summary line.
@@ -265,14 +288,15 @@ pub struct TableSummary {
 /// and table with changes, in the order they run.
 pub fn summary(views: &[ChangeView]) -> Vec<(Family, Table, TableSummary)> {
     let mut lines: Vec<(Family, Table, TableSummary)> = Vec::new();
-    for view in views {
+    // Set edits have lines of their own (`+1 −0 entries in set …`).
+    for (view, table) in views.iter().filter_map(|v| Some((v, v.table?))) {
         let index = match lines
             .iter()
-            .position(|(f, t, _)| (*f, *t) == (view.family, view.table))
+            .position(|(f, t, _)| (*f, *t) == (view.family, table))
         {
             Some(index) => index,
             None => {
-                lines.push((view.family, view.table, TableSummary::default()));
+                lines.push((view.family, table, TableSummary::default()));
                 lines.len() - 1
             }
         };
@@ -399,7 +423,7 @@ mod tests {
                 .line,
             3
         );
-        assert_eq!(counts(&views, []).values().sum::<usize>(), 8);
+        assert_eq!(counts(&views).values().sum::<usize>(), 8);
         let sum = summary(&views);
         assert_eq!(sum.len(), 1);
         assert_eq!(
@@ -409,7 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn set_edits_are_counted_beside_the_rules_and_a_conflict_is_not() {
+    fn set_edits_are_change_objects_in_the_order_they_run_and_a_conflict_is_not() {
         let edit = |edit| SetChange {
             set: "fws-a2e70862ce9a".into(),
             family: Family::Ipv4,
@@ -434,7 +458,43 @@ mod tests {
                 found: "hash:ip".into(),
             }),
         ];
-        let counts = counts(&[], &sets);
+        let rule = view(
+            Family::Ipv4,
+            Table::Filter,
+            &Change::CreateChain {
+                chain: "FWS-INPUT".into(),
+            },
+            None,
+        );
+        let views = in_order(vec![rule.clone()], &sets);
+        let actions: Vec<&str> = views.iter().map(|v| v.action).collect();
+        assert_eq!(
+            actions,
+            [
+                "create_set",
+                "update_set",
+                "update_set",
+                "create_chain",
+                "destroy_set"
+            ],
+            "made and filled before the rules, destroyed after"
+        );
+        let keys = |v: &ChangeView| -> Vec<String> {
+            match serde_json::to_value(v).unwrap() {
+                serde_json::Value::Object(map) => map.keys().cloned().collect(),
+                other => panic!("{other}"),
+            }
+        };
+        for v in &views {
+            assert_eq!(keys(v), keys(&rule), "{}", v.action);
+        }
+        assert_eq!(views[0].set.as_deref(), Some("fws-a2e70862ce9a"));
+        assert_eq!((views[0].table, views[0].chain.as_deref()), (None, None));
+        assert_eq!(views[1].count, Some(1));
+        assert_eq!(views[4].count, Some(3));
+        assert_eq!(views[4].why, Some("no_longer_in_script"));
+        assert_eq!(summary(&views).len(), 1, "set edits have no table line");
+        let counts = counts(&views);
         assert_eq!(
             counts.len(),
             ACTIONS.len() + SET_ACTIONS.len(),
@@ -444,6 +504,7 @@ mod tests {
         assert_eq!(counts["update_set"], 2);
         assert_eq!(counts["recreate_set"], 0);
         assert_eq!(counts["destroy_set"], 1);
-        assert_eq!(counts.values().sum::<usize>(), 4, "{counts:?}");
+        assert_eq!(counts["create_chain"], 1);
+        assert_eq!(counts.values().sum::<usize>(), 5, "{counts:?}");
     }
 }

@@ -57,7 +57,7 @@ pub fn rollback(ui: &Ui, as_json: bool, state_dir: &Path) -> Result<Outcome, Err
                     "dry_run": false,
                     "in_sync": false,
                     "changes": [],
-                    "counts": super::changes::counts(&[], []),
+                    "counts": super::changes::counts(&[]),
                     "warnings": [],
                     "skipped": [],
                     "sets": [],

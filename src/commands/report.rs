@@ -66,6 +66,7 @@ impl Report<'_> {
         let mut all = warnings::of_survey(survey);
         all.extend(self.warnings.iter().cloned());
         if self.json {
+            let views = changes::in_order(views, survey.set_changes());
             return json::print(
                 self.command,
                 SurveyJson {
@@ -73,7 +74,7 @@ impl Report<'_> {
                     dry_run: self.dry_run,
                     in_sync: survey.in_sync(),
                     changes: &views,
-                    counts: changes::counts(&views, survey.set_changes()),
+                    counts: changes::counts(&views),
                     warnings: &all,
                     skipped: survey
                         .skipped

@@ -295,10 +295,11 @@ impl Status {
             .as_ref()
             .map(|s| s.set_changes().cloned().collect())
             .unwrap_or_default();
+        let views = changes::in_order(views, &sets);
         let kernel = KernelJson {
             read: self.kernel_read,
             in_sync: self.survey.as_ref().map(Survey::in_sync),
-            counts: changes::counts(&views, &sets),
+            counts: changes::counts(&views),
             changes: views,
             warnings: self
                 .survey

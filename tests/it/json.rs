@@ -297,11 +297,24 @@ fn set_edits_are_reported_counted_and_seen_by_status() {
     assert_eq!(created["sets"][0]["action"], "create_set");
 
     // One address of the list changed: no rule changes, one set edit, and
-    // the report says so in every key a consumer reads.
+    // the report says so in every key a consumer reads: a change object
+    // like a rule's, its entries in `sets`, and the counts.
     std::fs::write(&script, blocklist("198.51.100.33")).unwrap();
     let plan = fx.golden("json-plan-sets.json", &["plan", "--json", "sets.rhai"], 2);
     assert_eq!(plan["in_sync"], false);
-    assert_eq!(plan["changes"], serde_json::json!([]), "no rule changes");
+    let only_the_set = |changes: &Value, name: &str| {
+        assert_eq!(changes.as_array().unwrap().len(), 1, "{changes:#}");
+        let change = &changes[0];
+        assert_eq!(change["action"], "update_set", "{change:#}");
+        assert_eq!(change["set"], name, "{change:#}");
+        assert_eq!(change["count"], 2, "one added, one removed: {change:#}");
+        assert_eq!(
+            (&change["table"], &change["rule"]),
+            (&Value::Null, &Value::Null)
+        );
+    };
+    let name = plan["sets"][0]["set"].as_str().unwrap().to_string();
+    only_the_set(&plan["changes"], &name);
     assert_eq!(plan["counts"]["update_set"], 1);
     let total: u64 = plan["counts"]
         .as_object()
@@ -328,12 +341,13 @@ fn set_edits_are_reported_counted_and_seen_by_status() {
     assert_eq!(applied["counts"], plan["counts"]);
 
     // An entry deleted by hand: status sees the drift in JSON, and in text.
-    let name = plan["sets"][0]["set"].as_str().unwrap().to_string();
     fx.netns.sh(&format!("ipset del {name} 198.51.100.5"));
     let status = fx.golden("json-status-sets.json", &["status", "--json"], 0);
     let kernel = &status["kernel"];
     assert_eq!(kernel["in_sync"], false);
-    assert_eq!(kernel["changes"], serde_json::json!([]));
+    assert_eq!(kernel["changes"].as_array().unwrap().len(), 1, "{kernel:#}");
+    assert_eq!(kernel["changes"][0]["action"], "update_set");
+    assert_eq!(kernel["changes"][0]["count"], 1, "one to add back");
     assert_eq!(kernel["counts"]["update_set"], 1, "{kernel:#}");
     assert_eq!(kernel["sets"][0]["set"], name.as_str());
     assert_eq!(
