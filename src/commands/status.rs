@@ -477,22 +477,24 @@ impl Status {
                 .map(|l| l.place().chars().count())
                 .max()
                 .unwrap_or(0);
-            let source = lines
+            // A long line (a literal list of addresses) is cut, so the
+            // counters stay in a column a terminal shows.
+            let sources: Vec<String> = lines
                 .iter()
-                .map(|l| l.source.as_deref().unwrap_or("").chars().count())
-                .max()
-                .unwrap_or(0);
+                .map(|l| shortened(l.source.as_deref().unwrap_or(""), SOURCE_WIDTH))
+                .collect();
+            let source = sources.iter().map(|s| s.chars().count()).max().unwrap_or(0);
             let packets = lines
                 .iter()
                 .map(|l| counters::thousands(l.packets).len())
                 .max()
                 .unwrap_or(0);
-            for line in &lines {
+            for (line, text) in lines.iter().zip(&sources) {
                 let _ = writeln!(
                     out,
                     "  {:place$}  {:source$}  {:>packets$} packets  {:>9}",
                     line.place(),
-                    line.source.as_deref().unwrap_or(""),
+                    text,
                     counters::thousands(line.packets),
                     counters::bytes(line.bytes),
                 );
@@ -780,4 +782,29 @@ struct RulePlace {
     text: String,
     packets: u64,
     bytes: u64,
+}
+
+/// The widest script line the counters show whole.
+const SOURCE_WIDTH: usize = 60;
+
+/// `text` cut to `width` characters, `…` saying it was.
+fn shortened(text: &str, width: usize) -> String {
+    match text.chars().count() > width {
+        true => text.chars().take(width - 1).chain(['…']).collect(),
+        false => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shortened;
+
+    #[test]
+    fn long_script_lines_are_cut_with_an_ellipsis() {
+        assert_eq!(shortened("allow_tcp(22);", 60), "allow_tcp(22);");
+        let list = format!("block([{}]);", vec!["\"198.51.100.1\""; 10].join(", "));
+        let cut = shortened(&list, 60);
+        assert_eq!(cut.chars().count(), 60);
+        assert!(cut.ends_with('…') && list.starts_with(cut.trim_end_matches('…')));
+    }
 }
