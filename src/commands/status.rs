@@ -802,7 +802,7 @@ mod tests {
     #[test]
     fn long_script_lines_are_cut_with_an_ellipsis() {
         assert_eq!(shortened("allow_tcp(22);", 60), "allow_tcp(22);");
-        let list = format!("block([{}]);", vec!["\"198.51.100.1\""; 10].join(", "));
+        let list = format!("block([{}]);", ["\"198.51.100.1\""; 10].join(", "));
         let cut = shortened(&list, 60);
         assert_eq!(cut.chars().count(), 60);
         assert!(cut.ends_with('…') && list.starts_with(cut.trim_end_matches('…')));
