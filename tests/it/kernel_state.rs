@@ -17,8 +17,12 @@ struct Host {
 
 impl Host {
     fn new() -> Host {
+        Host::with("nft")
+    }
+
+    fn with(flavor: &'static str) -> Host {
         Host {
-            netns: Netns::new("nft"),
+            netns: Netns::new(flavor),
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -83,7 +87,13 @@ fn two_applies_at_once_end_in_exactly_one_scripts_state() {
     if !kernel_available() {
         return;
     }
-    let host = Host::new();
+    for flavor in ["nft", "legacy"] {
+        two_applies_at_once(flavor);
+    }
+}
+
+fn two_applies_at_once(flavor: &'static str) {
+    let host = Host::with(flavor);
     let a = host.script("a.rhai", "allow_tcp(1001);\nssh_from(\"203.0.113.7\");\n");
     let b = host.script(
         "b.rhai",
@@ -94,7 +104,7 @@ fn two_applies_at_once_end_in_exactly_one_scripts_state() {
         let second = host.spawn(&["apply", &b], &[]);
         for child in [first, second] {
             let run = Run::from(child.wait_with_output().unwrap());
-            assert_eq!(run.code, 0, "round {round}: {run:#?}");
+            assert_eq!(run.code, 0, "{flavor} round {round}: {run:#?}");
         }
         let in_sync: Vec<bool> = [&a, &b]
             .iter()
@@ -103,7 +113,7 @@ fn two_applies_at_once_end_in_exactly_one_scripts_state() {
         assert_eq!(
             in_sync.iter().filter(|&&s| s).count(),
             1,
-            "round {round}: the kernel must be exactly one script's: {in_sync:?}\n{}",
+            "{flavor} round {round}: the kernel must be exactly one script's: {in_sync:?}\n{}",
             host.netns.save("ipv4", false)
         );
         let rules = host.netns.save("ipv4", false);
@@ -149,6 +159,26 @@ fn a_held_lock_makes_a_writer_wait_then_give_up_clearly() {
     );
     assert!(run.stderr.contains("FWSCRIPT_LOCK_WAIT"), "{run:#?}");
     assert_eq!(host.netns.saves(), before, "a writer that gave up wrote");
+    // Every other writer waits the same way and writes nothing.
+    for command in [
+        vec!["reset", "--yes"],
+        vec!["rollback"],
+        vec!["confirm"],
+        vec!["apply", "--confirm", "60", script.as_str()],
+    ] {
+        let run = Run::from(
+            host.spawn(&command, &[("FWSCRIPT_LOCK_WAIT", "1")])
+                .wait_with_output()
+                .unwrap(),
+        )
+        .expect(1);
+        assert!(
+            run.stderr
+                .contains("another fwscript is changing the firewall; gave up waiting after 1 s"),
+            "{command:?}: {run:#?}"
+        );
+        assert_eq!(host.netns.saves(), before, "{command:?} wrote");
+    }
 
     // A writer that waits long enough gets its turn.
     let waiting = host.spawn(&["apply", &script], &[("FWSCRIPT_LOCK_WAIT", "30")]);
