@@ -164,13 +164,13 @@ pub fn cases() -> Vec<Hostile> {
         },
         script(
             "a right-to-left override in a comment",
-            "allow_tcp(22, #{ comment: \"ssh\u{202e}evil\" });\n",
+            "allow_tcp(22, #{ comment: \"ssh\\u202Eevil\" });\n",
             "the invisible format character U+202E",
             Some("fw.rhai:1:27"),
         ),
         script(
             "a line separator in a log prefix",
-            "log_drops(\"drop\u{2028}ERROR\");\n",
+            "log_drops(\"drop\\u2028ERROR\");\n",
             "the line separator U+2028",
             Some("fw.rhai:1:11"),
         ),
