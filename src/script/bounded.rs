@@ -184,7 +184,10 @@ fn pad(ctx: &NativeCallContext, s: &mut ImmutableString, len: INT, with: &str) -
     }
     let mut out = String::with_capacity(s.len() + missing * widest);
     out.push_str(s);
-    out.extend(with.chars().cycle().take(missing));
+    // Whole copies first: a copy is one memcpy, a character a loop round.
+    let each = with.chars().count();
+    out.push_str(&with.repeat(missing / each));
+    out.extend(with.chars().take(missing % each));
     *s = out.into();
     Ok(())
 }

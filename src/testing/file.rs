@@ -202,7 +202,8 @@ pub fn load(path: &Path, shown: &str) -> Result<Vec<Expectation>, ScriptError> {
                 file: shown.to_string(),
                 line: 1,
                 column: 1,
-                source_line: text.lines().next().map(str::to_string),
+                // Even an empty file gets its caret: the place is the file.
+                source_line: Some(text.lines().next().unwrap_or("").to_string()),
             }),
             hint: Some(
                 "a test file with no `expect` or `expect_nat` call that runs would pass \
