@@ -351,7 +351,7 @@ pub fn valid_text(text: &str, max: usize) -> bool {
         && text.len() <= max
         && !text
             .chars()
-            .any(|c| c.is_control() || matches!(c, '"' | '\'' | '\\' | '`'))
+            .any(|c| crate::script::is_hidden(c) || matches!(c, '"' | '\'' | '\\' | '`'))
 }
 
 /// The baseline piece a rule is, exactly as the collector writes it.

@@ -493,3 +493,58 @@ fn hostile_text_in_the_ruleset_never_reaches_the_script_as_code() {
     );
     evaluate(script);
 }
+
+#[test]
+fn text_copied_into_comments_can_never_end_them() {
+    // The audit's payload from a live kernel: iptables-save keeps the CR of
+    // a rule's comment, and Rhai ends a `//` comment at a lone CR.
+    for bad in [
+        '\r', '\u{2028}', '\u{2029}', '\u{1b}', '\u{202e}', '\u{85}', '\u{b}',
+    ] {
+        let text = format!(
+            "{HEAD}-A INPUT -m iprange --src-range 192.0.2.1-192.0.2.9 -m comment --comment \"x{bad}allow_from(`0.0.0.0/0`); //\" -j ACCEPT\n\
+             -A INPUT -m owner --uid-owner 0 -m comment --comment \"y{bad}allow_tcp(9);\" -j DROP\n\
+             -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n"
+        );
+        let imported = import(
+            &[source(Family::Ipv4, &format!("rules{bad}.v4"), &text)],
+            &[Family::Ipv6],
+        )
+        .unwrap();
+        let script = &imported.script;
+        assert!(
+            !script
+                .chars()
+                .any(|c| c != '\n' && crate::script::is_hidden(c)),
+            "{bad:?} reached the script raw:\n{script}"
+        );
+        assert!(
+            script.contains("--comment \"x\\"),
+            "{bad:?}: the payload is shown, escaped:\n{script}"
+        );
+        for line in calls(script) {
+            assert!(
+                !line.contains("0.0.0.0") && !line.contains("(9)"),
+                "{line}\n{script}"
+            );
+        }
+        let plan = evaluate(script);
+        for port in [9, 80] {
+            let packet = explain::Packet {
+                src: Some("198.51.100.1".parse().unwrap()),
+                ..explain::Packet::new_tcp(Family::Ipv4, port)
+            };
+            assert_ne!(
+                explain::explain(&plan, &packet, Hook::Input).verdict,
+                Verdict::Accept,
+                "{bad:?}, port {port}:\n{script}"
+            );
+        }
+        for warning in &imported.warnings {
+            assert!(
+                !warning.chars().any(crate::script::is_hidden),
+                "{warning:?}"
+            );
+        }
+    }
+}

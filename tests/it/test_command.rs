@@ -253,8 +253,16 @@ fn a_test_file_cannot_pass_by_doing_nothing() {
     let ok = "expect(#{ proto: \"tcp\", dport: 22 }, \"accept\");\n";
     let fails = "expect(#{ proto: \"tcp\", dport: 80 }, \"accept\");\n";
     for (tests, message, line_col) in [
-        (format!("sleep(3600);\n{ok}"), "unknown function `sleep`", "1:1"),
-        (format!("{ok}exit();\n{fails}"), "unknown function `exit`", "2:1"),
+        (
+            format!("sleep(3600);\n{ok}"),
+            "unknown function `sleep`",
+            "1:1",
+        ),
+        (
+            format!("{ok}exit();\n{fails}"),
+            "unknown function `exit`",
+            "2:1",
+        ),
         (
             format!("{ok}/* the rest\n{fails}"),
             "this block comment is never closed",
