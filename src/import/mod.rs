@@ -454,6 +454,7 @@ fn placement(rulesets: &[FamilyRules], checked: &BTreeSet<Family>) -> place::Pla
                     policy: crate::netfilter::Policy::Accept,
                     units: Vec::new(),
                     asides: Vec::new(),
+                    blockers: Vec::new(),
                 }),
             }
         }
