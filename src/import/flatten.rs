@@ -117,7 +117,7 @@ pub enum Entry {
         /// When the rule may end a packet's walk other than by accepting
         /// (a drop, a reject, a jump that cannot be followed): at least
         /// every packet it may so end.
-        blocks: Option<RuleMatch>,
+        blocks: Option<Box<RuleMatch>>,
     },
     /// A rule no packet can reach here.
     Dead {
@@ -206,7 +206,7 @@ const GOES_ON: &[&str] = &[
 /// matches take in (its unreadable ones and the jumps to it only narrow
 /// that), unless it can only accept or let the packet go on. A RETURN
 /// from a built-in chain leaves the packet to the policy.
-fn blocks(rule: &super::rule::SavedRule, builtin: bool) -> Option<RuleMatch> {
+fn blocks(rule: &super::rule::SavedRule, builtin: bool) -> Option<Box<RuleMatch>> {
     let goes_on = match &rule.target {
         Target::Accept | Target::Log { .. } | Target::None => true,
         Target::Return => !builtin,
@@ -216,9 +216,11 @@ fn blocks(rule: &super::rule::SavedRule, builtin: bool) -> Option<RuleMatch> {
         }
         _ => false,
     };
-    (!goes_on).then(|| RuleMatch {
-        comment: None,
-        ..rule.matches.clone()
+    (!goes_on).then(|| {
+        Box::new(RuleMatch {
+            comment: None,
+            ..rule.matches.clone()
+        })
     })
 }
 

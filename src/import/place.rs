@@ -279,7 +279,7 @@ pub fn units(family: Family, hooked: &Hooked) -> Chain {
                 if let Some(matches) = blocks {
                     chain.blockers.push(Blocker {
                         index: i,
-                        matches: matches.clone(),
+                        matches: (**matches).clone(),
                         line: lines.last().cloned().unwrap_or_default(),
                     });
                 }

@@ -390,7 +390,7 @@ fn prove_grid(corpus: Corpus) -> (String, String, Vec<Compared>) {
         "{}",
         corpus.name
     );
-    let compared = compared.into_iter().map(Compared::clone).collect();
+    let compared = compared.into_iter().cloned().collect();
     (run.stdout, run.stderr, compared)
 }
 
