@@ -445,7 +445,7 @@ const CASES: &[Case] = &[
         "contains the invisible format character U+202E",
     ),
     case(
-        "allow_tcp(80, #{ comment: \"zero\u{200b}width\" });\n",
+        "allow_tcp(80, #{ comment: \"zero\\u200Bwidth\" });\n",
         1,
         27,
         "contains the invisible format character U+200B",
