@@ -276,12 +276,13 @@ impl Daemon<'_> {
                 // its path leads now is seen.
                 let sources = std::mem::take(&mut self.sources);
                 self.follow_imports(&sources);
-                tracing::error!(
-                    "script error at {}; keeping the last good rules",
-                    err.one_line()
-                );
-                self.report
-                    .script_failed(format!("script error at {}", err.one_line()), &self.state);
+                // "at" only before a place: an unreadable script has none.
+                let said = match err.location {
+                    Some(_) => format!("script error at {}", err.one_line()),
+                    None => format!("script error: {}", err.one_line()),
+                };
+                tracing::error!("{said}; keeping the last good rules");
+                self.report.script_failed(said, &self.state);
             }
         }
         self.converge(Cause::Evaluated);
@@ -545,7 +546,9 @@ fn describe(change: &Change) -> String {
 fn one_line(err: &Error) -> String {
     let text = err.to_string();
     let text = text.strip_prefix("error: ").unwrap_or(&text);
-    text.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+    let text = text.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    // Quoted user text (a path, a name) cannot forge a line of the log.
+    crate::script::printable(&text)
 }
 
 #[derive(Debug, thiserror::Error)]

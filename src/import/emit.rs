@@ -302,6 +302,15 @@ fn join(last: &mut Call, next: &Call) -> bool {
     }
 }
 
+/// Text of the original (a rule's line, a chain's name, a reason quoting
+/// them) as it may stand in a `//` comment: iptables-save keeps a comment's
+/// `\r` or control characters, and Rhai ends a `//` comment at a lone
+/// `\r`, so copied raw, a rule's comment could become code of the script.
+/// Every control, format or separator character is written escaped.
+pub fn comment_text(text: &str) -> String {
+    crate::script::printable(text).replace('\t', "\\t")
+}
+
 /// Lines of the script for `elements`.
 pub fn write(out: &mut String, elements: &[Element]) {
     let returns = |element: &Element| match element {
@@ -317,7 +326,7 @@ pub fn write(out: &mut String, elements: &[Element]) {
         match element {
             Element::Call { call, notes } => {
                 for note in notes {
-                    let _ = writeln!(out, "// note: {note}");
+                    let _ = writeln!(out, "// note: {}", comment_text(note));
                 }
                 // Said once for a run of them.
                 if returns(element) && (i == 0 || !returns(&elements[i - 1])) {
@@ -330,7 +339,7 @@ pub fn write(out: &mut String, elements: &[Element]) {
             }
             Element::Comment(lines) => {
                 for line in lines {
-                    let _ = writeln!(out, "// {line}");
+                    let _ = writeln!(out, "// {}", comment_text(line));
                 }
             }
         }
@@ -350,7 +359,7 @@ pub fn preamble(out: &mut String, placement: &Placement, mirrored: &[Family]) {
              // (delete a key to get fwscript's default back):\n",
         );
         for (piece, why) in &placement.off {
-            let _ = writeln!(out, "//   {}: {why}", piece.key());
+            let _ = writeln!(out, "//   {}: {}", piece.key(), comment_text(why));
         }
         let _ = writeln!(out, "{};", Call::Baseline(off).text());
     }

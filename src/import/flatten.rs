@@ -114,6 +114,10 @@ pub enum Entry {
     Unexpressed {
         lines: Vec<String>,
         why: String,
+        /// When the rule may end a packet's walk other than by accepting
+        /// (a drop, a reject, a jump that cannot be followed): at least
+        /// every packet it may so end.
+        blocks: Option<Box<RuleMatch>>,
     },
     /// A rule no packet can reach here.
     Dead {
@@ -169,6 +173,55 @@ pub fn flatten(rules: &FamilyRules, table: Table) -> Vec<Hooked> {
         });
     }
     out
+}
+
+/// Targets that let the packet go on to the next rule: a rule with one of
+/// these decides nothing, whatever it matches.
+const GOES_ON: &[&str] = &[
+    "AUDIT",
+    "CHECKSUM",
+    "CLASSIFY",
+    "CONNMARK",
+    "CONNSECMARK",
+    "CT",
+    "DSCP",
+    "HL",
+    "IDLETIMER",
+    "LED",
+    "MARK",
+    "NFLOG",
+    "NOTRACK",
+    "RATEEST",
+    "SECMARK",
+    "SET",
+    "TCPMSS",
+    "TEE",
+    "TOS",
+    "TRACE",
+    "TTL",
+    "ULOG",
+];
+
+/// What a rule the import cannot say may block: every packet its readable
+/// matches take in (its unreadable ones and the jumps to it only narrow
+/// that), unless it can only accept or let the packet go on. A RETURN
+/// from a built-in chain leaves the packet to the policy.
+fn blocks(rule: &super::rule::SavedRule, builtin: bool) -> Option<Box<RuleMatch>> {
+    let goes_on = match &rule.target {
+        Target::Accept | Target::Log { .. } | Target::None => true,
+        Target::Return => !builtin,
+        Target::Other(text) => {
+            let name = text.trim_start_matches("-j ").split_whitespace().next();
+            name.is_some_and(|n| GOES_ON.contains(&n))
+        }
+        _ => false,
+    };
+    (!goes_on).then(|| {
+        Box::new(RuleMatch {
+            comment: None,
+            ..rule.matches.clone()
+        })
+    })
 }
 
 struct Walk<'a> {
@@ -250,6 +303,7 @@ impl Walk<'_> {
             if let Some(ret) = &unreadable_return {
                 self.entries.push(Entry::Unexpressed {
                     lines: here,
+                    blocks: blocks(rule, builtin),
                     why: format!(
                         "it holds only for packets that `{ret}` does not send back, \
                          which fwscript cannot read"
@@ -260,6 +314,7 @@ impl Walk<'_> {
             if let Target::Other(text) = &rule.target {
                 self.entries.push(Entry::Unexpressed {
                     lines: here,
+                    blocks: blocks(rule, builtin),
                     why: format!("fwscript has no action like `{text}`"),
                 });
                 continue;
@@ -269,12 +324,14 @@ impl Walk<'_> {
                     unreadable_return = Some(rule.line.clone());
                     self.entries.push(Entry::Unexpressed {
                         lines: here,
+                        blocks: blocks(rule, builtin),
                         why: unknown_why(rule),
                     });
                     continue;
                 }
                 self.entries.push(Entry::Unexpressed {
                     lines: here,
+                    blocks: blocks(rule, builtin),
                     why: unknown_why(rule),
                 });
                 continue;
@@ -291,7 +348,11 @@ impl Walk<'_> {
                     continue;
                 }
                 Joined::Inexpressible(why) => {
-                    self.entries.push(Entry::Unexpressed { lines: here, why });
+                    self.entries.push(Entry::Unexpressed {
+                        lines: here,
+                        why,
+                        blocks: blocks(rule, builtin),
+                    });
                     continue;
                 }
                 Joined::Match(m) => *m,
@@ -300,6 +361,7 @@ impl Walk<'_> {
                 let _ = ret;
                 self.entries.push(Entry::Unexpressed {
                     lines: here,
+                    blocks: blocks(rule, builtin),
                     why: format!(
                         "it holds only for packets that a RETURN above in `{}` does not \
                          send back, and fwscript has no negation",
@@ -338,6 +400,7 @@ impl Walk<'_> {
                     if stack.contains(name) {
                         self.entries.push(Entry::Unexpressed {
                             lines: here,
+                            blocks: blocks(rule, builtin),
                             why: format!("it jumps back into `{name}`, a loop"),
                         });
                         continue;
@@ -345,6 +408,7 @@ impl Walk<'_> {
                     let Some(target) = self.rules.chain(self.table, name) else {
                         self.entries.push(Entry::Unexpressed {
                             lines: here,
+                            blocks: blocks(rule, builtin),
                             why: format!("it jumps to `{name}`, a chain the ruleset lacks"),
                         });
                         continue;

@@ -374,7 +374,7 @@ pub fn import(sources: &[Source], mirrored: &[Family]) -> Result<Imported, Impor
     let mut script = String::new();
     let names: Vec<String> = sources
         .iter()
-        .map(|s| format!("{} ({})", s.name, s.family))
+        .map(|s| format!("{} ({})", emit::comment_text(&s.name), s.family))
         .collect();
     let _ = writeln!(
         script,
@@ -409,7 +409,7 @@ pub fn import(sources: &[Source], mirrored: &[Family]) -> Result<Imported, Impor
         );
     }
     for difference in placement.differences.iter().filter(|_| !beside_fwscript) {
-        let _ = writeln!(script, "// note: {difference}.");
+        let _ = writeln!(script, "// note: {}.", emit::comment_text(difference));
     }
     script.push_str(
         "//\n// fwscript evaluates in stages — denials, the baseline, limits, accepts,\n\
@@ -427,6 +427,11 @@ pub fn import(sources: &[Source], mirrored: &[Family]) -> Result<Imported, Impor
     }
     script.push_str(&body);
     warnings.push(format!("import: {summary}"));
+    // Warnings quote the original's lines: to a terminal, escaped too.
+    let warnings = warnings
+        .iter()
+        .map(|w| crate::script::printable(w))
+        .collect();
     Ok(Imported {
         script,
         warnings,
@@ -449,6 +454,7 @@ fn placement(rulesets: &[FamilyRules], checked: &BTreeSet<Family>) -> place::Pla
                     policy: crate::netfilter::Policy::Accept,
                     units: Vec::new(),
                     asides: Vec::new(),
+                    blockers: Vec::new(),
                 }),
             }
         }

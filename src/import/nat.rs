@@ -31,10 +31,12 @@ pub fn translate(family: Family, hooked: &[Hooked], filter: &[&Chain]) -> Vec<Na
                     owner: *owner,
                     line: line.clone(),
                 })),
-                Entry::Unexpressed { lines, why } => out.push(NatItem::Aside(Aside::Unexpressed {
-                    lines: lines.clone(),
-                    why: why.clone(),
-                })),
+                Entry::Unexpressed { lines, why, .. } => {
+                    out.push(NatItem::Aside(Aside::Unexpressed {
+                        lines: lines.clone(),
+                        why: why.clone(),
+                    }))
+                }
                 Entry::Dead { line, why } => out.push(NatItem::Aside(Aside::Covered {
                     line: line.clone(),
                     why: why.clone(),

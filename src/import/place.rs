@@ -170,6 +170,77 @@ pub struct Chain {
     pub units: Vec<Unit>,
     /// Asides with the position they had among the units.
     pub asides: Vec<(usize, Aside)>,
+    /// Rules left out that may drop (or otherwise end the walk of)
+    /// packets: what comes after them may not accept those packets in
+    /// the script, or the script would be wider than the original.
+    pub blockers: Vec<Blocker>,
+}
+
+/// A rule of the original that may end packets' walk but is not in the
+/// script.
+#[derive(Debug, Clone)]
+pub struct Blocker {
+    /// Its position in the chain, as [`Unit::index`] counts.
+    pub index: usize,
+    /// At least every packet it may end.
+    pub matches: RuleMatch,
+    pub line: String,
+}
+
+impl Chain {
+    /// The first blocker before position `index` that may end some of
+    /// the packets `m` matches.
+    fn blocker_before(&self, index: usize, m: &RuleMatch) -> Option<&Blocker> {
+        self.blockers
+            .iter()
+            .find(|b| b.index < index && model::overlap(self.family, &b.matches, m))
+    }
+
+    /// Takes out every unit that accepts some packet a blocker before it
+    /// may end, as a rule not imported (and, for a limit, which also
+    /// drops, a blocker itself). Narrower, never wider.
+    fn shadow(&mut self) {
+        let mut kept = Vec::new();
+        let units = std::mem::take(&mut self.units);
+        for unit in units {
+            let accepts = matches!(
+                unit.kind,
+                Kind::Accept | Kind::Limit { .. } | Kind::CatchAll
+            );
+            let by = accepts
+                .then(|| self.blocker_before(unit.index, &unit.matches))
+                .flatten()
+                .map(|b| b.line.clone());
+            let Some(by) = by else {
+                kept.push(unit);
+                continue;
+            };
+            if matches!(unit.kind, Kind::Limit { .. }) {
+                self.blockers.push(Blocker {
+                    index: unit.index,
+                    matches: unit.matches.clone(),
+                    line: unit.lines.last().cloned().unwrap_or_default(),
+                });
+            }
+            let at = kept.len();
+            self.asides.push((
+                at,
+                Aside::Unexpressed {
+                    lines: unit.lines.clone(),
+                    why: shadowed_why(&by),
+                },
+            ));
+        }
+        self.units = kept;
+    }
+}
+
+fn shadowed_why(by: &str) -> String {
+    format!(
+        "it accepts packets that `{by}` before it may drop, and that rule is not \
+         imported: left out too, so the script is never wider than the original \
+         (narrower, until both are written by hand)"
+    )
 }
 
 /// Within the baseline stage the pieces come in the collector's order.
@@ -190,6 +261,7 @@ pub fn units(family: Family, hooked: &Hooked) -> Chain {
         policy,
         units: Vec::new(),
         asides: Vec::new(),
+        blockers: Vec::new(),
     };
     let entries = &hooked.entries;
     let mut i = 0;
@@ -203,13 +275,22 @@ pub fn units(family: Family, hooked: &Hooked) -> Chain {
                     line: line.clone(),
                 },
             )),
-            Entry::Unexpressed { lines, why } => chain.asides.push((
-                at,
-                Aside::Unexpressed {
-                    lines: lines.clone(),
-                    why: why.clone(),
-                },
-            )),
+            Entry::Unexpressed { lines, why, blocks } => {
+                if let Some(matches) = blocks {
+                    chain.blockers.push(Blocker {
+                        index: i,
+                        matches: (**matches).clone(),
+                        line: lines.last().cloned().unwrap_or_default(),
+                    });
+                }
+                chain.asides.push((
+                    at,
+                    Aside::Unexpressed {
+                        lines: lines.clone(),
+                        why: why.clone(),
+                    },
+                ))
+            }
             Entry::Dead { line, why } => chain.asides.push((
                 at,
                 Aside::Covered {
@@ -225,18 +306,32 @@ pub fn units(family: Family, hooked: &Hooked) -> Chain {
                 }
                 match unit(family, hooked.hook, flat, i) {
                     Ok(unit) => chain.units.push(unit),
-                    Err(why) => chain.asides.push((
-                        at,
-                        Aside::Unexpressed {
-                            lines: flat.lines.clone(),
-                            why,
-                        },
-                    )),
+                    Err(why) => {
+                        let goes_on = matches!(
+                            flat.target,
+                            Target::Accept | Target::Log { .. } | Target::None
+                        );
+                        if !goes_on {
+                            chain.blockers.push(Blocker {
+                                index: i,
+                                matches: flat.matches.clone(),
+                                line: flat.line().to_string(),
+                            });
+                        }
+                        chain.asides.push((
+                            at,
+                            Aside::Unexpressed {
+                                lines: flat.lines.clone(),
+                                why,
+                            },
+                        ))
+                    }
                 }
             }
         }
         i += 1;
     }
+    chain.shadow();
     chain
 }
 
@@ -351,7 +446,7 @@ pub fn valid_text(text: &str, max: usize) -> bool {
         && text.len() <= max
         && !text
             .chars()
-            .any(|c| c.is_control() || matches!(c, '"' | '\'' | '\\' | '`'))
+            .any(|c| crate::script::is_hidden(c) || matches!(c, '"' | '\'' | '\\' | '`'))
 }
 
 /// The baseline piece a rule is, exactly as the collector writes it.
@@ -632,8 +727,50 @@ pub fn resolve(mut chains: Vec<Chain>, checked: BTreeSet<Family>) -> Placement {
     // Every piece starts on; the checks below switch off each one that
     // would change a verdict, where the original lacks it or has it in
     // another place.
+    blocked_policies(&chains, &mut policies);
     let mut pieces: BTreeSet<Piece> = Piece::ALL.into_iter().collect();
     let mut off: Vec<(Piece, String)> = Vec::new();
+    // The baseline accepts before every rule of the script; a piece that
+    // would accept what a rule left out may drop first is off.
+    let output_drops = policy_of(&policies, Hook::Output) == Policy::Drop;
+    for chain in chains.iter().filter(|c| checked.contains(&c.family)) {
+        for piece in pieces_at(chain.family, chain.hook, output_drops) {
+            let own = chain
+                .units
+                .iter()
+                .filter(|u| u.piece == Some(piece))
+                .map(|u| u.index)
+                .min();
+            let accepts: Vec<RuleMatch> = piece_rules(chain.family, chain.hook, piece)
+                .into_iter()
+                .filter(|(_, kind)| *kind == Kind::Accept)
+                .map(|(m, _)| m)
+                .collect();
+            let blocker = chain.blockers.iter().find(|b| {
+                own.is_none_or(|own| b.index < own)
+                    && accepts
+                        .iter()
+                        .any(|m| model::overlap(chain.family, &b.matches, m))
+            });
+            if let (Some(b), true) = (blocker, pieces.contains(&piece)) {
+                pieces.remove(&piece);
+                off.push((
+                    piece,
+                    format!(
+                        "`{}` may drop some of its packets first, and that rule is not imported",
+                        b.line
+                    ),
+                ));
+            }
+        }
+    }
+    for chain in &mut chains {
+        for unit in &mut chain.units {
+            if unit.piece.is_some_and(|p| !pieces.contains(&p)) {
+                demote_piece(unit);
+            }
+        }
+    }
     // Each round fixes one conflict; every fix moves a unit later or
     // gives it up, so this ends.
     // Each round fixes every conflict of one chain (or switches one piece
@@ -701,9 +838,17 @@ pub fn resolve(mut chains: Vec<Chain>, checked: BTreeSet<Family>) -> Placement {
             }
         }
         given_up.sort_by_key(|(later, _)| std::cmp::Reverse(*later));
+        let given_up_any = !given_up.is_empty();
         for (later, before) in given_up {
             let unit = chain.units.remove(later);
             let at = chain.units.iter().filter(|u| u.index < unit.index).count();
+            if !matches!(unit.kind, Kind::Accept | Kind::Log { .. }) {
+                chain.blockers.push(Blocker {
+                    index: unit.index,
+                    matches: unit.matches.clone(),
+                    line: unit.lines.last().cloned().unwrap_or_default(),
+                });
+            }
             chain.asides.push((
                 at,
                 Aside::Unexpressed {
@@ -715,6 +860,9 @@ pub fn resolve(mut chains: Vec<Chain>, checked: BTreeSet<Family>) -> Placement {
                 },
             ));
         }
+        if given_up_any {
+            chain.shadow();
+        }
         if flip_policy {
             let hook = chain.hook;
             for (h, p) in &mut policies {
@@ -724,9 +872,28 @@ pub fn resolve(mut chains: Vec<Chain>, checked: BTreeSet<Family>) -> Placement {
             }
         }
     }
+    blocked_policies(&chains, &mut policies);
     // Families whose chain accepts by policy while the script's drops.
     for chain in &mut chains {
         if chain.policy == Policy::Accept && policy_of(&policies, chain.hook) == Policy::Drop {
+            if let Some(by) = chain.blockers.first() {
+                // Accepting the rest would accept what the rule left out
+                // may drop: the script's DROP policy stands for this family.
+                let why = format!(
+                    "the policy accepts what `{}` before it may drop, and that rule is not \
+                     imported: the script's DROP policy stands instead, so the script is \
+                     never wider than the original (narrower, until both are written by hand)",
+                    by.line
+                );
+                chain.asides.push((
+                    chain.units.len(),
+                    Aside::Unexpressed {
+                        lines: vec![format!(":{} ACCEPT", chain.hook.chain_name())],
+                        why,
+                    },
+                ));
+                continue;
+            }
             chain.units.push(Unit {
                 index: usize::MAX,
                 matches: RuleMatch::default(),
@@ -764,6 +931,21 @@ pub fn resolve(mut chains: Vec<Chain>, checked: BTreeSet<Family>) -> Placement {
         off,
         policies,
         differences,
+    }
+}
+
+/// A chain whose policy accepts, after a rule left out that may drop:
+/// the policy would accept what that rule dropped, so the script's policy
+/// for the hook drops (families that accept get an accept at the end).
+fn blocked_policies(chains: &[Chain], policies: &mut [(Hook, Policy)]) {
+    for chain in chains {
+        if chain.policy == Policy::Accept && !chain.blockers.is_empty() {
+            for (hook, policy) in policies.iter_mut() {
+                if *hook == chain.hook {
+                    *policy = Policy::Drop;
+                }
+            }
+        }
     }
 }
 

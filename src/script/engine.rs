@@ -13,6 +13,7 @@ use rhai::packages::{
 };
 use rhai::{Dynamic, Engine, LexError, OptimizationLevel, Position, Token};
 
+use super::bounded;
 use super::modules::ConfinedResolver;
 use super::session::{Shared, Syntax};
 use super::stdlib;
@@ -71,6 +72,40 @@ fn now_ns() -> u64 {
 pub const DEADLINE_TOKEN: &str = "fwscript: past the deadline";
 
 pub fn build(shared: &Shared, deadline: Deadline) -> Engine {
+    let mut engine = sandbox();
+    engine.set_max_operations(MAX_OPERATIONS);
+    engine.set_max_call_levels(MAX_CALL_LEVELS);
+    engine.set_max_expr_depths(64, 32);
+    engine.set_max_string_size(MAX_STRING);
+    engine.set_max_array_size(MAX_ARRAY);
+    engine.set_max_map_size(MAX_MAP);
+    engine.set_max_modules(MAX_MODULES);
+    // The clock every 16 operations: cheap, and no single operation is
+    // long (sizes are bounded, before allocating: see `bounded`), so the
+    // deadline still holds to the millisecond.
+    engine.on_progress(move |ops| {
+        (ops % 16 == 0 && deadline.passed()).then(|| DEADLINE_TOKEN.into())
+    });
+    engine.on_print(|text| tracing::info!(target: "script", "{}", one_line(text)));
+    engine.on_debug(|text, source, pos| {
+        tracing::debug!(target: "script", "{}:{pos}: {}", one_line(source.unwrap_or("")), one_line(text))
+    });
+    let guard = TokenGuard {
+        shared: shared.clone(),
+        after_fn: FnWatch::default(),
+        tokens: Cell::new(0),
+        deadline,
+    };
+    #[allow(deprecated)]
+    engine.on_parse_token(move |token, pos, _| guard.check(token, pos));
+    stdlib::register(&mut engine, shared);
+    engine.set_module_resolver(ConfinedResolver::new(shared.clone()));
+    engine
+}
+
+/// The language every Rhai text fwscript runs gets, scripts and test files
+/// alike; each caller adds its limits, hooks and functions.
+pub fn sandbox() -> Engine {
     let mut engine = Engine::new_raw();
     // The standard packages without LanguageCorePackage (`exit`, `sleep`,
     // `parse_json`, …), BasicTimePackage (`timestamp`) and the debugging
@@ -89,33 +124,7 @@ pub fn build(shared: &Shared, deadline: Deadline) -> Engine {
     engine.disable_symbol("eval");
     // Literals stay as written, so an error can point into an array or map.
     engine.set_optimization_level(OptimizationLevel::None);
-    engine.set_max_operations(MAX_OPERATIONS);
-    engine.set_max_call_levels(MAX_CALL_LEVELS);
-    engine.set_max_expr_depths(64, 32);
-    engine.set_max_string_size(MAX_STRING);
-    engine.set_max_array_size(MAX_ARRAY);
-    engine.set_max_map_size(MAX_MAP);
-    engine.set_max_modules(MAX_MODULES);
-    // The clock every 16 operations: cheap, and no single operation is
-    // long (sizes are bounded), so the deadline still holds to the
-    // millisecond.
-    engine.on_progress(move |ops| {
-        (ops % 16 == 0 && deadline.passed()).then(|| DEADLINE_TOKEN.into())
-    });
-    engine.on_print(|text| tracing::info!(target: "script", "{}", one_line(text)));
-    engine.on_debug(|text, source, pos| {
-        tracing::debug!(target: "script", "{}:{pos}: {}", one_line(source.unwrap_or("")), one_line(text))
-    });
-    let guard = TokenGuard {
-        shared: shared.clone(),
-        after_fn: Cell::new(FnState::Idle),
-        tokens: Cell::new(0),
-        deadline,
-    };
-    #[allow(deprecated)]
-    engine.on_parse_token(move |token, pos, _| guard.check(token, pos));
-    stdlib::register(&mut engine, shared);
-    engine.set_module_resolver(ConfinedResolver::new(shared.clone()));
+    bounded::register(&mut engine);
     engine
 }
 
@@ -168,20 +177,52 @@ pub fn one_line(text: &str) -> String {
 /// running does.
 struct TokenGuard {
     shared: Shared,
-    after_fn: Cell<FnState>,
+    after_fn: FnWatch,
     /// Tokens seen, so the clock is read every few hundred of them.
     tokens: Cell<u32>,
     deadline: Deadline,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Follows the tokens of a definition (`fn NAME`, `private fn NAME`,
+/// `fn TYPE.NAME`) so the name being defined is known as it is parsed;
+/// test files use it too, for `expect`.
+#[derive(Default)]
+pub struct FnWatch {
+    state: Cell<FnState>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 enum FnState {
+    #[default]
     Idle,
     /// `fn` seen: the name (or a method's type) comes next.
     Name,
     /// `fn TYPE` seen: a `.` makes it a method, whose name follows.
     Type,
     Method,
+}
+
+impl FnWatch {
+    /// The name `token` gives a function being defined, if it does.
+    pub fn defines<'t>(&self, token: &'t Token) -> Option<&'t str> {
+        let was = self.state.get();
+        let next = match (token, was) {
+            (Token::Fn, _) => FnState::Name,
+            (Token::Identifier(_), FnState::Name) => FnState::Type,
+            (Token::StringConstant(_), FnState::Name) => FnState::Type,
+            (Token::Period, FnState::Type) => FnState::Method,
+            _ => FnState::Idle,
+        };
+        self.state.set(next);
+        match (token, was) {
+            (Token::Identifier(name), FnState::Name | FnState::Method) => Some(name.as_str()),
+            _ => None,
+        }
+    }
+
+    pub fn reset(&self) {
+        self.state.set(FnState::Idle);
+    }
 }
 
 impl TokenGuard {
@@ -191,25 +232,17 @@ impl TokenGuard {
         if tokens.is_multiple_of(256) && self.deadline.passed() {
             return self.refuse(Syntax::Deadline, pos);
         }
-        let was = self.after_fn.get();
-        let next = match (&token, was) {
-            (Token::Fn, _) => FnState::Name,
-            (Token::Identifier(_), FnState::Name) => FnState::Type,
-            (Token::StringConstant(_), FnState::Name) => FnState::Type,
-            (Token::Period, FnState::Type) => FnState::Method,
-            _ => FnState::Idle,
-        };
-        self.after_fn.set(next);
-        if let (Token::Identifier(name), FnState::Name | FnState::Method) = (&token, was) {
+        if let Some(name) = self.after_fn.defines(&token) {
             if stdlib::is_reserved(name) {
-                return self.refuse(Syntax::Reserved(name.to_string()), pos);
+                let name = name.to_string();
+                return self.refuse(Syntax::Reserved(name), pos);
             }
         }
         token
     }
 
     fn refuse(&self, syntax: Syntax, pos: Position) -> Token {
-        self.after_fn.set(FnState::Idle);
+        self.after_fn.reset();
         let marker = syntax.marker();
         self.shared.borrow_mut().syntax = Some((syntax, pos));
         Token::LexError(Box::new(LexError::ImproperSymbol(

@@ -1,7 +1,10 @@
 //! Script errors, rendered like a compiler's: `file:line:col`, the source
-//! line, a caret under the column, and a hint where one helps.
+//! line, a caret under the column, and a hint where one helps. Whatever
+//! a message quotes of the user's text is shown escaped, on its line.
 
 use std::fmt;
+
+use super::printable;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ScriptError {
@@ -21,10 +24,17 @@ pub struct Location {
 
 impl fmt::Display for ScriptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+        writeln!(f, "error: {}", printable(&self.message))?;
         if let Some(loc) = &self.location {
-            writeln!(f, "  --> {}:{}:{}", loc.file, loc.line, loc.column)?;
+            writeln!(
+                f,
+                "  --> {}:{}:{}",
+                printable(&loc.file),
+                loc.line,
+                loc.column
+            )?;
             if let Some(text) = &loc.source_line {
+                let text = &printable(text);
                 let number = loc.line.to_string();
                 let pad = " ".repeat(number.len());
                 writeln!(f, "{pad} |")?;
@@ -38,7 +48,7 @@ impl fmt::Display for ScriptError {
             }
         }
         if let Some(hint) = &self.hint {
-            writeln!(f, "  = hint: {hint}")?;
+            writeln!(f, "  = hint: {}", printable(hint))?;
         }
         Ok(())
     }
@@ -57,7 +67,7 @@ impl ScriptError {
 
 impl ScriptError {
     /// The error on one line, for logs: `fw.rhai:3:1: port 0 is out of range
-    /// 1..65535 (hint: …)`.
+    /// 1..65535 (hint: …)`. Quoted user text cannot break it in two.
     pub fn one_line(&self) -> String {
         let mut line = match &self.location {
             Some(loc) => format!("{}:{}:{}: {}", loc.file, loc.line, loc.column, self.message),
@@ -66,6 +76,6 @@ impl ScriptError {
         if let Some(hint) = &self.hint {
             line.push_str(&format!(" (hint: {hint})"));
         }
-        line
+        printable(&line)
     }
 }

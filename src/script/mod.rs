@@ -1,6 +1,7 @@
 //! Script stage: a Rhai script (plus stdlib, imported modules and address
 //! lists) evaluates into a [`Plan`] (**script** → plan → render).
 
+mod bounded;
 mod carets;
 mod chunks;
 mod collector;
@@ -22,8 +23,10 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+pub use engine::{sandbox, FnWatch};
 pub use error::{Location, ScriptError};
 pub use stdlib::{parse_list, ListEntries};
+pub use values::is_hidden;
 
 use crate::plan::{AddressListSource, Plan};
 use engine::Deadline;
@@ -122,6 +125,34 @@ fn evaluate_here(path: &Path) -> Result<Plan, ScriptError> {
         })
         .collect();
     Ok(session.collector.into_plan(sources, address_lists))
+}
+
+/// What any Rhai text fwscript runs (a test file too) must pass before it
+/// is parsed: see [`source::check`].
+pub fn check_source(text: &str, shown: &str) -> Result<(), ScriptError> {
+    source::check(text, shown).map_err(plain)
+}
+
+/// `text` (a user's or a ruleset's) made safe to show on one line of a
+/// terminal, a log or a `//` comment: a newline, carriage return, escape
+/// or bidi control would end the line, forge another or turn text around,
+/// so each such character is written as `\u{…}` (`\n`, `\r`). Tabs stay,
+/// for carets. Applying it twice changes nothing more.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(|c| c != '\t' && is_hidden(c)) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if is_hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A problem with the script file itself: no call to point at, unless it

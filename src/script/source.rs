@@ -1,5 +1,7 @@
 //! Script text before Rhai parses it (script stage): texts too long for
-//! exact error positions are refused, and an unterminated block comment,
+//! exact error positions are refused, so are characters that would make
+//! the text on screen differ from what runs (a lone carriage return, other
+//! control characters, bidi controls), and an unterminated block comment,
 //! which Rhai would take as the end of the script, is found at its start.
 
 use rhai::{get_next_token, InputStream, Position, Token, TokenizeState};
@@ -15,6 +17,7 @@ pub const MAX_COLUMNS: usize = u16::MAX as usize;
 /// What must hold before Rhai parses `text`: positions it can report
 /// exactly, and no block comment that swallows the rest of the file.
 pub fn check(text: &str, shown: &str) -> Result<(), Problem> {
+    check_characters(text, shown)?;
     check_size(text, shown)?;
     if let Some((line, column)) = unterminated_comment(text) {
         return Err(Problem {
@@ -29,6 +32,62 @@ pub fn check(text: &str, shown: &str) -> Result<(), Problem> {
         });
     }
     Ok(())
+}
+
+/// Refuses characters that show as something other than what Rhai reads.
+/// A lone `\r` ends a `//` comment for Rhai (the rest of the line runs)
+/// while a terminal shows one comment line, and Rhai counts it as a new
+/// line where `lines()` does not, which would shift every position after
+/// it; the other controls hide or redraw text, and bidi controls turn it
+/// around on screen. Only `\t`, `\n` and the `\r` of a CRLF pass.
+pub fn check_characters(text: &str, shown: &str) -> Result<(), Problem> {
+    let mut line = 1;
+    let mut line_start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let what = match c {
+            '\n' => {
+                line += 1;
+                line_start = at + 1;
+                continue;
+            }
+            '\t' => continue,
+            '\r' if chars.peek().is_some_and(|(_, next)| *next == '\n') => continue,
+            '\r' => "a carriage return (`\\r`) that does not end a line".to_string(),
+            c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+            '\u{2028}' | '\u{2029}' => {
+                format!("the line or paragraph separator U+{:04X}", c as u32)
+            }
+            c if is_bidi(c) => format!("the bidi control U+{:04X}", c as u32),
+            _ => continue,
+        };
+        let column = text[line_start..at].chars().count() + 1;
+        let hint = if c == '\r' {
+            "Rhai would end a `//` comment there and run the rest of the line, which a \
+             terminal shows as part of the comment; save the file with LF or CRLF line ends"
+        } else {
+            "it can make the text on screen differ from what runs; remove it, or in a \
+             string write it as an escape like `\\u202E`"
+        };
+        return Err(Problem {
+            place: Some(Box::new(Location {
+                file: shown.to_string(),
+                line,
+                column,
+                source_line: text[line_start..].lines().next().map(str::to_string),
+            })),
+            ..Problem::new(format!("`{shown}` holds {what}")).hint(hint)
+        });
+    }
+    Ok(())
+}
+
+/// The characters that reorder text on screen (rustc refuses the same).
+fn is_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// Refuses a text whose positions Rhai could not report exactly.
@@ -234,6 +293,33 @@ mod tests {
         // interpolation once made the lexer go round for ever.
         assert_eq!(unterminated_comment("/* x */ let s = `a ${b} c"), None);
         assert_eq!(unterminated_comment("/**/`${}`${`"), None);
+    }
+
+    #[test]
+    fn characters_that_hide_what_runs_are_refused_at_their_place() {
+        let problem = check("// note\rallow_from(\"0.0.0.0/0\");\n", "fw.rhai").unwrap_err();
+        assert_eq!(
+            problem.message,
+            "`fw.rhai` holds a carriage return (`\\r`) that does not end a line"
+        );
+        let place = problem.place.unwrap();
+        assert_eq!((place.line, place.column), (1, 8));
+        let problem = check("a();\nlet x = \"é\u{1b}[2J\";\n", "fw.rhai").unwrap_err();
+        assert_eq!(
+            problem.message,
+            "`fw.rhai` holds the control character U+001B"
+        );
+        let place = problem.place.unwrap();
+        assert_eq!((place.line, place.column), (2, 11));
+        let problem = check("// ok \u{202e} evil\n", "fw.rhai").unwrap_err();
+        assert_eq!(problem.message, "`fw.rhai` holds the bidi control U+202E");
+        assert!(check("a();\r\n\tb();\r\n// é ✓\n", "fw.rhai").is_ok());
+        // A CR at the very end is not a line end either.
+        assert!(check("a();\r", "fw.rhai").is_err());
+        // Lone CRs once let 65,535 lines hide in seven.
+        let many = format!("{}\nallow_tcp(0);\n", "//\r".repeat(70_000));
+        let problem = check(&many, "fw.rhai").unwrap_err();
+        assert_eq!(problem.place.unwrap().line, 1);
     }
 
     #[test]

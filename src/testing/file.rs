@@ -1,9 +1,11 @@
 //! A test file read into expectations (test file → **expectations** →
-//! verdicts). Test files are Rhai run in a sandbox as strict as a
-//! firewall script's: no `eval`, no imports, bounded operations, sizes and
-//! time. Two functions exist: `expect(packet, verdict)` and
+//! verdicts). Test files are Rhai run in the firewall script's sandbox
+//! (the same language: no `eval`, `exit`, `sleep` or clock; the same
+//! source checks) with tighter limits and no imports. Two functions exist,
+//! and cannot be redefined: `expect(packet, verdict)` and
 //! `expect_nat(packet, translated)`. Every mistake in a call is an error
-//! at its `file:line:col`, before anything is checked.
+//! at its `file:line:col`, before anything is checked, and so is a file
+//! that expects nothing: it would pass whatever the script does.
 
 use std::cell::RefCell;
 use std::io::Read as _;
@@ -12,10 +14,13 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rhai::{Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position};
+use rhai::{Dynamic, Engine, EvalAltResult, LexError, Map, NativeCallContext, Position, Token};
 
 use crate::explain::{Query, Request, Verdict};
-use crate::script::{Location, ScriptError};
+use crate::script::{FnWatch, Location, ScriptError};
+
+/// The functions a test file has; defining its own would make it pass.
+const RESERVED: &[&str] = &["expect", "expect_nat"];
 
 /// The packet keys of `explain`, as a test file spells them.
 pub const PACKET_KEYS: &[&str] = &[
@@ -144,21 +149,33 @@ struct Loaded {
     /// The error a native raised, with its place; Rhai carries only the
     /// message up.
     raised: Option<ScriptError>,
+    /// A definition of `expect` or `expect_nat` the parser was stopped at.
+    redefined: Option<(String, Position)>,
 }
 
 /// Reads and runs the test file at `path` (shown as `shown`).
 pub fn load(path: &Path, shown: &str) -> Result<Vec<Expectation>, ScriptError> {
     let text = read_regular(path, shown)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
+    crate::script::check_source(&text, shown)?;
     let shared = Rc::new(RefCell::new(Loaded {
         file: shown.to_string(),
         text: text.clone(),
         expectations: Vec::new(),
         raised: None,
+        redefined: None,
     }));
     let engine = engine(&shared);
     let ast = engine.compile(&text).map_err(|err| {
         let loaded = shared.borrow();
+        if let Some((name, at)) = &loaded.redefined {
+            return located(
+                &loaded,
+                *at,
+                format!("`{name}` is a function of test files and cannot be redefined"),
+                Some("name your own function differently".into()),
+            );
+        }
         located(&loaded, err.1, sentence(&err.0.to_string()), None)
     })?;
     if let Err(err) = engine.run_ast(&ast) {
@@ -176,7 +193,25 @@ pub fn load(path: &Path, shown: &str) -> Result<Vec<Expectation>, ScriptError> {
             file: String::new(),
             text: String::new(),
             raised: None,
+            redefined: None,
         });
+    if loaded.expectations.is_empty() {
+        return Err(ScriptError {
+            message: format!("`{shown}` expects nothing"),
+            location: Some(Location {
+                file: shown.to_string(),
+                line: 1,
+                column: 1,
+                // Even an empty file gets its caret: the place is the file.
+                source_line: Some(text.lines().next().unwrap_or("").to_string()),
+            }),
+            hint: Some(
+                "a test file with no `expect` or `expect_nat` call that runs would pass \
+                 whatever the script does"
+                    .into(),
+            ),
+        });
+    }
     Ok(loaded.expectations)
 }
 
@@ -215,8 +250,9 @@ fn lowercase(err: &std::io::Error) -> String {
 }
 
 fn engine(shared: &Rc<RefCell<Loaded>>) -> Engine {
-    let mut engine = Engine::new();
-    engine.disable_symbol("eval");
+    // The script's language, so a test file can neither wait (`sleep`),
+    // end the run early and green (`exit`) nor read a clock.
+    let mut engine = crate::script::sandbox();
     engine.set_max_operations(MAX_OPERATIONS);
     engine.set_max_call_levels(MAX_CALL_LEVELS);
     engine.set_max_expr_depths(64, 32);
@@ -230,6 +266,19 @@ fn engine(shared: &Rc<RefCell<Loaded>>) -> Engine {
     engine.on_debug(|_, _, _| {});
     let started = Instant::now();
     engine.on_progress(move |_| (started.elapsed() > DEADLINE).then(|| Dynamic::from("deadline")));
+    let watch = FnWatch::default();
+    let s = shared.clone();
+    #[allow(deprecated)]
+    engine.on_parse_token(move |token, pos, _| match watch.defines(&token) {
+        Some(name) if RESERVED.contains(&name) => {
+            s.borrow_mut().redefined = Some((name.to_string(), pos));
+            Token::LexError(Box::new(LexError::ImproperSymbol(
+                "reserved".into(),
+                "reserved".into(),
+            )))
+        }
+        _ => token,
+    });
 
     let s = shared.clone();
     engine.register_fn(
@@ -642,6 +691,52 @@ mod tests {
         let e = load_text("let s = \"x\"; loop { s += \"\"; }").unwrap_err();
         assert!(e.message.contains("ran too long"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_test_file_runs_in_the_scripts_sandbox() {
+        let err = |text: &str| load_text(text).unwrap_err();
+        let ok = "expect(#{ proto: \"tcp\", dport: 80 }, \"accept\");\n";
+        let fails = "expect(#{ proto: \"tcp\", dport: 22 }, \"drop\");\n";
+        // Each of these once passed in CI whatever the script did.
+        let started = Instant::now();
+        let e = err(&format!("sleep(5);\n{ok}"));
+        assert_eq!(e.message, "unknown function `sleep`");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let e = err(&format!("{ok}exit();\n{fails}"));
+        assert_eq!(e.message, "unknown function `exit`");
+        assert_eq!(e.location.unwrap().line, 2);
+        let e = err("let t = timestamp();\n");
+        assert_eq!(e.message, "unknown function `timestamp`");
+        let e = err(&format!("{ok}/* the rest\n{fails}"));
+        assert_eq!(e.message, "this block comment is never closed");
+        assert_eq!(e.location.unwrap().line, 2);
+        let e = err(&format!("fn expect(p, v) {{ }}\n{fails}"));
+        assert_eq!(
+            e.message,
+            "`expect` is a function of test files and cannot be redefined"
+        );
+        let loc = e.location.unwrap();
+        assert_eq!((loc.line, loc.column), (1, 4));
+        let e = err("private fn expect_nat(p, t) { }\n");
+        assert!(e.message.starts_with("`expect_nat` is a function"), "{e}");
+        let e = err(&format!("// note\r{fails}"));
+        assert!(e.message.contains("carriage return"), "{e}");
+        // A file that expects nothing would pass for any script.
+        for nothing in [
+            "",
+            "// to do\n",
+            "let x = 1;\n",
+            "if false { expect(#{ proto: \"tcp\" }, \"drop\"); }\n",
+        ] {
+            let e = err(nothing);
+            assert_eq!(e.message, "`fw.test.rhai` expects nothing", "{nothing:?}");
+            let loc = e.location.unwrap();
+            assert_eq!((loc.line, loc.column), (1, 1));
+        }
+        // The natives that once built gigabytes in one call stop first.
+        let e = err("let s = \"x\"; s.pad(60000, \"x\"); let a = s.split(\"\");\n");
+        assert!(e.message.contains("too large"), "{e}");
     }
 
     #[test]

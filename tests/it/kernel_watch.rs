@@ -471,6 +471,42 @@ fn a_deploy_that_flips_a_symlink_to_another_release_is_applied() {
 }
 
 #[test]
+fn quoted_user_text_forges_no_line_in_the_log_or_the_status() {
+    if !kernel_available() {
+        return;
+    }
+    let daemon = Daemon::start(SCRIPT, MODULE, 300);
+    daemon.wait_rules("first apply", |r| has_port(r, 80));
+    let state = daemon.path("state");
+    let saves = [
+        (
+            "allow_tcp(\"http\\nERROR forged line\");\n",
+            "unknown service `http\\nERROR forged line`",
+        ),
+        (
+            "block(\"1.2.3.4\\x1b[2J\");\n",
+            "`1.2.3.4\\u{1b}[2J` is not an IP address",
+        ),
+        (
+            "import \"a\\x1b[2J\\nb\" as x;\n",
+            "cannot import `a\\u{1b}[2J\\nb`",
+        ),
+    ];
+    for (i, (text, said)) in saves.iter().enumerate() {
+        write(&daemon.path("fw.rhai"), text);
+        daemon.wait_log(said, 1);
+        let status = daemon.netns.fwscript(&state, &["status"]);
+        for (what, out) in [("log", daemon.log()), ("status", status.stdout.clone())] {
+            assert!(
+                !out.contains('\u{1b}') && !out.lines().any(|l| l.starts_with("ERROR forged")),
+                "save {i}: the {what} holds a raw escape or a forged line:\n{out}"
+            );
+        }
+        assert!(status.stdout.contains(said), "save {i}: {status:#?}");
+    }
+}
+
+#[test]
 fn an_address_list_edit_is_applied() {
     if !kernel_available() {
         return;

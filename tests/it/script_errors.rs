@@ -439,26 +439,26 @@ const CASES: &[Case] = &[
     ),
     // Free text is visible text.
     case(
-        "allow_tcp(80, #{ comment: \"abc\u{202e}fed\" });\n",
+        "allow_tcp(80, #{ comment: \"abc\\u202Efed\" });\n",
         1,
         27,
         "contains the invisible format character U+202E",
     ),
     case(
-        "allow_tcp(80, #{ comment: \"zero\u{200b}width\" });\n",
+        "allow_tcp(80, #{ comment: \"zero\\u200Bwidth\" });\n",
         1,
         27,
         "contains the invisible format character U+200B",
     ),
     case(
-        "log_drops(\"a\u{2028}b\");\n",
+        "log_drops(\"a\\u2028b\");\n",
         1,
         11,
         "contains the line separator U+2028",
     ),
     case("log_drops(\"\");\n", 1, 11, "log prefix is empty"),
     case(
-        "allow_tcp(80, #{ comment: \"bell\u{7}\" });\n",
+        "allow_tcp(80, #{ comment: \"bell\\x07\" });\n",
         1,
         27,
         "contains the control character U+0007",

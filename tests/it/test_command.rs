@@ -246,6 +246,62 @@ fn hostile_test_files_end_quickly_and_change_nothing() {
     );
 }
 
+/// Each of these once gave a green run whatever the script did (or, for
+/// `sleep`, held CI for as long as it asked).
+#[test]
+fn a_test_file_cannot_pass_by_doing_nothing() {
+    let ok = "expect(#{ proto: \"tcp\", dport: 22 }, \"accept\");\n";
+    let fails = "expect(#{ proto: \"tcp\", dport: 80 }, \"accept\");\n";
+    for (tests, message, line_col) in [
+        (
+            format!("sleep(3600);\n{ok}"),
+            "unknown function `sleep`",
+            "1:1",
+        ),
+        (
+            format!("{ok}exit();\n{fails}"),
+            "unknown function `exit`",
+            "2:1",
+        ),
+        (
+            format!("{ok}/* the rest\n{fails}"),
+            "this block comment is never closed",
+            "2:1",
+        ),
+        (
+            format!("fn expect(p, v) {{ }}\n{fails}"),
+            "`expect` is a function of test files and cannot be redefined",
+            "1:4",
+        ),
+        (
+            "let t = timestamp();\n".to_string(),
+            "unknown function `timestamp`",
+            "1:9",
+        ),
+        (
+            format!("// note\r{fails}"),
+            "holds a carriage return (`\\r`) that does not end a line",
+            "1:8",
+        ),
+        (String::new(), "expects nothing", "1:1"),
+        ("// later\n".to_string(), "expects nothing", "1:1"),
+    ] {
+        let case = Case::new("allow_tcp(22);\n", &tests);
+        let started = std::time::Instant::now();
+        let run = fwscript(&["test", &case.script()], &[]).expect(1);
+        // A hang detector, not a timing: `sleep(3600)` once waited an hour.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        assert!(run.stdout.is_empty(), "{tests:?}: {}", run.stdout);
+        let place = format!("  --> {}:{line_col}\n", case.tests().display());
+        assert!(
+            run.stderr.contains(message) && run.stderr.contains(&place),
+            "{tests:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(" ^"), "a caret: {}", run.stderr);
+    }
+}
+
 #[test]
 fn tests_are_found_beside_the_script_by_its_name() {
     let case = Case::new(

@@ -36,6 +36,8 @@ pub fn address_list(call: &Call) -> Checked<Dynamic> {
             let shown = opened.shown.clone();
             let real = opened.real.clone();
             let text = opened.read_text().map_err(at_arg)?;
+            // A lone `\r` would hide an entry inside a comment line.
+            crate::script::source::check_characters(&text, &shown)?;
             let entries = parse_list(&text).map_err(|(line, column, problem)| Problem {
                 place: Some(Box::new(Location {
                     file: shown,

@@ -164,13 +164,13 @@ pub fn cases() -> Vec<Hostile> {
         },
         script(
             "a right-to-left override in a comment",
-            "allow_tcp(22, #{ comment: \"ssh\u{202e}evil\" });\n",
+            "allow_tcp(22, #{ comment: \"ssh\\u202Eevil\" });\n",
             "the invisible format character U+202E",
             Some("fw.rhai:1:27"),
         ),
         script(
             "a line separator in a log prefix",
-            "log_drops(\"drop\u{2028}ERROR\");\n",
+            "log_drops(\"drop\\u2028ERROR\");\n",
             "the line separator U+2028",
             Some("fw.rhai:1:11"),
         ),
@@ -179,6 +179,99 @@ pub fn cases() -> Vec<Hostile> {
             "log_drops(\"\");\n",
             "log prefix is empty",
             Some("fw.rhai:1:11"),
+        ),
+        // What a terminal shows is what runs.
+        script(
+            "a lone carriage return ends a comment for Rhai",
+            "// note\rallow_from(\"0.0.0.0/0\");\nallow_tcp(22);\n",
+            "holds a carriage return (`\\r`) that does not end a line",
+            Some("fw.rhai:1:8"),
+        ),
+        script(
+            "lone carriage returns hid 65535 lines in seven",
+            &format!(
+                "{}allow_tcp(22);\nallow_tcp(0);\n",
+                format!("{}\n", "//\r".repeat(16_000)).repeat(5)
+            ),
+            "holds a carriage return",
+            Some("fw.rhai:1:3"),
+        ),
+        Hostile {
+            name: "a lone carriage return in a module",
+            setup: Setup::WithModules(
+                "import \"lib/m\" as m;\nallow_tcp(22);\n".into(),
+                vec![("m.rhai", "// x\rallow_from(\"0.0.0.0/0\");\n".into())],
+            ),
+            message: "holds a carriage return",
+            place: Some("lib/m.rhai:1:5"),
+        },
+        script(
+            "a bidi control in a comment",
+            "// admins only \u{202e}\nallow_tcp(22);\n",
+            "holds the bidi control U+202E",
+            Some("fw.rhai:1:16"),
+        ),
+        script(
+            "an escape character in a comment",
+            "// \u{1b}[2J\nallow_tcp(22);\n",
+            "holds the control character U+001B",
+            Some("fw.rhai:1:4"),
+        ),
+        // Quoted user text stays on its line, escaped.
+        script(
+            "a newline in an unknown service",
+            "allow_tcp(\"http\\nERROR forged line\");\n",
+            "unknown service `http\\nERROR forged line`",
+            Some("fw.rhai:1:11"),
+        ),
+        script(
+            "an escape sequence in an address",
+            "block(\"1.2.3.4\\x1b[2J\");\n",
+            "`1.2.3.4\\u{1b}[2J` is not an IP address",
+            Some("fw.rhai:1:7"),
+        ),
+        script(
+            "an escape and a newline in an import path",
+            "import \"a\\x1b[2J\\nb\" as x;\n",
+            "cannot import `a\\u{1b}[2J\\nb`",
+            Some("fw.rhai:1:8"),
+        ),
+        script(
+            "an escape in an option key",
+            "allow_tcp(22, #{ \"fr\\x1bom\": \"x\" });\n",
+            "unknown key `fr\\u{1b}om`",
+            Some("fw.rhai:1:18"),
+        ),
+        script(
+            "an escape in an address list's name",
+            "address_list(\"l\\x1b[2J\");\n",
+            "cannot read the address list `l\\u{1b}[2J`",
+            Some("fw.rhai:1:14"),
+        ),
+        // One native call once built a gigabyte for seconds.
+        script(
+            "16 MiB split into characters",
+            "let s = \"x\"; s.pad(16000000, \"x\");\nlet a = s.split(\"\");\n",
+            "size of array grew too large",
+            Some("fw.rhai:2:11"),
+        ),
+        script(
+            "16 MiB split at every character",
+            "let s = \"x\"; s.pad(16000000, \"x\");\nlet a = s.split_rev(\"x\");\n",
+            "size of array grew too large",
+            Some("fw.rhai:2:11"),
+        ),
+        script(
+            "16 MiB made into characters",
+            "let s = \"x\"; s.pad(16000000, \"x\");\nlet a = s.to_chars();\n",
+            "size of array grew too large",
+            Some("fw.rhai:2:11"),
+        ),
+        script(
+            "16 MiB with every character doubled",
+            "let s = \"x\"; s.pad(16000000, \"x\");\ns.replace(\"x\", \"xy\");\n",
+            "length of string grew too large",
+            Some("fw.rhai:2:3"),
         ),
         script(
             "a script too long for exact positions",
@@ -239,6 +332,13 @@ pub fn problems(case: &Hostile, code: Option<i32>, stderr: &str) -> Vec<String> 
         }
     } else if case.message.contains("ran too long") && !stderr.contains("--> fw.rhai:") {
         problems.push("a runaway script names no place".into());
+    }
+    // Nothing the user wrote reaches a terminal or log raw.
+    if stderr.contains('\u{1b}') || stderr.contains('\r') {
+        problems.push("a raw escape or carriage return reaches the terminal".into());
+    }
+    if stderr.lines().any(|l| l.starts_with("ERROR")) {
+        problems.push("a forged line".into());
     }
     for word in [
         "panicked",
