@@ -63,6 +63,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "NO_COLOR",
         "set and not empty: no colour, even on a terminal",
     ),
+    (
+        "FWSCRIPT_IPSET",
+        "the ipset program to run (default: ipset in PATH or the sbin folders)",
+    ),
     ("RUST_LOG", "log filter, e.g. debug"),
     (
         "SSH_CONNECTION",
