@@ -733,7 +733,10 @@ mod tests {
         // In FORWARD a packet may be for anyone: the DROP may take it.
         assert!(lines(&hooked[1].entries).contains(&"unexpressed -A not-local -j DROP".to_string()));
         // And without every type sent back, the rest is unexpressed.
-        let partial = text.replace("-A not-local -m addrtype --dst-type BROADCAST -j RETURN\n", "");
+        let partial = text.replace(
+            "-A not-local -m addrtype --dst-type BROADCAST -j RETURN\n",
+            "",
+        );
         let hooked = flatten(&rules(&partial), Table::Filter);
         assert!(lines(&hooked[0].entries).contains(&"unexpressed -A not-local -j DROP".to_string()));
     }

@@ -606,7 +606,10 @@ fn a_ruleset_ufw_makes() {
         script.contains("allow_tcp([22, 80, 443], #{ family: \"ipv4\" });"),
         "{script}"
     );
-    assert!(script.contains("limit_tcp(2222, #{ hits: 5, family: \"ipv4\" });"), "{script}");
+    assert!(
+        script.contains("limit_tcp(2222, #{ hits: 5, family: \"ipv4\" });"),
+        "{script}"
+    );
     assert!(
         script.contains("allow_tcp(5432, #{ from: \"203.0.113.7\" });"),
         "{script}"
