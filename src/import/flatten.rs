@@ -161,7 +161,6 @@ pub fn flatten(rules: &FamilyRules, table: Table) -> Vec<Hooked> {
         let mut walk = Walk {
             rules,
             table,
-            hook,
             builtin_policy: chain.policy,
             entries: Vec::new(),
             neighbour_nets: neighbour_nets(rules, table),
@@ -228,18 +227,12 @@ fn blocks(rule: &super::rule::SavedRule, builtin: bool) -> Option<Box<RuleMatch>
 struct Walk<'a> {
     rules: &'a FamilyRules,
     table: Table,
-    /// The built-in chain the walk started at.
-    hook: Hook,
     builtin_policy: Option<Policy>,
     entries: Vec<Entry>,
     /// Networks a neighbour's nat rules are about (Docker's bridge
     /// network): its other nat rules about them are its too.
     neighbour_nets: Vec<(IpNet, Owner)>,
 }
-
-/// The destination address types a packet can have in filter INPUT, as
-/// `-m addrtype --dst-type` names them: it was routed to this host.
-const INPUT_DESTINATIONS: [&str; 3] = ["LOCAL", "MULTICAST", "BROADCAST"];
 
 /// In the nat table, the networks a neighbour's own rules name: the
 /// sources it masquerades, the containers it forwards to. Its hairpin
@@ -269,37 +262,6 @@ fn neighbour_nets(rules: &FamilyRules, table: Table) -> Vec<(IpNet, Owner)> {
 }
 
 impl Walk<'_> {
-    /// How many rules at the top of `chain` are RETURNs by destination
-    /// address type that, reached from filter INPUT, send every packet
-    /// back: ufw's `ufw-not-local` (LOCAL, MULTICAST, BROADCAST, then a
-    /// DROP for packets to no local address, which INPUT never sees). 0
-    /// when they do not cover every type, or anywhere else.
-    fn returns_all_input(&self, chain: &Chain) -> usize {
-        if (self.table, self.hook) != (Table::Filter, Hook::Input) {
-            return 0;
-        }
-        let mut types = Vec::new();
-        for (index, rule) in chain.rules.iter().enumerate() {
-            let by_type = match (&rule.target, rule.unknown.as_slice()) {
-                (Target::Return, [only]) if rule.matches.is_any() => {
-                    only.strip_prefix("-m addrtype --dst-type ")
-                }
-                _ => None,
-            };
-            let Some(kinds) = by_type else {
-                return 0;
-            };
-            types.extend(kinds.split(',').map(str::to_string));
-            if INPUT_DESTINATIONS
-                .iter()
-                .all(|t| types.iter().any(|k| k == t))
-            {
-                return index + 1;
-            }
-        }
-        0
-    }
-
     fn chain(
         &mut self,
         chain: &Chain,
@@ -315,19 +277,7 @@ impl Walk<'_> {
         let mut unreadable_return: Option<String> = None;
         let mut ended_by: Option<String> = None;
         let family = self.rules.family;
-        let sent_back = self.returns_all_input(chain);
-        for rule in chain.rules.iter().take(sent_back) {
-            self.entries.push(Entry::Dead {
-                line: rule.line.clone(),
-                why: "in INPUT every packet is addressed to this host, a multicast group or a \
-                      broadcast address, and this RETURN and the ones beside it send them all back"
-                    .into(),
-            });
-        }
-        if let Some(last) = chain.rules[..sent_back].last() {
-            ended_by = Some(last.line.clone());
-        }
-        for rule in chain.rules.iter().skip(sent_back) {
+        for rule in &chain.rules {
             let mut here = lines.to_vec();
             here.push(rule.line.clone());
             if let Some(by) = &ended_by {
@@ -704,41 +654,6 @@ mod tests {
                 "flat -A INPUT -p tcp -m tcp --dport 80 -j ACCEPT"
             ]
         );
-    }
-
-    #[test]
-    fn returns_by_address_type_that_send_every_input_packet_back_end_the_chain() {
-        // ufw's `ufw-not-local`: in INPUT every packet is for this host, a
-        // multicast group or a broadcast address, so the DROP is for nobody
-        // and the rules after the jump stay exact.
-        let text = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:not-local - [0:0]\n\
-            -A INPUT -j not-local\n-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT\n\
-            -A FORWARD -j not-local\n-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT\n\
-            -A not-local -m addrtype --dst-type LOCAL -j RETURN\n\
-            -A not-local -m addrtype --dst-type MULTICAST -j RETURN\n\
-            -A not-local -m addrtype --dst-type BROADCAST -j RETURN\n\
-            -A not-local -m limit --limit 3/min --limit-burst 10 -j LOG\n-A not-local -j DROP\nCOMMIT\n";
-        let hooked = flatten(&rules(text), Table::Filter);
-        assert_eq!(
-            lines(&hooked[0].entries),
-            [
-                "dead -A not-local -m addrtype --dst-type LOCAL -j RETURN",
-                "dead -A not-local -m addrtype --dst-type MULTICAST -j RETURN",
-                "dead -A not-local -m addrtype --dst-type BROADCAST -j RETURN",
-                "dead -A not-local -m limit --limit 3/min --limit-burst 10 -j LOG",
-                "dead -A not-local -j DROP",
-                "flat -A INPUT -p tcp -m tcp --dport 80 -j ACCEPT"
-            ]
-        );
-        // In FORWARD a packet may be for anyone: the DROP may take it.
-        assert!(lines(&hooked[1].entries).contains(&"unexpressed -A not-local -j DROP".to_string()));
-        // And without every type sent back, the rest is unexpressed.
-        let partial = text.replace(
-            "-A not-local -m addrtype --dst-type BROADCAST -j RETURN\n",
-            "",
-        );
-        let hooked = flatten(&rules(&partial), Table::Filter);
-        assert!(lines(&hooked[0].entries).contains(&"unexpressed -A not-local -j DROP".to_string()));
     }
 
     #[test]
