@@ -187,8 +187,7 @@ impl fmt::Display for Change {
 /// Why a rule with a known id goes when its text is not the kernel's form of
 /// it from fwscript's last write.
 const CHANGED: &str = "changed behind fwscript's back";
-const UNRECORDED: &str =
-    "written again once: no record of how the kernel prints it, so a later change could not be seen";
+const UNRECORDED: &str = "written again once: its kernel form was never recorded";
 
 impl Changeset {
     pub fn is_empty(&self) -> bool {
@@ -327,11 +326,19 @@ fn edit_hooks(
         .into_iter()
         .filter_map(|placement| desired.hook(hook, placement))
         .collect();
+    // A hook is a bare jump whose text the kernel prints as fwscript writes
+    // it: one with no recorded form but that very text is kept where it is.
+    // Written again, it would move (the top hook above an admin's
+    // exception inserted before it), which a relearn must never do.
+    let kept_as_is = |rule: &LiveRule, want: &HookRule| {
+        as_written(rule, forms)
+            || (content(rule, forms) == Content::Unrecorded && rule.spec == want.rule.spec)
+    };
     let kept: Vec<(&HookRule, Option<usize>)> = wanted
         .iter()
         .map(|&want| {
             let at = rules.iter().rposition(|rule| {
-                rule.id.as_ref() == Some(&want.rule.id) && as_written(rule, forms)
+                rule.id.as_ref() == Some(&want.rule.id) && kept_as_is(rule, want)
             });
             (want, at)
         })
@@ -1089,21 +1096,35 @@ mod tests {
         let changes = super::diff(&state, &desired(&[1, 2]), &forms);
         let text: Vec<String> = changes.changes().map(|(_, c)| c.to_string()).collect();
         let deletions: Vec<&String> = text.iter().filter(|t| t.starts_with("- ")).collect();
-        assert_eq!(deletions.len(), 3, "{text:?}");
+        assert_eq!(deletions.len(), 2, "{text:?}");
         assert!(
             deletions
                 .iter()
-                .all(|t| t.ends_with("(written again once: no record of how the kernel prints it, so a later change could not be seen)")),
+                .all(|t| t.ends_with("(written again once: its kernel form was never recorded)")),
             "{text:?}"
         );
-        // The hook and both rules written again, in place; the foreign
-        // rule is not fwscript's and stays.
-        assert_eq!(changes.len(), 6, "{text:?}");
+        // Both rules written again, in place; the hook, printed exactly as
+        // fwscript writes it, stays where it is (a relearn never moves a
+        // hook), and the foreign rule is not fwscript's.
+        assert_eq!(changes.len(), 4, "{text:?}");
         assert_eq!(replay(specs(&[1, 2]), &changes), specs(&[1, 2]));
         assert_eq!(replay_input(input.clone(), &changes), input);
         // Once recorded, nothing more.
         let recorded = forms_of(&state).relearning();
         assert!(super::diff(&state, &desired(&[1, 2]), &recorded).is_empty());
+        // A hook whose text is not fwscript's (narrowed to one source) and
+        // has no record is written again.
+        let narrowed = format!("-s 192.0.2.9/32 {}", hook_spec());
+        let state = live_with(std::slice::from_ref(&narrowed), &specs(&[1, 2]));
+        let recorded = forms_of(&live_with(&[], &specs(&[1, 2]))).relearning();
+        let changes = super::diff(&state, &desired(&[1, 2]), &recorded);
+        assert_eq!(
+            restore_input(&changes).text,
+            format!(
+                "*filter\n-D INPUT {narrowed}\n-A INPUT {}\nCOMMIT\n",
+                hook_spec()
+            )
+        );
     }
 
     #[test]

@@ -67,6 +67,18 @@ impl KernelForms {
         self
     }
 
+    /// These forms, with what they lack taken from `other`: a record this
+    /// process made that the state folder could not keep.
+    pub fn or(mut self, other: KernelForms) -> KernelForms {
+        for (family, forms) in other.families {
+            let mine = self.families.entry(family).or_default();
+            for (id, form) in forms {
+                mine.entry(id).or_insert(form);
+            }
+        }
+        self
+    }
+
     /// The recorded forms of one family, and what a rule without one means.
     pub fn family(&self, family: Family) -> FamilyForms<'_> {
         FamilyForms {

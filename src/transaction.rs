@@ -289,11 +289,13 @@ pub fn write(
     // After the kernel, from what it read back, while the records go in
     // place. Old forms miss only the rules this write added, so a failure
     // here costs a warning.
+    let recorded = forms.recorded(&read_back);
     let (committed, forms_saved) = std::thread::scope(|scope| {
-        let forms = scope.spawn(|| state.save_kernel_forms(&forms.recorded(&read_back)));
+        let forms = scope.spawn(|| state.save_kernel_forms(&recorded));
         let committed = staged.map(StagedPlan::commit);
         (committed, forms.join().expect("forms writer panicked"))
     });
+    remember(recorded);
     if let Some(Err(source)) = committed {
         unrecorded.get_or_insert(source);
     }
@@ -317,20 +319,45 @@ fn families(read_back: &[LiveState]) -> Vec<Family> {
 /// only find drift by content: unreadable ones are not worth failing a
 /// write over, and without them every rule with a known id counts as
 /// fwscript's.
+/// The forms this process recorded last, whether or not the state folder
+/// took them: a daemon whose folder cannot keep them (full, a directory
+/// where the file goes) writes its rules again once to learn them, not at
+/// every resync.
+static REMEMBERED: std::sync::Mutex<Option<KernelForms>> = std::sync::Mutex::new(None);
+
+fn remember(forms: KernelForms) {
+    *REMEMBERED.lock().unwrap_or_else(|e| e.into_inner()) = Some(forms);
+}
+
+fn remembered() -> KernelForms {
+    REMEMBERED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
+
 pub fn recorded_forms(state: Option<&StateDir>) -> KernelForms {
     // Without a record of a rule's form (no state folder yet, a lost or
     // damaged one, one from an earlier version), the rule is written again
     // once and its form read back: otherwise a rule changed behind
     // fwscript's back before the record existed would go unseen for good.
     let Some(state) = state else {
-        return KernelForms::default().relearning();
+        return remembered().relearning();
     };
     state
         .kernel_forms()
         .unwrap_or_else(|err| {
-            tracing::warn!("{err}; fwscript's rules are written again to record their forms");
+            // Once per process: a daemon reads them at every resync.
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            let text = "fwscript's rules without a record are written again to learn their forms";
+            match SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                false => tracing::warn!("{err}; {text}"),
+                true => tracing::debug!("{err}; {text}"),
+            }
             KernelForms::default()
         })
+        .or(remembered())
         .relearning()
 }
 

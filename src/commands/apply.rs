@@ -38,9 +38,12 @@ pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error
     });
     let forms = transaction::recorded_forms(state.as_ref());
     let survey = apply::survey(&backend, transaction::desired(&plan), &forms)?;
-    let pending = !survey.in_sync();
+    let expired = state.as_ref().and_then(expired_confirm);
+    // An expired confirm is a change pending whatever the diff says: the
+    // next apply puts the rules from before back first.
+    let pending = !survey.in_sync() || expired.is_some();
     let mut warnings = forwarding_warnings(&plan);
-    warnings.extend(state.as_ref().and_then(expired_confirm));
+    warnings.extend(expired.clone());
     let report = Report {
         command: "plan",
         plan: Some(&plan),
@@ -49,10 +52,16 @@ pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error
         warnings,
         ..Report::default()
     };
-    let last = match survey.change_count() {
+    let mut last = match survey.change_count() {
         0 => "in sync: no changes".to_string(),
         n => format!("{} pending", changes_word(n)),
     };
+    if expired.is_some() {
+        last = format!(
+            "{last}; but an unconfirmed apply expired: the next `fwscript apply` first puts the \
+             rules from before back"
+        );
+    }
     report.print(ui, &survey, &last)?;
     Ok(match pending {
         true => Outcome::ChangesPending,
@@ -75,16 +84,23 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
             .collect();
         let state = StateDir::open_existing(state_dir)?;
         warnings.extend(state.as_ref().and_then(|s| daemon_warning(s, script_path)));
-        warnings.extend(state.as_ref().and_then(expired_confirm));
+        let expired = state.as_ref().and_then(expired_confirm);
+        warnings.extend(expired.clone());
         warnings.extend(forwarding_warnings(&plan));
         let transaction =
             transaction::preview(&backend, transaction::desired(&plan), state.as_ref())?;
         let survey = &transaction.survey;
         transaction::check_kernel_guard(survey, transaction::connected(guard(args)?))?;
-        let last = match survey.change_count() {
+        let mut last = match survey.change_count() {
             0 => "no changes".to_string(),
             n => format!("dry run: {} not applied", changes_word(n)),
         };
+        if expired.is_some() {
+            last = format!(
+                "{last}; but an unconfirmed apply expired: a real apply first puts the rules \
+                 from before back"
+            );
+        }
         let mut report = Report {
             command: "apply",
             plan: Some(&plan),

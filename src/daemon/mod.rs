@@ -26,6 +26,7 @@ use crate::confirm;
 use crate::diff::Change;
 use crate::error::Error;
 use crate::fallback::{self, Fallback};
+use crate::forms::Content;
 use crate::guard::SshSession;
 use crate::netfilter::Family;
 use crate::plan::Plan;
@@ -418,6 +419,32 @@ impl Daemon<'_> {
                         .survey
                         .changes()
                         .all(|(_, _, change)| matches!(change, Change::MoveHook { .. }));
+                // Rules written again only to learn their kernel form (no
+                // record of it: a lost or damaged forms file) are no drift.
+                let unrecorded = |change: &Change| match change {
+                    Change::DeleteRule { content, .. } | Change::DeleteHook { content, .. } => {
+                        *content == Content::Unrecorded
+                    }
+                    _ => false,
+                };
+                let relearned = transaction.survey.set_changes().next().is_none()
+                    && transaction.survey.changes().any(|(_, _, c)| unrecorded(c))
+                    && transaction.survey.changes().all(|(_, _, change)| {
+                        unrecorded(change)
+                            || matches!(
+                                change,
+                                Change::InsertRule { .. } | Change::InsertHook { .. }
+                            )
+                    });
+                if relearned {
+                    tracing::warn!(
+                        "fwscript's rules were written again to record how the kernel prints \
+                         them (no record was readable); rules changed behind its back are \
+                         seen from now on"
+                    );
+                    log_applied(transaction, "rewritten:");
+                    return;
+                }
                 if only_moves {
                     tracing::warn!(
                         "a foreign rule was added after fwscript's accepting hook; the hook \

@@ -178,10 +178,10 @@ fn a_rule_changed_behind_fwscripts_back_is_seen_and_put_right() {
         let plan = lan.fwscript(&["plan", &script]).expect(2);
         assert!(
             plan.stderr.contains("kernel-forms.json` is damaged")
-                && plan.stderr.contains("written again to record their forms"),
+                && plan.stderr.contains("written again to learn their forms"),
             "{plan:#?}"
         );
-        let again = "(written again once: no record of how the kernel prints it";
+        let again = "(written again once: its kernel form was never recorded)";
         assert!(plan.stdout.matches(again).count() > 20, "{plan:#?}");
         let json = lan.fwscript(&["plan", "--json", &script]).expect(2);
         let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();

@@ -243,8 +243,14 @@ fn an_expired_confirm_whose_timer_died_rolls_back_on_the_next_run() {
     // not settled, whatever the diff says.
     let after = host.netns.saves();
     let told = "was not confirmed by its deadline";
-    let plan = host.run(&["plan", &host.script("after.rhai")]).expect(0);
+    // Not "in sync" for a kernel about to change: plan says so and exits 2.
+    let plan = host.run(&["plan", &host.script("after.rhai")]).expect(2);
     assert!(plan.stderr.contains(told), "{plan:#?}");
+    assert!(
+        plan.stdout
+            .ends_with("but an unconfirmed apply expired: the next `fwscript apply` first puts the rules from before back\n"),
+        "{plan:#?}"
+    );
     assert!(plan
         .stderr
         .contains("`fwscript apply`, `confirm` or `rollback`"));
@@ -252,9 +258,14 @@ fn an_expired_confirm_whose_timer_died_rolls_back_on_the_next_run() {
         .run(&["apply", "--dry-run", &host.script("after.rhai")])
         .expect(0);
     assert!(dry.stderr.contains(told), "{dry:#?}");
+    assert!(
+        dry.stdout
+            .contains("a real apply first puts the rules from before back"),
+        "{dry:#?}"
+    );
     let json = host
         .run(&["plan", "--json", &host.script("after.rhai")])
-        .expect(0);
+        .expect(2);
     let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(report["warnings"][0]["kind"], "confirm_expired", "{report}");
     let status = host.run(&["status"]).expect(0);

@@ -3,6 +3,7 @@
 //! the rules, drift is repaired, SIGHUP re-evaluates, SIGTERM leaves the
 //! rules. Polls with deadlines; never sleeps for a fixed time.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -277,6 +278,41 @@ fn drift_is_repaired_within_the_resync_period() {
     daemon.netns.sh("$IPT -F INPUT");
     daemon.wait_rules("hook put back", |r| r == wanted[0]);
     daemon.wait_log("INPUT: + end:", 1);
+}
+
+#[test]
+fn a_state_folder_that_cannot_keep_the_forms_costs_no_rewrite_at_each_resync() {
+    if !kernel_available() {
+        return;
+    }
+    // A directory where the forms file goes: every save of the forms
+    // fails. The daemon remembers what it recorded, so its resyncs do not
+    // write every rule again to learn forms it already knows.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    write(&dir.path().join("fw.rhai"), SCRIPT);
+    write(&dir.path().join("lib/web.rhai"), MODULE);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir(state.join("kernel-forms.json")).unwrap();
+    let script = dir.path().join("fw.rhai");
+    let daemon = Daemon::spawn(dir, &script, 1, &[]);
+    daemon.wait_rules("first apply", |r| has_port(r, 80));
+    let wanted = daemon.netns.saves();
+    // Three resyncs pass; then a real drift, repaired, shows the daemon
+    // kept checking all along.
+    std::thread::sleep(Duration::from_millis(3200));
+    daemon.netns.sh("$IPT -D FWS-INPUT-ALLOW 1");
+    daemon.wait_log("drift repaired:", 1);
+    daemon.wait_rules("drift repaired", |r| r == wanted[0]);
+    let log = daemon.log();
+    assert_eq!(log.matches("drift repaired:").count(), 1, "{log}");
+    assert!(!log.contains("rewritten:"), "{log}");
+    assert!(
+        log.contains("kernel-forms.json"),
+        "the failed save is said: {log}"
+    );
 }
 
 #[test]
