@@ -164,6 +164,19 @@ pub enum ApplyError {
     VerifySet { set: String, found: String },
 }
 
+impl ApplyError {
+    /// Whether the kernel is as it was: refused before any write, or a
+    /// failed write put back.
+    pub fn wrote_nothing(&self) -> bool {
+        match self {
+            ApplyError::SetConflict { .. } | ApplyError::NoIpset { .. } => true,
+            ApplyError::Write { .. } => true,
+            ApplyError::WriteSets { sets_restored, .. } => *sets_restored,
+            _ => false,
+        }
+    }
+}
+
 fn origin_note(origin: &Option<Origin>) -> String {
     origin
         .as_ref()

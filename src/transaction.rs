@@ -188,7 +188,7 @@ pub fn kernel_written() -> bool {
 /// failed and was put back changed nothing.
 fn apply_noted(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, Error> {
     let result = apply::apply(backend, survey);
-    if !matches!(result, Err(apply::ApplyError::Write { .. })) {
+    if !matches!(&result, Err(err) if err.wrote_nothing()) {
         KERNEL_WRITTEN.store(true, Ordering::SeqCst);
     }
     Ok(result?)

@@ -260,6 +260,8 @@ fn a_set_of_another_kind_under_an_owned_name_is_refused() {
     let error = apply::apply(&fake, &survey).unwrap_err();
     assert!(matches!(error, ApplyError::SetConflict { .. }), "{error:?}");
     assert!(error.to_string().contains("nothing was changed"), "{error}");
+    // What `--json` reports as `changed`: nothing was written.
+    assert!(error.wrote_nothing());
     assert!(fake.state(Family::Ipv4).tables.is_empty());
     assert!(fake.set_restores().len() == 1, "only the test's own write");
 }
