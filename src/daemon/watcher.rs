@@ -53,7 +53,10 @@ impl FolderWatcher {
             let mut moved = BTreeSet::new();
             for event in &events_of_this_burst {
                 for path in &event.event.paths {
-                    let counted = is_script(path) || read.contains(path);
+                    // A symlink made or renamed into place (`lib ->
+                    // libB`, `lists -> listsB`) may lead a module or a list
+                    // elsewhere: the script is evaluated again.
+                    let counted = is_script(path) || read.contains(path) || is_symlink(path);
                     if counted && is_change(&event.event.kind) {
                         scripts.insert(path.clone());
                     } else if is_move(&event.event.kind) {
@@ -217,6 +220,10 @@ fn is_move(kind: &EventKind) -> bool {
             | EventKind::Remove(_)
             | EventKind::Modify(notify_debouncer_full::notify::event::ModifyKind::Name(_))
     )
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// Scripts and modules end in `.rhai`; an editor's swap and backup files

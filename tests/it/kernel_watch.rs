@@ -507,6 +507,56 @@ fn a_deploy_that_flips_a_symlink_to_another_release_is_applied() {
 }
 
 #[test]
+fn a_flip_of_a_symlinked_module_or_list_folder_is_applied() {
+    if !kernel_available() {
+        return;
+    }
+    // The script stays; the folders it imports from are symlinks a deploy
+    // flips: what they lead to now is what the kernel must hold.
+    let dir = tempfile::tempdir().unwrap();
+    for (folder, port, address) in [("A", 85, "198.51.100.50"), ("B", 86, "198.51.100.60")] {
+        std::fs::create_dir(dir.path().join(format!("lib{folder}"))).unwrap();
+        write(
+            &dir.path().join(format!("lib{folder}/web.rhai")),
+            &format!("fn open() {{ allow_tcp({port}); }}\n"),
+        );
+        std::fs::create_dir(dir.path().join(format!("lists{folder}"))).unwrap();
+        write(
+            &dir.path().join(format!("lists{folder}/block.txt")),
+            &format!("{address}\n"),
+        );
+    }
+    std::os::unix::fs::symlink("libA", dir.path().join("lib")).unwrap();
+    std::os::unix::fs::symlink("listsA", dir.path().join("lists")).unwrap();
+    write(
+        &dir.path().join("fw.rhai"),
+        "import \"lib/web\" as web;\nweb::open();\nblock(address_list(\"lists/block.txt\"));\n",
+    );
+    let script = dir.path().join("fw.rhai");
+    let daemon = Daemon::spawn(dir, &script, 300, &[]);
+    daemon.wait_rules("the A folders", |r| {
+        has_port(r, 85) && r.contains("-s 198.51.100.50/32")
+    });
+    let flip = |name: &str, to: &str| {
+        let temp = daemon.path(&format!("{name}.new"));
+        std::os::unix::fs::symlink(to, &temp).unwrap();
+        std::fs::rename(&temp, daemon.path(name)).unwrap();
+    };
+    flip("lib", "libB");
+    daemon.wait_rules("the module of B", |r| has_port(r, 86) && !has_port(r, 85));
+    flip("lists", "listsB");
+    daemon.wait_rules("the list of B", |r| {
+        r.contains("-s 198.51.100.60/32") && !r.contains("-s 198.51.100.50/32")
+    });
+    // And B's folders are the ones watched from now on.
+    write(
+        &daemon.path("libB/web.rhai"),
+        "fn open() { allow_tcp(87); }\n",
+    );
+    daemon.wait_rules("an edit in B", |r| has_port(r, 87));
+}
+
+#[test]
 fn quoted_user_text_forges_no_line_in_the_log_or_the_status() {
     if !kernel_available() {
         return;
