@@ -28,6 +28,9 @@ pub struct Opened {
     pub real: PathBuf,
     /// The path as the user wrote it, for messages.
     pub shown: String,
+    /// The path it was opened by, symlinks and all: each symlink on it is
+    /// checked too (who can re-point one chooses the file read).
+    pub named: PathBuf,
 }
 
 /// Opens `path` (symlinks followed: a symlinked script is fine, what
@@ -66,6 +69,7 @@ pub fn open(path: &Path, shown: &str) -> Result<Opened, Problem> {
         stat,
         real,
         shown: shown.to_string(),
+        named: path.to_path_buf(),
     })
 }
 

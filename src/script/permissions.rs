@@ -5,7 +5,9 @@
 //! root and be writable by no one else (a sticky folder such as `/tmp` may
 //! be, since there only owners can rename or delete). It is decided on the
 //! descriptor that was opened and then read, so a symlink swapped in
-//! between wins nothing.
+//! between wins nothing. Each symlink on the path as named must be root's
+//! and sit in a folder root alone can change: whoever can re-point it
+//! chooses which root-owned file is read (an old release that opens more).
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -43,6 +45,55 @@ pub fn check(opened: &Opened, trusted_uid: u32) -> Result<(), Problem> {
         rustix::fs::statat(&last, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|_| moved(shown))?;
     if (now.st_dev, now.st_ino) != opened.identity() {
         return Err(moved(shown));
+    }
+    check_symlinks(&opened.named, shown, trusted_uid)
+}
+
+/// Every symlink on `named` (a prefix of it that is one) must belong to
+/// root and sit in a folder that passes the folder check.
+fn check_symlinks(named: &Path, shown: &str, trusted_uid: u32) -> Result<(), Problem> {
+    let absolute = match named.is_absolute() {
+        true => named.to_path_buf(),
+        false => match std::env::current_dir() {
+            Ok(dir) => dir.join(named),
+            Err(_) => return Err(moved(shown)),
+        },
+    };
+    let mut prefix = PathBuf::new();
+    for component in absolute.components() {
+        prefix.push(component);
+        let Ok(link) = rustix::fs::lstat(&prefix) else {
+            return Err(moved(shown));
+        };
+        if link.st_mode & 0o170000 != 0o120000 {
+            continue;
+        }
+        let what = format!("the symlink `{}`", prefix.display());
+        if link.st_uid != trusted_uid {
+            return Err(Problem::new(format!(
+                "refusing to use `{shown}`: {what} on its path belongs to user id {}, not \
+                 root; whoever owns it can point it at another file",
+                link.st_uid
+            ))
+            .hint(format!(
+                "make root its owner: chown -h root {}",
+                prefix.display()
+            )));
+        }
+        let Some(folder) = prefix.parent() else {
+            continue;
+        };
+        let stat = rustix::fs::stat(folder).map_err(|_| moved(shown))?;
+        if let Some(problem) = owner_or_mode(&stat, shown, Some(folder), trusted_uid) {
+            return Err(Problem::new(format!(
+                "{}, and with it {what}, which can be pointed at another file",
+                problem.message
+            ))
+            .hint(format!(
+                "take the write permission away: chmod go-w {}",
+                folder.display()
+            )));
+        }
     }
     Ok(())
 }
@@ -265,6 +316,50 @@ mod tests {
             "{}",
             problem.message
         );
+    }
+
+    #[test]
+    fn a_symlink_others_can_re_point_is_refused() {
+        if !as_root() {
+            return;
+        }
+        // The file is root's and private; the symlink leading to it sits
+        // in a folder its group can write.
+        let (_safe, target) = setup(0o600);
+        let shared = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o775)).unwrap();
+        let link = shared.path().join("current.rhai");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let problem = checked(&link, "current.rhai", 0).unwrap_err();
+        assert!(
+            problem.message.contains("the folder's group can write")
+                && problem.message.contains("can be pointed at another file"),
+            "{}",
+            problem.message
+        );
+        // In a folder only root can change, a symlink of another user's
+        // is refused too (in a sticky folder its owner could re-point it).
+        let private = tempfile::tempdir().unwrap();
+        let theirs = private.path().join("theirs.rhai");
+        std::os::unix::fs::symlink(&target, &theirs).unwrap();
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            &theirs,
+            Some(rustix::process::Uid::from_raw(65534)),
+            None,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        let problem = checked(&theirs, "theirs.rhai", 0).unwrap_err();
+        assert!(
+            problem.message.contains("belongs to user id 65534"),
+            "{}",
+            problem.message
+        );
+        // Root's symlink in root's private folder is fine.
+        let ours = private.path().join("ours.rhai");
+        std::os::unix::fs::symlink(&target, &ours).unwrap();
+        checked(&ours, "ours.rhai", 0).unwrap();
     }
 
     #[test]
