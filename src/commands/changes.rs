@@ -252,8 +252,14 @@ fn set_view(change: &SetChange) -> Option<ChangeView> {
     let (action, count, why) = match &change.edit {
         SetEdit::CreateSet { entries, .. } => ("create_set", entries.len(), None),
         SetEdit::UpdateSet { added, removed } => ("update_set", added.len() + removed.len(), None),
-        SetEdit::RecreateSet { entries, .. } => {
-            ("recreate_set", entries.len(), Some("set_options"))
+        SetEdit::RecreateSet { entries, why, .. } => {
+            // Outgrown (`its maxelem … is too small`), or options fwscript
+            // never sets (`it has timeout 300`).
+            let why = match why.contains("maxelem") {
+                true => "set_size",
+                false => "set_options",
+            };
+            ("recreate_set", entries.len(), Some(why))
         }
         SetEdit::DestroySet { entries } => ("destroy_set", *entries, Some("no_longer_in_script")),
         SetEdit::Conflict { .. } => return None,
