@@ -513,4 +513,23 @@ mod tests {
         assert_eq!(counts["create_chain"], 1);
         assert_eq!(counts.values().sum::<usize>(), 5, "{counts:?}");
     }
+    #[test]
+    fn a_set_made_anew_says_whether_it_outgrew_its_size() {
+        let recreate = |why: &str| SetChange {
+            set: "fws-a2e70862ce9a".into(),
+            family: Family::Ipv4,
+            source: None,
+            edit: SetEdit::RecreateSet {
+                maxelem: 65536,
+                entries: Vec::new().into(),
+                why: why.into(),
+                leftover: false,
+            },
+        };
+        let outgrown = recreate("its maxelem 25 is too small for 30 entries");
+        let timeout = recreate("it has `timeout 300`");
+        let views = in_order(Vec::new(), [&outgrown, &timeout]);
+        assert_eq!(views[0].why, Some("set_size"));
+        assert_eq!(views[1].why, Some("set_options"));
+    }
 }
