@@ -21,6 +21,7 @@
 mod netns;
 mod probe;
 mod serve;
+pub mod socket;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

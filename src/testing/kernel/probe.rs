@@ -5,12 +5,11 @@
 //! silence until the deadline means dropped.
 
 use std::io::{self, BufRead, BufReader};
-use std::mem;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::netns::inside;
+use super::socket::Socket;
 use super::KernelError;
 use crate::explain::Verdict;
 use crate::testing::Landing;
@@ -73,9 +72,9 @@ pub fn tcp(
             Ready::Socket => break,
         }
     }
-    match socket.take_error() {
+    match socket.take_error().unwrap_or(libc::EIO) {
         0 => {
-            let stream = TcpStream::from(socket.0);
+            let stream = TcpStream::from(socket.into_fd());
             stream.set_nonblocking(false).ok();
             stream.set_read_timeout(Some(WAIT)).ok();
             let landing = read_landing(BufReader::new(&stream));
@@ -197,7 +196,7 @@ pub fn ping(netns: &str, src: IpAddr, dst: IpAddr) -> Result<Found, KernelError>
         .send_to(&echo_request(src.is_ipv4(), id), dst)
         .map_err(|e| setup(&format!("send an echo request to {dst}"), e))?;
     let deadline = Instant::now() + WAIT;
-    while let Some((bytes, from)) = socket.recv_until(deadline) {
+    while let Some((bytes, from)) = recv_until(&socket, deadline) {
         let icmp = if src.is_ipv4() {
             strip_ipv4(&bytes)
         } else {
@@ -249,7 +248,7 @@ fn read_landing(mut reader: impl BufRead) -> Option<Landing> {
 /// Whether an ICMP destination-unreachable about our source port arrived
 /// by `deadline`.
 fn icmp_error_seen(icmp: &Socket, src: IpAddr, sport: u16, deadline: Instant) -> bool {
-    while let Some((bytes, _)) = icmp.recv_until(deadline) {
+    while let Some((bytes, _)) = recv_until(icmp, deadline) {
         let (kind, quoted) = if src.is_ipv4() {
             let Some(msg) = strip_ipv4(&bytes) else {
                 continue;
@@ -312,237 +311,14 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// A socket std does not make: non-blocking, bound where asked, raw or a
-/// TCP connect with a deadline.
-struct Socket(OwnedFd);
-
-impl Socket {
-    fn new(family_of: IpAddr, kind: libc::c_int, protocol: libc::c_int) -> io::Result<Socket> {
-        let domain = match family_of {
-            IpAddr::V4(_) => libc::AF_INET,
-            IpAddr::V6(_) => libc::AF_INET6,
-        };
-        // SAFETY: plain syscall; the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                domain,
-                kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                protocol,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nothing else owns.
-        Ok(Socket(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn fd(&self) -> libc::c_int {
-        self.0.as_raw_fd()
-    }
-
-    fn reuse_address(&self) -> io::Result<()> {
-        let one: libc::c_int = 1;
-        // SAFETY: `one` is valid for reads of its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd(),
-                libc::SOL_SOCKET,
-                libc::SO_REUSEADDR,
-                (&raw const one).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    fn bind(&self, addr: SocketAddr) -> io::Result<()> {
-        let (storage, len) = sockaddr(addr);
-        // SAFETY: `storage` is a valid socket address of `len` bytes.
-        let rc = unsafe { libc::bind(self.fd(), (&raw const storage).cast(), len) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    fn start_connect(&self, dest: SocketAddr) -> io::Result<()> {
-        let (storage, len) = sockaddr(dest);
-        // SAFETY: as in `bind`.
-        let rc = unsafe { libc::connect(self.fd(), (&raw const storage).cast(), len) };
-        let error = io::Error::last_os_error();
-        if rc == 0 || error.raw_os_error() == Some(libc::EINPROGRESS) {
-            Ok(())
-        } else {
-            Err(error)
-        }
-    }
-
-    fn take_error(&self) -> i32 {
-        let mut error: libc::c_int = 0;
-        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `error` and `len` are valid for writes of their sizes.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&raw mut error).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            error
-        } else {
-            libc::EIO
-        }
-    }
-
-    fn local_port(&self) -> u16 {
-        // SAFETY: zeroed bytes are a valid `sockaddr_storage`.
-        let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-        let mut len = mem::size_of_val(&storage) as libc::socklen_t;
-        // SAFETY: `storage` and `len` are valid for writes.
-        let rc = unsafe { libc::getsockname(self.fd(), (&raw mut storage).cast(), &mut len) };
-        if rc != 0 {
-            return 0;
-        }
-        match storage.ss_family as libc::c_int {
-            libc::AF_INET => {
-                // SAFETY: the family says the storage holds a `sockaddr_in`.
-                let sin = unsafe { (&raw const storage).cast::<libc::sockaddr_in>().read() };
-                u16::from_be(sin.sin_port)
-            }
-            _ => {
-                // SAFETY: as above, for `sockaddr_in6`.
-                let sin6 = unsafe { (&raw const storage).cast::<libc::sockaddr_in6>().read() };
-                u16::from_be(sin6.sin6_port)
-            }
-        }
-    }
-
-    fn send_to(&self, bytes: &[u8], dest: IpAddr) -> io::Result<()> {
-        let (storage, len) = sockaddr(SocketAddr::new(dest, 0));
-        // SAFETY: `bytes` and `storage` are valid for reads of their lengths.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                0,
-                (&raw const storage).cast(),
-                len,
-            )
-        };
-        if sent == bytes.len() as isize {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    fn recv_until(&self, deadline: Instant) -> Option<(Vec<u8>, IpAddr)> {
-        let mut buf = vec![0u8; 2048];
-        loop {
-            if !self.poll(libc::POLLIN, deadline) {
-                return None;
-            }
-            // SAFETY: zeroed bytes are a valid `sockaddr_storage`.
-            let mut from: libc::sockaddr_storage = unsafe { mem::zeroed() };
-            let mut len = mem::size_of_val(&from) as libc::socklen_t;
-            // SAFETY: `buf` and `from` are valid for writes of their lengths.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&raw mut from).cast(),
-                    &mut len,
-                )
-            };
-            if n < 0 {
-                continue;
-            }
-            buf.truncate(n as usize);
-            return Some((buf, ip_of(&from)));
-        }
-    }
-
-    /// Polls for `events` until `deadline`; false when it passed first.
-    fn poll(&self, events: libc::c_short, deadline: Instant) -> bool {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let mut fd = libc::pollfd {
-                fd: self.fd(),
-                events,
-                revents: 0,
-            };
-            let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
-            // SAFETY: one valid `pollfd`.
-            let rc = unsafe { libc::poll(&mut fd, 1, ms) };
-            match rc {
-                0 => return false,
-                n if n > 0 => return true,
-                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                _ => return false,
-            }
-        }
-    }
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: zeroed bytes are a valid `sockaddr_storage`.
-    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*v4.ip()).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: `sockaddr_storage` is larger than and aligned for it.
-            unsafe { (&raw mut storage).cast::<libc::sockaddr_in>().write(sin) };
-            mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: 0,
-            };
-            // SAFETY: as above.
-            unsafe { (&raw mut storage).cast::<libc::sockaddr_in6>().write(sin6) };
-            mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-fn ip_of(storage: &libc::sockaddr_storage) -> IpAddr {
-    let ptr = (storage as *const libc::sockaddr_storage).cast::<u8>();
-    match storage.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says which address type the storage holds.
-            let sin = unsafe { ptr.cast::<libc::sockaddr_in>().read() };
-            IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
-        }
-        _ => {
-            // SAFETY: as above.
-            let sin6 = unsafe { ptr.cast::<libc::sockaddr_in6>().read() };
-            IpAddr::from(sin6.sin6_addr.s6_addr)
+/// The next datagram before `deadline`; a failed receive is waited past,
+/// as silence is what the probe judges.
+fn recv_until(socket: &Socket, deadline: Instant) -> Option<(Vec<u8>, IpAddr)> {
+    loop {
+        match socket.recv(deadline) {
+            Ok(found) => return found,
+            Err(_) if Instant::now() < deadline => {}
+            Err(_) => return None,
         }
     }
 }
