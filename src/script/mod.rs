@@ -26,7 +26,7 @@ use std::rc::Rc;
 pub use engine::{sandbox, FnWatch};
 pub use error::{Location, ScriptError};
 pub use stdlib::{parse_list, ListEntries};
-pub use values::is_hidden;
+pub use values::{describe, is_hidden};
 
 use crate::plan::{AddressListSource, Plan};
 use engine::Deadline;

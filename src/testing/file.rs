@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rhai::{Dynamic, Engine, EvalAltResult, LexError, Map, NativeCallContext, Position, Token};
 
 use crate::explain::{Query, Request, Verdict};
-use crate::script::{FnWatch, Location, ScriptError};
+use crate::script::{describe, FnWatch, Location, ScriptError};
 
 /// The functions a test file has; defining its own would make it pass.
 const RESERVED: &[&str] = &["expect", "expect_nat"];
@@ -488,22 +488,6 @@ fn check_keys(map: &Map, known: &[&str], what: &str) -> Result<(), Problem> {
         });
     }
     Ok(())
-}
-
-fn describe(value: &Dynamic) -> String {
-    if value.is_unit() {
-        "nothing".into()
-    } else if value.is_int() {
-        format!("the number {value}")
-    } else if value.is_string() {
-        format!("the string \"{value}\"")
-    } else if value.is_map() {
-        "a map".into()
-    } else if value.is_array() {
-        "an array".into()
-    } else {
-        format!("`{value}`")
-    }
 }
 
 fn text(map: &Map, key: &str) -> Result<Option<String>, Problem> {
