@@ -328,20 +328,26 @@ fn classify_set_failure(tool: String, stderr: &str, input: &str) -> BackendError
     };
     let (number, message) = rest.split_once(": ").unwrap_or((rest, "no message"));
     match number.parse::<usize>() {
-        Ok(line) => BackendError::Rejected {
-            text: input
-                .lines()
-                .nth(line.saturating_sub(1))
-                .unwrap_or("")
-                .to_string(),
-            tool,
-            line,
-            message: message.trim().to_string(),
-        },
+        Ok(line) => rejected(tool, input, line, message.trim().to_string()),
         Err(_) => BackendError::Failed {
             tool,
             message: message.trim().to_string(),
         },
+    }
+}
+
+/// A restore that refused line `line` (1-based) of `input`, with that
+/// line's text.
+fn rejected(tool: String, input: &str, line: usize, message: String) -> BackendError {
+    BackendError::Rejected {
+        text: input
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .to_string(),
+        tool,
+        line,
+        message,
     }
 }
 
@@ -352,16 +358,7 @@ fn classify_failure(tool: String, stderr: &str, input: &str, waited: Duration) -
     }
     let message = complaint(stderr);
     match rejected_line(stderr) {
-        Some(line) => BackendError::Rejected {
-            text: input
-                .lines()
-                .nth(line.saturating_sub(1))
-                .unwrap_or("")
-                .to_string(),
-            tool,
-            line,
-            message,
-        },
+        Some(line) => rejected(tool, input, line, message),
         None => BackendError::Failed { tool, message },
     }
 }
