@@ -334,7 +334,7 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, A
         .iter()
         .filter(|f| !f.changes.is_empty())
         .collect();
-    let outcomes: Vec<Result<ReadBack, Failure>> = std::thread::scope(|scope| {
+    let outcomes: Vec<Result<(ReadBack, u32), Failure>> = std::thread::scope(|scope| {
         let workers: Vec<_> = pending
             .iter()
             .map(|&family| scope.spawn(move || write_and_read(backend, family)))
@@ -346,13 +346,17 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, A
     });
     let mut read_back = Vec::new();
     let mut failed_write = None;
+    let mut commits = 0;
     for (family, outcome) in pending.iter().zip(outcomes) {
         match outcome {
             Err(Failure::Write { source, origin }) => {
                 failed_write.get_or_insert((family.live.family, source, origin));
             }
             Err(Failure::Read(err)) => read_back.push((family, Err(err))),
-            Ok(read) => read_back.push((family, Ok(read))),
+            Ok((read, blocks)) => {
+                commits += blocks;
+                read_back.push((family, Ok(read)));
+            }
         }
     }
     if let Some((family, source, origin)) = failed_write {
@@ -400,6 +404,19 @@ pub fn apply(backend: &dyn Backend, survey: &Survey) -> Result<Vec<LiveState>, A
         }
         families.sort_by_key(|l| l.family);
     }
+    // What the kernel holds now, every family, for the next command's read:
+    // those written as verified, the others as read before.
+    let now: Vec<&LiveState> = survey
+        .families
+        .iter()
+        .map(|f| {
+            families
+                .iter()
+                .find(|l| l.family == f.live.family)
+                .unwrap_or(&f.live)
+        })
+        .collect();
+    backend.written(commits, &now);
     Ok(families)
 }
 
@@ -460,7 +477,12 @@ fn rejected_set(source: &BackendError, changes: &[SetChange]) -> Option<String> 
     })
 }
 
-fn write_and_read(backend: &dyn Backend, family: &FamilySurvey) -> Result<ReadBack, Failure> {
+/// The family written and read back, with the number of table blocks the
+/// write committed (nf_tables commits each block on its own).
+fn write_and_read(
+    backend: &dyn Backend,
+    family: &FamilySurvey,
+) -> Result<(ReadBack, u32), Failure> {
     let name = family.live.family;
     let input = restore_input(&family.changes);
     tracing::debug!("writing {} {name} changes", family.changes.len());
@@ -473,7 +495,10 @@ fn write_and_read(backend: &dyn Backend, family: &FamilySurvey) -> Result<ReadBa
         };
         return Err(Failure::Write { source, origin });
     }
-    read_back(backend, family).map_err(Failure::Read)
+    let blocks = input.text.lines().filter(|l| l.starts_with('*')).count() as u32;
+    read_back(backend, family)
+        .map(|read| (read, blocks))
+        .map_err(Failure::Read)
 }
 
 /// Puts back every family in `undo`, then the sets when `sets` were
@@ -667,8 +692,7 @@ fn read(backend: &dyn Backend, family: Family) -> Result<LiveState, ApplyError> 
         family,
         source: Box::new(source),
     };
-    let text = backend.save(family).map_err(read_error)?;
-    LiveState::parse(family, &text).map_err(|e| read_error(e.into()))
+    backend.live(family).map_err(read_error)
 }
 
 /// fwscript's sets, both families, with their entries.

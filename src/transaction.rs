@@ -236,7 +236,27 @@ pub fn write(
     state: Option<&Locked>,
 ) -> Result<Transaction, Error> {
     let forms = recorded_forms(state.map(|locked| &**locked));
+    write_forms(backend, intent, state, forms)
+}
+
+/// [`write`], with the [`recorded_forms`] of `state` already read.
+pub fn write_with(
+    backend: &dyn Backend,
+    intent: Intent,
+    state: &Locked,
+    forms: KernelForms,
+) -> Result<Transaction, Error> {
+    write_forms(backend, intent, Some(state), forms)
+}
+
+fn write_forms(
+    backend: &dyn Backend,
+    intent: Intent,
+    state: Option<&Locked>,
+    forms: KernelForms,
+) -> Result<Transaction, Error> {
     let survey = apply::survey(backend, intent.rulesets.clone(), &forms)?;
+    tracing::debug!("kernel read and diffed: {} changes", survey.change_count());
     check_kernel_guard(&survey, intent.session)?;
     if survey.in_sync() {
         if let Some(state) = state {
@@ -281,7 +301,9 @@ pub fn write(
     if let Some(snapshot) = snapshot {
         prepare(snapshot.and_then(|s| s.commit()))?;
     }
+    tracing::debug!("snapshot and records staged");
     let read_back = apply_noted(backend, &survey)?;
+    tracing::debug!("written and verified");
     let transaction = Transaction {
         survey,
         written: families(&read_back),
@@ -296,6 +318,7 @@ pub fn write(
         (committed, forms.join().expect("forms writer panicked"))
     });
     remember(recorded);
+    tracing::debug!("records and kernel forms saved");
     if let Some(Err(source)) = committed {
         unrecorded.get_or_insert(source);
     }

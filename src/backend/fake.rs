@@ -40,6 +40,9 @@ struct Inner {
     set_saves: usize,
     set_lists: usize,
     set_restores: Vec<String>,
+    /// A generation counter as nf_tables keeps one (`None`: a legacy-like
+    /// kernel without one): moved on by every table block committed.
+    generation: Option<u32>,
 }
 
 /// One ipset: its `create` line's header and its entries, each with the
@@ -70,6 +73,19 @@ impl Fake {
     /// Makes the next restore of `family` fail the way a rejected rule does.
     pub fn fail_next_restore(&self, family: Family) {
         self.lock().fault = Some(family);
+    }
+
+    /// A kernel that keeps a generation, as nf_tables does.
+    pub fn with_generation(self) -> Fake {
+        self.lock().generation = Some(1);
+        self
+    }
+
+    /// A change made behind every reader's back, as a neighbour's commit.
+    pub fn commit_elsewhere(&self) {
+        if let Some(generation) = self.lock().generation.as_mut() {
+            *generation += 1;
+        }
     }
 
     /// A host without the ipset tool.
@@ -162,6 +178,11 @@ impl Backend for Fake {
             .unwrap_or_default())
     }
 
+    fn generation(&self) -> Option<super::Generation> {
+        let id = self.lock().generation?;
+        Some(super::Generation { netns: 1, id })
+    }
+
     fn save_counters(&self, family: Family) -> Result<String, BackendError> {
         let text = self.save(family)?;
         let inner = self.lock();
@@ -196,6 +217,8 @@ impl Backend for Fake {
             inner.fault = None;
         }
         let set_names: BTreeSet<String> = inner.sets.keys().cloned().collect();
+        let inner = &mut *inner;
+        let generation = &mut inner.generation;
         let state = inner
             .states
             .entry(family)
@@ -219,6 +242,9 @@ impl Backend for Fake {
             if line == "COMMIT" {
                 let (table, current) = block.take().expect("inside a table");
                 state.tables.insert(table, current);
+                if let Some(generation) = generation.as_mut() {
+                    *generation += 1;
+                }
                 continue;
             }
             if fault && (line.starts_with("-A ") || line.starts_with("-I ")) {

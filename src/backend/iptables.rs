@@ -237,6 +237,15 @@ impl Backend for Iptables {
         self.run(&tools.save, &["-c"], None, TOOL_LIMIT)
     }
 
+    /// nf_tables has one; legacy's tables have none, and a namespace of
+    /// `ip netns exec` is not the one this process would ask.
+    fn generation(&self) -> Option<super::Generation> {
+        match (self.flavor, &self.netns) {
+            (Flavor::Nft, None) => super::generation::current(),
+            _ => None,
+        }
+    }
+
     fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
         let tools = self.tools(family)?;
         let wait = self.lock_wait.as_secs().max(1).to_string();

@@ -4,6 +4,7 @@
 //! tools.
 
 pub mod fake;
+pub mod generation;
 pub mod iptables;
 pub mod prefetch;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use crate::live::{LiveState, ParseError};
 use crate::netfilter::{Family, Policy, Table};
+pub use generation::Generation;
 
 /// Reads and writes one family's tables as text.
 ///
@@ -22,6 +24,11 @@ pub trait Backend: Sync {
 
     /// All tables of `family`, as `iptables-save` prints them.
     fn save(&self, family: Family) -> Result<String, BackendError>;
+
+    /// All tables of `family`, parsed: [`Backend::save`] read as a state.
+    fn live(&self, family: Family) -> Result<LiveState, BackendError> {
+        Ok(LiveState::parse(family, &self.save(family)?)?)
+    }
 
     /// The same with each rule's packet and byte counters, as
     /// `iptables-save -c` prints them (`[packets:bytes] -A …`): for
@@ -51,6 +58,20 @@ pub trait Backend: Sync {
         let _ = input;
         Err(no_ipset())
     }
+    /// The generation of the rules [`Backend::save`] reads, where the
+    /// backend can tell one: equal generations mean nothing changed in
+    /// between, so a read made at one still holds (nf_tables only).
+    fn generation(&self) -> Option<Generation> {
+        None
+    }
+
+    /// Told after a verified write of `commits` table blocks: `now` is what
+    /// the kernel holds, every family, if nothing but the write changed it
+    /// since it was read. A backend that keeps reads keeps these.
+    fn written(&self, commits: u32, now: &[&LiveState]) {
+        let _ = (commits, now);
+    }
+
     /// Whether [`Backend::list_chain`] costs less than a whole save when
     /// the chain is small: `false` unless the backend says so.
     fn lists_chains_cheaply(&self) -> bool {
@@ -67,6 +88,52 @@ pub trait Backend: Sync {
         chain: &str,
     ) -> Result<Option<String>, BackendError> {
         list_from_save(self, family, table, chain)
+    }
+}
+
+/// A backend shared between threads or with a test that changes the kernel
+/// behind the commands' back.
+impl<B: Backend + Send + ?Sized> Backend for std::sync::Arc<B> {
+    fn availability(&self, family: Family) -> Result<(), String> {
+        (**self).availability(family)
+    }
+    fn save(&self, family: Family) -> Result<String, BackendError> {
+        (**self).save(family)
+    }
+    fn live(&self, family: Family) -> Result<LiveState, BackendError> {
+        (**self).live(family)
+    }
+    fn save_counters(&self, family: Family) -> Result<String, BackendError> {
+        (**self).save_counters(family)
+    }
+    fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
+        (**self).restore(family, input)
+    }
+    fn save_sets(&self) -> Result<String, BackendError> {
+        (**self).save_sets()
+    }
+    fn list_sets(&self) -> Result<String, BackendError> {
+        (**self).list_sets()
+    }
+    fn restore_sets(&self, input: &str) -> Result<(), BackendError> {
+        (**self).restore_sets(input)
+    }
+    fn generation(&self) -> Option<Generation> {
+        (**self).generation()
+    }
+    fn written(&self, commits: u32, now: &[&LiveState]) {
+        (**self).written(commits, now)
+    }
+    fn lists_chains_cheaply(&self) -> bool {
+        (**self).lists_chains_cheaply()
+    }
+    fn list_chain(
+        &self,
+        family: Family,
+        table: Table,
+        chain: &str,
+    ) -> Result<Option<String>, BackendError> {
+        (**self).list_chain(family, table, chain)
     }
 }
 

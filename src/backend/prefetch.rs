@@ -13,37 +13,57 @@
 //! its use only other programs can change the kernel (the lock keeps other
 //! fwscripts out), exactly as they can between any read and write; the
 //! verify after a write catches it.
+//!
+//! With a [`ReadCache`], a family's rules read at the nf_tables generation
+//! the kernel is still at come from the cache instead of a save, and each
+//! save made while the generation stood still is kept for the next command.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, Generation};
+use crate::live::LiveState;
 use crate::netfilter::{Family, Table};
+use crate::state::ReadCache;
 
-type Read = JoinHandle<Result<String, BackendError>>;
+/// A read of the rules, and the generation it is known to be of.
+type Rules<T> = Result<(T, Option<Generation>), BackendError>;
+/// An early read of the rules, parsed on its own thread too.
+type Read = JoinHandle<Rules<LiveState>>;
+type SetRead = JoinHandle<Result<String, BackendError>>;
 
 pub struct Prefetch<B> {
     inner: B,
     early: Mutex<Early>,
+    cache: Option<Arc<ReadCache>>,
+    /// The generation of each family's first read (the one a write is
+    /// planned on), where known.
+    read_at: Mutex<BTreeMap<Family, Option<Generation>>>,
 }
 
 /// The reads not yet taken.
 #[derive(Default)]
 struct Early {
     families: Vec<(Family, Read)>,
-    sets: Option<Read>,
+    sets: Option<SetRead>,
 }
 
 impl<B: Backend + Clone + Send + 'static> Prefetch<B> {
     /// Starts reading every family the host can do, and the ipsets, each on
-    /// a thread.
-    pub fn start(inner: B) -> Prefetch<B> {
+    /// a thread; the rules through `cache` when there is one.
+    pub fn start(inner: B, cache: Option<ReadCache>) -> Prefetch<B> {
+        let cache = cache.map(Arc::new);
         let families = Family::ALL
             .into_iter()
             .filter(|&family| inner.availability(family).is_ok())
             .map(|family| {
                 let backend = inner.clone();
-                let read = std::thread::spawn(move || backend.save(family));
+                let cache = cache.clone();
+                let read = std::thread::spawn(move || {
+                    let (text, at) = save(&backend, family, cache.as_deref())?;
+                    Ok((LiveState::parse(family, &text)?, at))
+                });
                 (family, read)
             })
             .collect();
@@ -52,8 +72,35 @@ impl<B: Backend + Clone + Send + 'static> Prefetch<B> {
         Prefetch {
             inner,
             early: Mutex::new(Early { families, sets }),
+            cache,
+            read_at: Mutex::new(BTreeMap::new()),
         }
     }
+}
+
+/// A save of `family`, or the one kept at the generation the kernel is
+/// still at, with that generation. A save is kept (and its generation
+/// known) only when the generation was the same before and after it: a
+/// commit in between may or may not be in its text.
+fn save<B: Backend + ?Sized>(
+    backend: &B,
+    family: Family,
+    cache: Option<&ReadCache>,
+) -> Rules<String> {
+    let Some(cache) = cache else {
+        return Ok((backend.save(family)?, None));
+    };
+    let before = backend.generation();
+    if let Some((text, at)) = before.and_then(|at| Some((cache.load(family, at)?, at))) {
+        tracing::debug!("{family} rules as read before: nf_tables has not changed since");
+        return Ok((text, Some(at)));
+    }
+    let text = backend.save(family)?;
+    let at = before.filter(|&at| backend.generation() == Some(at));
+    if let Some(at) = at {
+        cache.store(family, at, &text);
+    }
+    Ok((text, at))
 }
 
 impl<B> Prefetch<B> {
@@ -63,6 +110,14 @@ impl<B> Prefetch<B> {
 
     fn early(&self) -> std::sync::MutexGuard<'_, Early> {
         self.early.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes the generation the first read of `family` was made at.
+    fn note<T>(&self, family: Family, read: Rules<T>) -> Result<T, BackendError> {
+        let (value, at) = read?;
+        let mut read_at = self.read_at.lock().unwrap_or_else(|e| e.into_inner());
+        read_at.entry(family).or_insert(at);
+        Ok(value)
     }
 
     fn take(&self, family: Family) -> Option<Read> {
@@ -85,10 +140,10 @@ impl<B> Prefetch<B> {
 }
 
 /// The early read's result; a read that panicked is read again.
-fn join(
-    read: Read,
-    again: impl FnOnce() -> Result<String, BackendError>,
-) -> Result<String, BackendError> {
+fn join<T>(
+    read: JoinHandle<Result<T, BackendError>>,
+    again: impl FnOnce() -> Result<T, BackendError>,
+) -> Result<T, BackendError> {
     read.join().unwrap_or_else(|_| again())
 }
 
@@ -97,10 +152,60 @@ impl<B: Backend> Backend for Prefetch<B> {
         self.inner.availability(family)
     }
 
+    /// The early read in iptables-save's form: the tables fwscript may
+    /// write, as they were read.
     fn save(&self, family: Family) -> Result<String, BackendError> {
-        match self.take(family) {
-            Some(read) => join(read, || self.inner.save(family)),
-            None => self.inner.save(family),
+        let again = || save(&self.inner, family, self.cache.as_deref());
+        let read = match self.take(family) {
+            Some(read) => join(read, || {
+                let (text, at) = again()?;
+                Ok((LiveState::parse(family, &text)?, at))
+            })
+            .map(|(live, at)| (live.to_string(), at)),
+            None => again(),
+        };
+        self.note(family, read)
+    }
+
+    fn live(&self, family: Family) -> Result<LiveState, BackendError> {
+        let again = || {
+            let (text, at) = save(&self.inner, family, self.cache.as_deref())?;
+            Ok((LiveState::parse(family, &text)?, at))
+        };
+        let read = match self.take(family) {
+            Some(read) => join(read, again),
+            None => again(),
+        };
+        self.note(family, read)
+    }
+
+    fn generation(&self) -> Option<Generation> {
+        self.inner.generation()
+    }
+
+    /// Keeps what the kernel holds after a write for the next command, when
+    /// the kernel moved on by exactly the write's commits since every
+    /// family was first read at one generation: then nobody else committed
+    /// in between, and the families as read plus what the write changed
+    /// (as read back) are the kernel at this generation.
+    fn written(&self, commits: u32, now: &[&LiveState]) {
+        let (Some(cache), Some(at)) = (&self.cache, self.inner.generation()) else {
+            return;
+        };
+        let read_at = self
+            .read_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let planned_on = |live: &&LiveState| read_at.get(&live.family).copied().flatten();
+        let before = Generation {
+            id: at.id.wrapping_sub(commits),
+            ..at
+        };
+        if now.iter().all(|live| planned_on(live) == Some(before)) {
+            for live in now {
+                cache.store(live.family, at, &live.to_string());
+            }
         }
     }
 
@@ -164,41 +269,12 @@ mod tests {
     use super::*;
     use crate::backend::fake::Fake;
 
-    /// A fake kernel shared with the test, so it can be changed behind the
-    /// prefetching backend's back.
-    #[derive(Clone)]
-    struct Shared(Arc<Fake>);
-
-    impl Backend for Shared {
-        fn availability(&self, family: Family) -> Result<(), String> {
-            self.0.availability(family)
-        }
-        fn save(&self, family: Family) -> Result<String, BackendError> {
-            self.0.save(family)
-        }
-        fn restore(&self, family: Family, input: &str) -> Result<(), BackendError> {
-            self.0.restore(family, input)
-        }
-        fn save_counters(&self, family: Family) -> Result<String, BackendError> {
-            self.0.save_counters(family)
-        }
-        fn save_sets(&self) -> Result<String, BackendError> {
-            self.0.save_sets()
-        }
-        fn list_sets(&self) -> Result<String, BackendError> {
-            self.0.list_sets()
-        }
-        fn restore_sets(&self, input: &str) -> Result<(), BackendError> {
-            self.0.restore_sets(input)
-        }
-    }
-
     const ONE_CHAIN: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FWS-A - [0:0]\nCOMMIT\n";
 
     #[test]
     fn the_early_read_answers_the_first_save_only() {
         let kernel = Arc::new(Fake::new().with_save(Family::Ipv4, ONE_CHAIN));
-        let backend = Prefetch::start(Shared(kernel.clone()));
+        let backend = Prefetch::start(kernel.clone(), None);
         // Wait until both early reads ran, then change the kernel behind
         // the backend's back.
         while kernel.saves() < 2 {
@@ -221,7 +297,7 @@ mod tests {
     #[test]
     fn a_write_throws_the_early_reads_away() {
         let kernel = Arc::new(Fake::new().with_save(Family::Ipv4, ONE_CHAIN));
-        let backend = Prefetch::start(Shared(kernel.clone()));
+        let backend = Prefetch::start(kernel.clone(), None);
         backend
             .restore(Family::Ipv4, "*filter\n-X FWS-A\nCOMMIT\n")
             .unwrap();
@@ -232,7 +308,7 @@ mod tests {
     #[test]
     fn the_sets_are_read_early_once_and_a_set_write_throws_the_reads_away() {
         let fake = Arc::new(Fake::new().without(Family::Ipv6));
-        let backend = Prefetch::start(Shared(fake.clone()));
+        let backend = Prefetch::start(fake.clone(), None);
         assert_eq!(backend.save_sets().unwrap(), "");
         assert_eq!(fake.set_reads().0, 1, "read once, early");
         assert_eq!(backend.save_sets().unwrap(), "");
@@ -244,5 +320,124 @@ mod tests {
             .unwrap();
         assert!(backend.save(Family::Ipv4).unwrap().contains(":OTHER - "));
         assert!(backend.save_sets().unwrap().contains("create fws-a "));
+    }
+
+    /// An nf_tables-like kernel with a state folder whose read cache the
+    /// prefetching backends of one test share, as commands in turn would.
+    struct Cached {
+        kernel: Arc<Fake>,
+        _dir: tempfile::TempDir,
+        state: crate::state::StateDir,
+    }
+
+    impl Cached {
+        fn new() -> Cached {
+            let dir = tempfile::tempdir().unwrap();
+            let state = crate::state::StateDir::open(&dir.path().join("state")).unwrap();
+            let kernel = Arc::new(
+                Fake::new()
+                    .with_generation()
+                    .with_save(Family::Ipv4, ONE_CHAIN),
+            );
+            Cached {
+                kernel,
+                _dir: dir,
+                state,
+            }
+        }
+
+        /// The next command's backend.
+        fn command(&self) -> Prefetch<Arc<Fake>> {
+            Prefetch::start(self.kernel.clone(), self.state.read_cache(true))
+        }
+
+        /// Both families as the next command reads them, its early reads
+        /// all taken.
+        fn both(&self) -> (LiveState, LiveState) {
+            let backend = self.command();
+            let v4 = backend.live(Family::Ipv4).unwrap();
+            (v4, backend.live(Family::Ipv6).unwrap())
+        }
+    }
+
+    #[test]
+    fn an_unchanged_kernel_is_read_once_and_a_change_anywhere_reads_it_again() {
+        let cached = Cached::new();
+        let first = cached.both();
+        let saves = cached.kernel.saves();
+        let second = cached.both();
+        assert_eq!(first, second);
+        assert_eq!(cached.kernel.saves(), saves, "the same generation: no save");
+        cached.kernel.commit_elsewhere();
+        cached.both();
+        assert_eq!(
+            cached.kernel.saves(),
+            saves + 2,
+            "a commit elsewhere: read again"
+        );
+    }
+
+    #[test]
+    fn a_command_that_only_reads_keeps_nothing() {
+        let cached = Cached::new();
+        let reader = Prefetch::start(cached.kernel.clone(), cached.state.read_cache(false));
+        reader.live(Family::Ipv4).unwrap();
+        reader.live(Family::Ipv6).unwrap();
+        let saves = cached.kernel.saves();
+        cached.both();
+        assert_eq!(cached.kernel.saves(), saves + 2);
+    }
+
+    /// The survey, the write and its read-back of a one-rule change, as
+    /// `apply` makes them; what the next command reads.
+    fn write_one_rule(cached: &Cached, between: impl FnOnce()) -> (LiveState, usize) {
+        let backend = cached.command();
+        let before = backend.live(Family::Ipv4).unwrap();
+        backend.live(Family::Ipv6).unwrap();
+        between();
+        backend
+            .restore(Family::Ipv4, "*filter\n-A FWS-A -j ACCEPT\nCOMMIT\n")
+            .unwrap();
+        let mut now = before.clone();
+        let table = now.tables.get_mut(&Table::Filter).unwrap();
+        table
+            .chain_mut("FWS-A")
+            .unwrap()
+            .rules
+            .push(crate::live::LiveRule::new("-j ACCEPT"));
+        let v6 = LiveState::empty(Family::Ipv6);
+        backend.written(1, &[&now, &v6]);
+        let saves = cached.kernel.saves();
+        let (next, _) = cached.both();
+        (next, cached.kernel.saves() - saves)
+    }
+
+    #[test]
+    fn after_a_write_the_next_command_reads_what_the_write_left() {
+        let cached = Cached::new();
+        let (next, saves) = write_one_rule(&cached, || {});
+        assert_eq!(saves, 0, "taken from the write's record");
+        assert_eq!(next, cached.kernel.state(Family::Ipv4));
+        assert!(next.to_string().contains("-A FWS-A -j ACCEPT"));
+    }
+
+    #[test]
+    fn a_commit_between_the_read_and_the_write_keeps_nothing() {
+        let cached = Cached::new();
+        let (next, saves) = write_one_rule(&cached, || {
+            cached
+                .kernel
+                .restore(
+                    Family::Ipv4,
+                    "*filter\n-A INPUT -s 192.0.2.7/32 -j DROP\nCOMMIT\n",
+                )
+                .unwrap();
+        });
+        assert!(saves > 0, "read again");
+        assert!(
+            next.to_string()
+                .contains("-A INPUT -s 192.0.2.7/32 -j DROP"),
+            "{next}"
+        );
     }
 }

@@ -25,17 +25,18 @@ use crate::state::{boot_id, Locked, StateDir};
 use crate::transaction::{self, Keep};
 
 pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
-    // The kernel is read while the script evaluates; a script error is
-    // still reported before a missing iptables.
-    let backend = Iptables::detect(None).map(Prefetch::start);
-    let plan = script::evaluate(&args.script)?;
-    let backend = backend?;
     // Read only: a state folder that does not exist yet is not made, and
     // one that cannot be trusted only costs the drift-by-content check.
     let state = StateDir::open_existing(state_dir).unwrap_or_else(|err| {
         tracing::warn!("{err}; rules changed behind fwscript's back go unseen this time");
         None
     });
+    // The kernel is read while the script evaluates; a script error is
+    // still reported before a missing iptables.
+    let cache = state.as_ref().and_then(|state| state.read_cache(false));
+    let backend = Iptables::detect(None).map(|backend| Prefetch::start(backend, cache));
+    let plan = script::evaluate(&args.script)?;
+    let backend = backend?;
     let forms = transaction::recorded_forms(state.as_ref());
     let survey = apply::survey(&backend, transaction::desired(&plan), &forms)?;
     let expired = state.as_ref().and_then(expired_confirm);
@@ -76,13 +77,18 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
         // A dry run writes nothing, not even an overdue rollback, so it
         // needs no lock either; the kernel is read while the script
         // evaluates.
-        let backend = Prefetch::start(backend);
+        let state = StateDir::open_existing(state_dir);
+        let cache = state
+            .as_ref()
+            .ok()
+            .and_then(|s| s.as_ref()?.read_cache(false));
+        let backend = Prefetch::start(backend, cache);
         let plan = script::evaluate(script_path)?;
+        let state = state?;
         let mut warnings: Vec<Warning> = transaction::check_guard(&plan, guard(args)?)?
             .iter()
             .map(Warning::guard)
             .collect();
-        let state = StateDir::open_existing(state_dir)?;
         warnings.extend(state.as_ref().and_then(|s| daemon_warning(s, script_path)));
         let expired = state.as_ref().and_then(expired_confirm);
         warnings.extend(expired.clone());
@@ -125,13 +131,20 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     // while the script evaluates: on a big firewall, or with a long address
     // list, each takes about as long as the other. A script error still
     // comes after the state folder's, as it always did.
-    let backend = Prefetch::start(backend);
-    let evaluated = script::evaluate(script_path);
+    let backend = Prefetch::start(backend, locked.read_cache(true));
+    let (evaluated, forms) = std::thread::scope(|scope| {
+        // The kernel forms of the last write are read meanwhile too: on a
+        // big firewall they are a file of megabytes.
+        let forms = scope.spawn(|| transaction::recorded_forms(Some(&locked)));
+        let evaluated = script::evaluate(script_path);
+        (evaluated, forms.join().expect("forms reader panicked"))
+    });
     let plan = match evaluated {
         Ok(plan) => plan,
         Err(err) if at_boot => return fall_back(&backend, &locked, err.into(), settled),
         Err(err) => return Err(err.into()),
     };
+    tracing::debug!("script evaluated");
     confirm::ensure_none_pending(&locked)?;
     let (mut intent, digest) = transaction::plan_intent(&plan, script_path, "apply");
     let confirming = args.confirm.is_some();
@@ -154,7 +167,7 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     intent.session = transaction::connected(session);
     warnings.extend(guarded.iter().map(Warning::guard));
     warnings.extend(forwarding_warnings(&plan));
-    let transaction = transaction::write(&backend, intent, Some(&locked))?;
+    let transaction = transaction::write_with(&backend, intent, &locked, forms)?;
     let confirm_timer = match (&pending, transaction.written.is_empty()) {
         (Some(pending), false) => {
             confirm::start_timer(&backend, &locked, pending)?;

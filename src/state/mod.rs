@@ -5,10 +5,12 @@
 //! every file in it is opened without following symlinks and checked on
 //! the open descriptor, and written whole or not at all: a new file made
 //! with create-exclusive, synced, renamed over the old one, the folder
-//! synced. Writing needs the writer lock ([`StateDir::lock`]), which also
+//! synced (notes worth nothing after a crash are not synced: who holds the
+//! lock, the last kernel read). Writing needs the writer lock ([`StateDir::lock`]), which also
 //! keeps a second fwscript out of the kernel meanwhile.
 
 mod lock;
+mod read_cache;
 mod records;
 mod trust;
 
@@ -30,6 +32,7 @@ use crate::io_error::lowercase;
 use crate::origins::RuleOrigins;
 
 pub use lock::WriterLock;
+pub use read_cache::ReadCache;
 pub use records::{
     boot_id, Applied, AppliedRules, DaemonRecord, FamilySnapshot, LastGood, OriginalPolicies,
     PendingConfirm, Rejected, Snapshot,
@@ -195,7 +198,7 @@ impl StateDir {
             doing,
             &crate::confirm::utc(crate::transaction::now()),
         );
-        let _ = locked.write(lock::HOLDER, holder.as_bytes());
+        let _ = locked.write_unsynced(lock::HOLDER, holder.as_bytes());
         Ok(locked)
     }
 
@@ -329,9 +332,25 @@ impl StateDir {
         self.stage(name, contents)?.commit()
     }
 
+    /// Written whole or not at all, but not synced: for notes worth
+    /// nothing after a crash (who holds the lock, the last kernel read),
+    /// which would cost the command two journal commits each.
+    fn write_unsynced(&self, name: &str, contents: &[u8]) -> Result<(), StateError> {
+        self.stage_with(name, contents, false)?.rename()
+    }
+
     /// Writes `contents` to a new temporary file beside `name`, ready to
     /// take its place: a full disk fails here, before the kernel is touched.
     fn stage(&self, name: &str, contents: &[u8]) -> Result<Staged<'_>, StateError> {
+        self.stage_with(name, contents, true)
+    }
+
+    fn stage_with(
+        &self,
+        name: &str,
+        contents: &[u8],
+        sync: bool,
+    ) -> Result<Staged<'_>, StateError> {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let temporary = format!(
             ".{name}.{}.{}",
@@ -357,7 +376,9 @@ impl StateDir {
         .map_err(|err| fail(err.into()))?;
         let mut file = std::fs::File::from(file);
         std::io::Write::write_all(&mut file, contents).map_err(fail)?;
-        file.sync_all().map_err(fail)?;
+        if sync {
+            file.sync_all().map_err(fail)?;
+        }
         Ok(staged)
     }
 

@@ -24,6 +24,7 @@ mod kernel_hostile;
 mod kernel_neighbours;
 mod kernel_neighbours_docker;
 mod kernel_neighbours_fail2ban;
+mod kernel_read_cache;
 mod kernel_readback;
 mod kernel_render;
 mod kernel_safety;

@@ -1,0 +1,163 @@
+//! The kept kernel read (docs/design.md, "Reading the kernel"): on
+//! nf_tables an apply or plan whose kernel is still at the generation of
+//! the last read takes the rules from the state folder instead of running
+//! `iptables-save`; any commit in between — a neighbour's rule, a rule
+//! changed behind fwscript's back — or another network namespace (a
+//! reboot, a container started again) makes it read the kernel. Legacy has
+//! no generation and always reads. Real kernels, both backends.
+
+use std::path::PathBuf;
+
+use crate::common::netns::{kernel_available, Netns, Run, FLAVORS};
+
+const SCRIPT: &str = "allow_tcp([22, 80]);\nallow_udp(53);\n";
+
+struct Case {
+    _dir: tempfile::TempDir,
+    script: PathBuf,
+    state: PathBuf,
+}
+
+impl Case {
+    fn new() -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("fw.rhai");
+        std::fs::write(&script, SCRIPT).unwrap();
+        Case {
+            state: dir.path().join("state"),
+            script,
+            _dir: dir,
+        }
+    }
+
+    fn run(&self, netns: &Netns, command: &str) -> Run {
+        netns.fwscript(
+            &self.state,
+            &["-vv", command, self.script.to_str().unwrap()],
+        )
+    }
+}
+
+/// The rule saves a `-vv` run made before writing (`ipset save` is always
+/// made: sets have no generation).
+fn rule_saves(run: &Run) -> usize {
+    run.stderr
+        .lines()
+        .take_while(|l| !l.contains("-restore"))
+        .filter(|l| l.contains("DEBUG running") && l.contains("tables-") && l.contains("-save"))
+        .count()
+}
+
+fn kept(run: &Run) -> bool {
+    run.stderr
+        .contains("as read before: nf_tables has not changed since")
+}
+
+#[test]
+fn an_unchanged_kernel_is_not_read_again_and_any_change_is_seen() {
+    if !kernel_available() {
+        return;
+    }
+    for flavor in FLAVORS {
+        let netns = Netns::new(flavor);
+        let case = Case::new();
+        case.run(&netns, "apply").expect(0);
+        let again = case.run(&netns, "apply").expect(0);
+        assert!(again.stdout.ends_with("no changes\n"), "{}", again.stdout);
+        match flavor {
+            "nft" => {
+                assert!(kept(&again), "{}", again.stderr);
+                assert_eq!(rule_saves(&again), 0, "{}", again.stderr);
+                let plan = case.run(&netns, "plan").expect(0);
+                assert!(kept(&plan) && rule_saves(&plan) == 0, "{}", plan.stderr);
+            }
+            _ => {
+                assert!(!kept(&again), "{}", again.stderr);
+                assert_eq!(rule_saves(&again), 2, "{}", again.stderr);
+                assert!(!case.state.join("kernel-read.ipv4").exists());
+            }
+        }
+
+        // Behind fwscript's back: an owned rule deleted, and an admin's
+        // ACCEPT above the accepting hook. Both are seen at once.
+        let v4 = netns.save("ipv4", false);
+        let owned = v4
+            .lines()
+            .find(|l| l.contains("--dport 80 "))
+            .expect("the port 80 rule");
+        netns.sh(&format!("$IPT -D {}", &owned[3..]));
+        netns.sh("$IPT -I INPUT 1 -s 198.51.100.9/32 -j ACCEPT");
+        let repair = case.run(&netns, "apply").expect(0);
+        assert_eq!(rule_saves(&repair), 2, "read again: {}", repair.stderr);
+        assert!(
+            repair.stdout.contains("applied 1 change"),
+            "{}",
+            repair.stdout
+        );
+        assert!(
+            format!("{}{}", repair.stdout, repair.stderr).contains("198.51.100.9"),
+            "the neighbour's ACCEPT is warned about: {}",
+            repair.stderr
+        );
+        assert!(netns.save("ipv4", false).contains("--dport 80 "));
+
+        // The repair's record is what the next command reads: in sync.
+        let settled = case.run(&netns, "apply").expect(0);
+        assert!(
+            settled.stdout.ends_with("no changes\n"),
+            "{}",
+            settled.stdout
+        );
+        assert_eq!(kept(&settled), flavor == "nft", "{}", settled.stderr);
+    }
+}
+
+#[test]
+fn another_network_namespace_with_the_same_state_folder_is_read_and_written() {
+    if !kernel_available() {
+        return;
+    }
+    // A container started again, or a reboot: a new namespace, the state
+    // folder kept. Its kernel is empty, whatever generation it is at.
+    let netns = Netns::new("nft");
+    let case = Case::new();
+    case.run(&netns, "apply").expect(0);
+    netns.reboot();
+    let there = case.run(&netns, "apply").expect(0);
+    assert!(!kept(&there), "{}", there.stderr);
+    assert!(there.stdout.contains("applied"), "{}", there.stdout);
+    assert!(netns.save("ipv4", false).contains("--dport 80 "));
+}
+
+#[test]
+fn an_edit_leaves_its_own_record_and_the_next_apply_trusts_only_that() {
+    if !kernel_available() {
+        return;
+    }
+    let netns = Netns::new("nft");
+    let case = Case::new();
+    case.run(&netns, "apply").expect(0);
+    std::fs::write(&case.script, format!("{SCRIPT}allow_tcp(443);\n")).unwrap();
+    let edit = case.run(&netns, "apply").expect(0);
+    assert!(edit.stdout.contains("applied"), "{}", edit.stdout);
+    // The kernel as the edit left it comes from the edit's record, and it
+    // is what a save prints.
+    let next = case.run(&netns, "plan").expect(0);
+    assert!(kept(&next) && rule_saves(&next) == 0, "{}", next.stderr);
+    let kept_text = std::fs::read_to_string(case.state.join("kernel-read.ipv4")).unwrap();
+    let saved = netns.save("ipv4", false);
+    let rules = |text: &str| -> Vec<String> {
+        let mut rules: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("-A ") || l.starts_with(':'))
+            // A built-in chain's packet counters are the kernel's to move.
+            .map(|l| match l.starts_with(':') {
+                true => l.split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+                false => l.to_string(),
+            })
+            .collect();
+        rules.sort();
+        rules
+    };
+    assert_eq!(rules(&kept_text), rules(&saved));
+}
