@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::netfilter::{Family, Table};
-use crate::plan::{Action, FamilyPlan, Matches, Plan, RateUnit, RecentCheck, Rule, TablePlan};
+use crate::plan::{
+    Action, ChainPlan, FamilyPlan, Matches, Plan, RateUnit, RecentCheck, Rule, TablePlan,
+};
 use crate::ruleset::{id_comment, HookRule, OwnedChain, OwnedRule, RuleId, Ruleset, TableRuleset};
 use crate::sets::{self, OwnedSet};
 
@@ -52,42 +54,84 @@ fn render_table(plan: &TablePlan, family: Family, table: Table) -> TableRuleset 
             }
         })
         .collect();
-    let chains = plan
-        .chains
-        .iter()
-        .filter_map(|chain| {
-            // The kernel reaches the deny stage from the built-in chain's
-            // top, not through the entry chain; an entry chain left with
-            // nothing else is not needed at all.
-            let lifted = plan.lifted(table, chain);
-            let hooked = chain.stage.is_some() || planned.iter().any(|h| h.chain == chain.name);
-            if !hooked {
-                return None;
-            }
-            let mut ids = IdAllocator::default();
-            let rules = chain.rules[lifted.len()..]
-                .iter()
-                .map(|rule| {
-                    rule_text(rule).into_owned(
-                        &mut ids,
-                        family,
-                        table,
-                        &chain.name,
-                        rule.origin.clone(),
-                    )
-                })
-                .collect();
-            Some(OwnedChain {
-                name: chain.name.clone(),
-                rules,
+    let render_chain = |chain: &ChainPlan| {
+        // The kernel reaches the deny stage from the built-in chain's
+        // top, not through the entry chain; an entry chain left with
+        // nothing else is not needed at all.
+        let lifted = plan.lifted(table, chain);
+        let hooked = chain.stage.is_some() || planned.iter().any(|h| h.chain == chain.name);
+        if !hooked {
+            return None;
+        }
+        let mut ids = IdAllocator::default();
+        let rules = chain.rules[lifted.len()..]
+            .iter()
+            .map(|rule| {
+                rule_text(rule).into_owned(
+                    &mut ids,
+                    family,
+                    table,
+                    &chain.name,
+                    rule.origin.clone(),
+                )
             })
+            .collect();
+        Some(OwnedChain {
+            name: chain.name.clone(),
+            rules,
         })
+    };
+    let chains = in_parallel(&plan.chains, |c| c.rules.len(), render_chain)
+        .into_iter()
+        .flatten()
         .collect();
     TableRuleset {
         policies,
         hooks,
         chains,
     }
+}
+
+/// `f` of each item, in order; with enough work (`weight` of the items) to
+/// be worth it, the items are split between the CPUs in runs of about
+/// equal weight. Chains render independently of each other, so a
+/// 10,000-rule plan renders in about half the time on two.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    const WORTH_A_THREAD: usize = 2048;
+    let total: usize = items.iter().map(&weight).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+        .min(total / WORTH_A_THREAD);
+    if threads < 2 {
+        return items.iter().map(f).collect();
+    }
+    // Cut where the running weight passes each thread's share.
+    let mut runs = Vec::new();
+    let (mut start, mut running) = (0, 0);
+    for (index, item) in items.iter().enumerate() {
+        running += weight(item);
+        if running * threads >= total * (runs.len() + 1) && runs.len() + 1 < threads {
+            runs.push(&items[start..=index]);
+            start = index + 1;
+        }
+    }
+    runs.push(&items[start..]);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = runs
+            .into_iter()
+            .map(|run| scope.spawn(move || run.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("renderer panicked"))
+            .collect()
+    })
 }
 
 /// Counts identical rules within one chain so each gets its own id.
@@ -352,6 +396,17 @@ pub fn family_files<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_split_between_threads_comes_back_whole_and_in_order() {
+        let weights: Vec<usize> = (0..57).map(|i| (i * 37) % 900 + 1).collect();
+        let total: usize = weights.iter().sum();
+        assert!(total > 4 * 2048, "enough to split");
+        let doubled = in_parallel(&weights, |w| *w, |w| w * 2);
+        assert_eq!(doubled, weights.iter().map(|w| w * 2).collect::<Vec<_>>());
+        assert_eq!(in_parallel(&[1usize, 2], |w| *w, |w| w + 1), vec![2, 3]);
+        assert!(in_parallel(&[] as &[usize], |w| *w, |w| *w).is_empty());
+    }
     use crate::netfilter::Hook;
     use crate::ruleset::Placement;
 
