@@ -159,6 +159,11 @@ fn standard_rows() -> Vec<Row> {
             goal: 1.3,
         },
         Row {
+            ours: Ours::NoopAfterNeighbour,
+            raw: Raw::Saves,
+            goal: 1.3,
+        },
+        Row {
             ours: Ours::Edit,
             raw: Raw::Reload,
             goal: 0.6,
@@ -263,6 +268,10 @@ enum Ours {
     Cold,
     /// `apply` of the script already applied.
     Noop,
+    /// The same, each time after a neighbour's commit (a chain of its own
+    /// made and removed): on nf_tables the read kept by the last apply no
+    /// longer holds, and the kernel is read.
+    NoopAfterNeighbour,
     /// `apply` of the script with one rule more, then of the script again,
     /// alternately: each run adds or removes one rule.
     Edit,
@@ -284,6 +293,7 @@ impl Row {
         let ours = match self.ours {
             Ours::Cold => "cold apply".to_string(),
             Ours::Noop => "no-op apply".to_string(),
+            Ours::NoopAfterNeighbour => "no-op apply after a neighbour's commit".to_string(),
             Ours::Edit => format!("one-rule edit ({})", measured.changes),
         };
         let raw = match self.raw {
@@ -351,12 +361,23 @@ fn measure(
                 raw.push(restore(&netns, flavor, &files.hand, &[0, 1], true));
             }
         }
-        (Ours::Noop, Raw::Saves) => {
+        (Ours::Noop | Ours::NoopAfterNeighbour, Raw::Saves) => {
             let (mine, state) = (Netns::new(), fresh_state());
             fwscript(&mine, &state, &files.script);
             let theirs = Netns::new();
             restore(&theirs, flavor, &files.hand, &[0, 1], true);
             for _ in 0..settings.runs {
+                if matches!(row.ours, Ours::NoopAfterNeighbour) {
+                    let neighbour = flavor.tool(Family::V4, "restore");
+                    let input = files.folder.join("neighbour.v4");
+                    std::fs::write(
+                        &input,
+                        "*filter\n:neighbour - [0:0]\n-X neighbour\nCOMMIT\n",
+                    )
+                    .unwrap();
+                    let made = mine.run(&neighbour, &["--noflush".as_ref()], Some(&input), flavor);
+                    assert!(made.ok, "{}", made.stderr);
+                }
                 let run = fwscript(&mine, &state, &files.script);
                 assert!(run.stdout.contains("no changes"), "{}", run.stdout);
                 ours.push(run.elapsed);
