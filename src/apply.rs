@@ -700,8 +700,7 @@ pub fn read_sets(backend: &dyn Backend) -> Result<Vec<LiveSet>, ApplyError> {
     let read_error = |source| ApplyError::ReadSets {
         source: Box::new(source),
     };
-    let text = backend.save_sets().map_err(read_error)?;
-    sets::live::parse_save(&text).map_err(|e| read_error(e.into()))
+    backend.live_sets().map_err(read_error)
 }
 
 type Reads = (Vec<LiveState>, Result<Vec<LiveSet>, ApplyError>);

@@ -46,6 +46,11 @@ pub trait Backend: Sync {
         Err(no_ipset())
     }
 
+    /// fwscript's ipsets with their entries: [`Backend::save_sets`] parsed.
+    fn live_sets(&self) -> Result<Vec<crate::sets::LiveSet>, BackendError> {
+        Ok(crate::sets::live::parse_save(&self.save_sets()?)?)
+    }
+
     /// Every ipset's header and number of entries, as `ipset list -t`
     /// prints them: what verify reads back, without the entries.
     fn list_sets(&self) -> Result<String, BackendError> {
@@ -111,6 +116,9 @@ impl<B: Backend + Send + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn save_sets(&self) -> Result<String, BackendError> {
         (**self).save_sets()
+    }
+    fn live_sets(&self) -> Result<Vec<crate::sets::LiveSet>, BackendError> {
+        (**self).live_sets()
     }
     fn list_sets(&self) -> Result<String, BackendError> {
         (**self).list_sets()

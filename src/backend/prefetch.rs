@@ -25,13 +25,15 @@ use std::thread::JoinHandle;
 use super::{Backend, BackendError, Generation};
 use crate::live::LiveState;
 use crate::netfilter::{Family, Table};
+use crate::sets::LiveSet;
 use crate::state::ReadCache;
 
 /// A read of the rules, and the generation it is known to be of.
 type Rules<T> = Result<(T, Option<Generation>), BackendError>;
 /// An early read of the rules, parsed on its own thread too.
 type Read = JoinHandle<Rules<LiveState>>;
-type SetRead = JoinHandle<Result<String, BackendError>>;
+/// The early read of the sets, parsed on its thread.
+type SetRead = JoinHandle<Result<Vec<LiveSet>, BackendError>>;
 
 pub struct Prefetch<B> {
     inner: B,
@@ -68,7 +70,7 @@ impl<B: Backend + Clone + Send + 'static> Prefetch<B> {
             })
             .collect();
         let backend = inner.clone();
-        let sets = Some(std::thread::spawn(move || backend.save_sets()));
+        let sets = Some(std::thread::spawn(move || backend.live_sets()));
         Prefetch {
             inner,
             early: Mutex::new(Early { families, sets }),
@@ -233,13 +235,20 @@ impl<B: Backend> Backend for Prefetch<B> {
         self.inner.list_chain(family, table, chain)
     }
 
-    /// Given once and handed over: a big set's save is megabytes, not worth
-    /// a copy kept for nobody.
+    /// The sets are read early parsed ([`Backend::live_sets`]); asked for
+    /// as text, they are read again.
     fn save_sets(&self) -> Result<String, BackendError> {
+        self.early().sets.take();
+        self.inner.save_sets()
+    }
+
+    /// Given once and handed over: a big set's entries are megabytes, not
+    /// worth a copy kept for nobody.
+    fn live_sets(&self) -> Result<Vec<LiveSet>, BackendError> {
         let early = self.early().sets.take();
         match early {
-            Some(read) => join(read, || self.inner.save_sets()),
-            None => self.inner.save_sets(),
+            Some(read) => join(read, || self.inner.live_sets()),
+            None => self.inner.live_sets(),
         }
     }
 
