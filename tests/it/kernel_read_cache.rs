@@ -6,7 +6,9 @@
 //! reboot, a container started again) makes it read the kernel. Legacy has
 //! no generation and always reads. Real kernels, both backends.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use crate::common::netns::{kernel_available, Netns, Run, FLAVORS};
 
@@ -160,4 +162,70 @@ fn an_edit_leaves_its_own_record_and_the_next_apply_trusts_only_that() {
         rules
     };
     assert_eq!(rules(&kept_text), rules(&saved));
+}
+
+/// A table made with nft's `owner` flag vanishes when the process that made
+/// it closes its socket, and the kernel does not move the generation on
+/// for that: a read kept while such a table was there would show its rules
+/// for good. A neighbour's compatible `mangle` table, owned by an `nft -i`.
+#[test]
+fn a_table_that_vanishes_with_its_owner_is_never_kept() {
+    if !kernel_available() {
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "nft missing");
+        eprintln!("SKIP: nft missing");
+        return;
+    }
+    let netns = Netns::new("nft");
+    let case = Case::new();
+    case.run(&netns, "apply").expect(0);
+    let mut owner = netns
+        .command("nft")
+        .arg("-i")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nft runs");
+    let mut input = owner.stdin.take().unwrap();
+    input
+        .write_all(
+            b"add table ip mangle { flags owner; }\n\
+              add chain ip mangle PREROUTING { type filter hook prerouting priority -150; policy accept; }\n\
+              add rule ip mangle PREROUTING counter accept\n",
+        )
+        .unwrap();
+    let phantom = "-A PREROUTING -j ACCEPT";
+    poll(
+        || netns.save("ipv4", false).contains(phantom),
+        "the owned table",
+    );
+    // Read while the owned table is there: twice, so a kept read is used.
+    case.run(&netns, "apply").expect(0);
+    case.run(&netns, "apply").expect(0);
+    drop(input);
+    owner.wait().unwrap();
+    poll(
+        || !netns.save("ipv4", false).contains(phantom),
+        "the owner gone",
+    );
+
+    let plan = case.run(&netns, "plan").expect(0);
+    assert_eq!(rule_saves(&plan), 2, "read again: {}", plan.stderr);
+    let kept_text =
+        std::fs::read_to_string(case.state.join("kernel-read.ipv4")).unwrap_or_default();
+    assert!(!kept_text.contains(phantom), "{kept_text}");
+    // Once gone, reads are kept again.
+    case.run(&netns, "apply").expect(0);
+    assert!(kept(&case.run(&netns, "plan").expect(0)));
+}
+
+fn poll(done: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
