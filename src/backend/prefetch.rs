@@ -105,6 +105,28 @@ fn save<B: Backend + ?Sized>(
     Ok((text, at))
 }
 
+/// `live` with each table's chains in the order `iptables-nft-save` lists
+/// them, built-in chains first, then the others by name: a chain a write
+/// made was merged in at the end.
+fn in_save_order(live: &LiveState) -> std::borrow::Cow<'_, LiveState> {
+    let key = |chain: &crate::live::LiveChain| match chain.policy {
+        Some(_) => (false, String::new()),
+        None => (true, chain.name.clone()),
+    };
+    let sorted = live
+        .tables
+        .values()
+        .all(|table| table.chains.is_sorted_by_key(key));
+    if sorted {
+        return std::borrow::Cow::Borrowed(live);
+    }
+    let mut live = live.clone();
+    for table in live.tables.values_mut() {
+        table.chains.sort_by_key(key);
+    }
+    std::borrow::Cow::Owned(live)
+}
+
 impl<B> Prefetch<B> {
     pub fn inner(&self) -> &B {
         &self.inner
@@ -206,7 +228,7 @@ impl<B: Backend> Backend for Prefetch<B> {
         };
         if now.iter().all(|live| planned_on(live) == Some(before)) {
             for live in now {
-                cache.store(live.family, at, &live.to_string());
+                cache.store(live.family, at, &in_save_order(live).to_string());
             }
         }
     }
@@ -448,5 +470,26 @@ mod tests {
                 .contains("-A INPUT -s 192.0.2.7/32 -j DROP"),
             "{next}"
         );
+    }
+
+    #[test]
+    fn a_kept_read_lists_chains_as_a_save_does() {
+        let merged = LiveState::parse(
+            Family::Ipv4,
+            "*filter\n:INPUT DROP [0:0]\n:FWS-B - [0:0]\n:OUTPUT ACCEPT [0:0]\n:FWS-A - [0:0]\n\
+             -A INPUT -j FWS-B\n-A FWS-A -j ACCEPT\nCOMMIT\n",
+        )
+        .unwrap();
+        let chains: Vec<String> = in_save_order(&merged).tables[&Table::Filter]
+            .chains
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(chains, ["INPUT", "OUTPUT", "FWS-A", "FWS-B"]);
+        let sorted = in_save_order(&merged).into_owned();
+        assert!(matches!(
+            in_save_order(&sorted),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -229,3 +229,28 @@ fn poll(done: impl Fn() -> bool, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A big family's edit reads back only the chains it touched. A table the
+/// write made (nat, for `masquerade`) is then known only in those chains,
+/// not as a save prints it: the next command reads the kernel whole, and
+/// after that keeps reads again.
+#[test]
+fn a_table_a_write_makes_is_read_whole_next_time() {
+    if !kernel_available() {
+        return;
+    }
+    let netns = Netns::new("nft");
+    let case = Case::new();
+    let big = "for p in 1..=1500 { allow_tcp(p); }\n";
+    std::fs::write(&case.script, big).unwrap();
+    case.run(&netns, "apply").expect(0);
+    std::fs::write(&case.script, format!("{big}masquerade(\"fws-out\");\n")).unwrap();
+    let nat = case.run(&netns, "apply").expect(0);
+    assert!(nat.stdout.contains("applied"), "{}", nat.stdout);
+    let next = case.run(&netns, "apply").expect(0);
+    assert!(next.stdout.ends_with("no changes\n"), "{}", next.stdout);
+    assert!(!kept(&next), "{}", next.stderr);
+    assert_eq!(rule_saves(&next), 2, "{}", next.stderr);
+    let again = case.run(&netns, "plan").expect(0);
+    assert!(kept(&again), "{}", again.stderr);
+}
