@@ -67,8 +67,28 @@ fn netlink_socket() -> Option<OwnedFd> {
             libc::NETLINK_NETFILTER,
         )
     };
+    if fd < 0 {
+        return None;
+    }
     // SAFETY: a fresh descriptor, checked to be one.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The kernel answers before the request's send returns; a second is
+    // only there so that an answer lost never holds a command up.
+    let wait = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: the option reads exactly one timeval from a live value.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&wait as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    (set == 0).then_some(socket)
 }
 
 fn netns_cookie(socket: &OwnedFd) -> Option<u64> {
