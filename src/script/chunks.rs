@@ -17,8 +17,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
-use crate::netfilter::MAX_CHAIN_NAME;
-use crate::plan::{Action, ChainPlan, Matches, PortRange, Rule};
+use crate::netfilter::{Hook, MAX_CHAIN_NAME};
+use crate::plan::{Action, ChainPlan, Matches, PortRange, Rule, Stage};
 use crate::render::target_text;
 
 /// Stages up to this many rules stay one chain.
@@ -49,49 +49,100 @@ pub fn jump_to(chain: &str) -> Rule {
 
 /// The stage chain, and its chunks when it is long. A stage holding a
 /// `return` stays whole: in a chunk it would end the chunk, not the stage.
-pub fn split(mut stage: ChainPlan) -> Vec<ChainPlan> {
-    let has_return = stage.rules.iter().any(|r| r.action == Action::Return);
-    if stage.rules.len() <= SPLIT_ABOVE || has_return {
-        return vec![stage];
+#[cfg(test)]
+pub fn split(stage: ChainPlan) -> Vec<ChainPlan> {
+    let mut chunker = Chunker::default();
+    for rule in stage.rules {
+        chunker.push(rule);
     }
-    // Where each chunk starts. Only a rule at least MIN into its chunk can
-    // end it, so only those are hashed.
-    let mut starts = vec![0];
-    let mut len = 0;
-    for (i, rule) in stage.rules.iter().enumerate() {
-        len += 1;
-        let boundary = len >= MAX
+    chunker.finish(stage.name, stage.hook, stage.stage)
+}
+
+/// A stage's rules as the script makes them, cut into chunks on the way:
+/// a boundary depends only on a rule and how far it is into its chunk, so
+/// each rule is moved once, into the chunk it stays in, instead of into a
+/// stage first and a chunk later (a rule is a few hundred bytes; a
+/// 10,000-call script makes 20,000 of them).
+#[derive(Debug, Default)]
+pub struct Chunker {
+    chunks: Vec<Vec<Rule>>,
+    /// The last chunk has ended: the next rule starts another.
+    ended: bool,
+    len: usize,
+    has_return: bool,
+}
+
+impl Chunker {
+    pub fn push(&mut self, rule: Rule) {
+        self.has_return |= rule.action == Action::Return;
+        self.len += 1;
+        if self.ended || self.chunks.is_empty() {
+            // Most stages are short: only a stage already past its first
+            // chunk gets room for a whole one up front.
+            let room = if self.chunks.is_empty() { 0 } else { SOFT };
+            self.chunks.push(Vec::with_capacity(room));
+            self.ended = false;
+        }
+        let chunk = self.chunks.last_mut().expect("a chunk was just made");
+        // Only a rule at least MIN into its chunk can end it, so only
+        // those are hashed.
+        let len = chunk.len() + 1;
+        self.ended = len >= MAX
             || match len {
                 ..MIN => false,
-                MIN..SOFT => content_hash(rule).is_multiple_of(TARGET),
-                _ => content_hash(rule).is_multiple_of(SOFT_TARGET),
+                MIN..SOFT => content_hash(&rule).is_multiple_of(TARGET),
+                _ => content_hash(&rule).is_multiple_of(SOFT_TARGET),
             };
-        if boundary && i + 1 < stage.rules.len() {
-            starts.push(i + 1);
-            len = 0;
+        chunk.push(rule);
+    }
+
+    /// The rules pushed, in order, chunks undone.
+    pub fn into_rules(self) -> impl Iterator<Item = Rule> {
+        self.chunks.into_iter().flatten()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The stage chain `name`, and its chunks when it is long.
+    pub fn finish(self, name: String, hook: Hook, stage: Option<Stage>) -> Vec<ChainPlan> {
+        let mut chunks = self.chunks;
+        if self.len <= SPLIT_ABOVE || self.has_return {
+            let rules = if chunks.len() == 1 {
+                chunks.pop().unwrap_or_default()
+            } else {
+                let mut rules = Vec::with_capacity(self.len);
+                for chunk in chunks {
+                    rules.extend(chunk);
+                }
+                rules
+            };
+            return vec![ChainPlan {
+                name,
+                hook,
+                stage,
+                rules,
+            }];
         }
+        let mut names = Names::default();
+        let chunks: Vec<ChainPlan> = chunks
+            .into_iter()
+            .map(|mut rules| {
+                rules.shrink_to_fit();
+                names.chunk(&name, hook, stage, rules)
+            })
+            .collect();
+        let jumps = chunks.iter().map(|c| jump_to(&c.name)).collect();
+        let mut chains = vec![ChainPlan {
+            name,
+            hook,
+            stage,
+            rules: jumps,
+        }];
+        chains.extend(chunks);
+        chains
     }
-    // Cut from the end, giving each tail's memory back as it goes: a long
-    // stage is never held twice.
-    let mut rules = std::mem::take(&mut stage.rules);
-    let mut pieces: Vec<Vec<Rule>> = Vec::with_capacity(starts.len());
-    for &start in starts.iter().rev() {
-        pieces.push(rules.split_off(start));
-        rules.shrink_to_fit();
-    }
-    pieces.reverse();
-    let mut names = Names::default();
-    let chunks: Vec<ChainPlan> = pieces
-        .into_iter()
-        .map(|piece| names.chunk(&stage.name, &stage, piece))
-        .collect();
-    let jumps = chunks.iter().map(|c| jump_to(&c.name)).collect();
-    let mut chains = vec![ChainPlan {
-        rules: jumps,
-        ..stage
-    }];
-    chains.extend(chunks);
-    chains
 }
 
 /// A hash of everything that makes a rule what it is (not its origin),
@@ -188,7 +239,13 @@ struct Names {
 }
 
 impl Names {
-    fn chunk(&mut self, stage_name: &str, stage: &ChainPlan, rules: Vec<Rule>) -> ChainPlan {
+    fn chunk(
+        &mut self,
+        stage_name: &str,
+        hook: Hook,
+        stage: Option<Stage>,
+        rules: Vec<Rule>,
+    ) -> ChainPlan {
         let digits = (MAX_CHAIN_NAME - stage_name.len() - 1).min(16);
         let first = content_hash(&rules[0]);
         let mut name = format!("{stage_name}-{}", &format!("{first:016x}")[..digits]);
@@ -204,8 +261,8 @@ impl Names {
         }
         ChainPlan {
             name,
-            hook: stage.hook,
-            stage: stage.stage,
+            hook,
+            stage,
             rules,
         }
     }
@@ -214,8 +271,7 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netfilter::Hook;
-    use crate::plan::{PortRange, Proto, Stage};
+    use crate::plan::{PortRange, Proto};
 
     fn allow(port: u16) -> Rule {
         Rule {
