@@ -149,7 +149,7 @@ impl Chunker {
 /// fed field by field: formatting each rule's text only to hash it was the
 /// larger part of assembling a 10,000-rule plan.
 fn content_hash(rule: &Rule) -> u64 {
-    let mut feed = Feed(Sha256::new());
+    let mut feed = Feed(Vec::with_capacity(128));
     let m = &rule.matches;
     feed.net(b's', m.src.as_ref());
     feed.net(b'd', m.dst.as_ref());
@@ -187,18 +187,19 @@ fn content_hash(rule: &Rule) -> u64 {
         Action::Return => feed.text(b'j', Some("RETURN")),
         other => feed.text(b'J', Some(&target_text(other))),
     }
-    let digest = feed.0.finalize();
+    // Hashed whole: one call on a few dozen bytes, not one per field.
+    let digest = Sha256::digest(&feed.0);
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// Tagged, length-prefixed fields, so no two rules feed the same bytes.
-struct Feed(Sha256);
+struct Feed(Vec<u8>);
 
 impl Feed {
     fn bytes(&mut self, tag: u8, bytes: &[u8]) {
-        self.0.update([tag]);
-        self.0.update((bytes.len() as u32).to_le_bytes());
-        self.0.update(bytes);
+        self.0.push(tag);
+        self.0.extend((bytes.len() as u32).to_le_bytes());
+        self.0.extend_from_slice(bytes);
     }
 
     fn text(&mut self, tag: u8, text: Option<&str>) {
@@ -211,19 +212,26 @@ impl Feed {
         let Some(net) = net else {
             return;
         };
-        let mut bytes = match net.addr() {
-            IpAddr::V4(addr) => addr.octets().to_vec(),
-            IpAddr::V6(addr) => addr.octets().to_vec(),
+        let mut bytes = [0; 17];
+        let len = match net.addr() {
+            IpAddr::V4(addr) => {
+                bytes[..4].copy_from_slice(&addr.octets());
+                4
+            }
+            IpAddr::V6(addr) => {
+                bytes[..16].copy_from_slice(&addr.octets());
+                16
+            }
         };
-        bytes.push(net.prefix_len());
-        self.bytes(tag, &bytes);
+        bytes[len] = net.prefix_len();
+        self.bytes(tag, &bytes[..=len]);
     }
 
     fn ports(&mut self, tag: u8, ports: Option<PortRange>) {
         if let Some(ports) = ports {
-            let mut bytes = ports.first.to_le_bytes().to_vec();
-            bytes.extend(ports.last.to_le_bytes());
-            self.bytes(tag, &bytes);
+            let [a, b] = ports.first.to_le_bytes();
+            let [c, d] = ports.last.to_le_bytes();
+            self.bytes(tag, &[a, b, c, d]);
         }
     }
 }
