@@ -70,6 +70,8 @@ pub struct Chunker {
     ended: bool,
     len: usize,
     has_return: bool,
+    /// What a rule's content hash is taken over, kept between rules.
+    scratch: Vec<u8>,
 }
 
 impl Chunker {
@@ -90,8 +92,8 @@ impl Chunker {
         self.ended = len >= MAX
             || match len {
                 ..MIN => false,
-                MIN..SOFT => content_hash(&rule).is_multiple_of(TARGET),
-                _ => content_hash(&rule).is_multiple_of(SOFT_TARGET),
+                MIN..SOFT => content_hash(&rule, &mut self.scratch).is_multiple_of(TARGET),
+                _ => content_hash(&rule, &mut self.scratch).is_multiple_of(SOFT_TARGET),
             };
         chunk.push(rule);
     }
@@ -148,8 +150,9 @@ impl Chunker {
 /// A hash of everything that makes a rule what it is (not its origin),
 /// fed field by field: formatting each rule's text only to hash it was the
 /// larger part of assembling a 10,000-rule plan.
-fn content_hash(rule: &Rule) -> u64 {
-    let mut feed = Feed(Vec::with_capacity(128));
+fn content_hash(rule: &Rule, scratch: &mut Vec<u8>) -> u64 {
+    scratch.clear();
+    let mut feed = Feed(scratch);
     let m = &rule.matches;
     feed.net(b's', m.src.as_ref());
     feed.net(b'd', m.dst.as_ref());
@@ -188,14 +191,14 @@ fn content_hash(rule: &Rule) -> u64 {
         other => feed.text(b'J', Some(&target_text(other))),
     }
     // Hashed whole: one call on a few dozen bytes, not one per field.
-    let digest = Sha256::digest(&feed.0);
+    let digest = Sha256::digest(&*feed.0);
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// Tagged, length-prefixed fields, so no two rules feed the same bytes.
-struct Feed(Vec<u8>);
+struct Feed<'a>(&'a mut Vec<u8>);
 
-impl Feed {
+impl Feed<'_> {
     fn bytes(&mut self, tag: u8, bytes: &[u8]) {
         self.0.push(tag);
         self.0.extend((bytes.len() as u32).to_le_bytes());
@@ -255,7 +258,7 @@ impl Names {
         rules: Vec<Rule>,
     ) -> ChainPlan {
         let digits = (MAX_CHAIN_NAME - stage_name.len() - 1).min(16);
-        let first = content_hash(&rules[0]);
+        let first = content_hash(&rules[0], &mut Vec::new());
         let mut name = format!("{stage_name}-{}", &format!("{first:016x}")[..digits]);
         let mut round: u64 = 0;
         while !self.used.insert(name.clone()) {

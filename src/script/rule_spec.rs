@@ -141,7 +141,7 @@ pub struct PlacedRule {
 }
 
 /// Reads one `rule()` map; `origin` is the user's call site.
-pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Expansion> {
+pub fn expand(fields: &Fields, extras: &Extras, origin: Origin) -> Checked<Expansion> {
     // Only an absent key means "any"; `()` (a typo'd map key, an unset
     // variable) is a mistake that must never widen the rule.
     for key in Key::ALL {
@@ -314,7 +314,7 @@ pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Expa
         matches,
         action,
         comment,
-        origin: origin.clone(),
+        origin,
         recent: extras.recent.clone(),
         families,
         srcs,
@@ -392,6 +392,11 @@ impl Addr {
 /// of them (a `/0` stays a rule of its own: `hash:net` cannot hold it),
 /// otherwise one rule each, in the order given.
 fn choices(nets: Vec<IpNet>) -> Vec<Addr> {
+    // Too few for any family to make a set: the common call, spared the
+    // sorting below.
+    if nets.len() <= SET_THRESHOLD {
+        return nets.into_iter().map(Addr::Net).collect();
+    }
     let mut sets: Vec<(Family, SetEntries, Given)> = Vec::new();
     for family in Family::ALL {
         let of_family = |n: &&IpNet| net_family(n) == family && n.prefix_len() > 0;
@@ -812,7 +817,7 @@ fn stage_of(action: &Action) -> Stage {
 fn parse_states(value: &Dynamic) -> Checked<Vec<CtState>> {
     let mut states = Vec::new();
     let listed = value.is_array();
-    for (i, item) in values::one_or_many(value).into_iter().enumerate() {
+    for (i, item) in values::one_or_many(value).iter().enumerate() {
         let within = |p: Problem| if listed { p.within(Step::Item(i)) } else { p };
         let text = values::string(&item, "one of its states").map_err(within)?;
         let state = CtState::ALL
@@ -866,7 +871,7 @@ fn parse_tcp_flags(value: &Dynamic) -> Checked<TcpFlags> {
             .get(key)
             .ok_or_else(|| Problem::new(format!("`tcp_flags` needs `{key}`")))?;
         let mut flags = Vec::new();
-        for item in values::one_or_many(v) {
+        for item in values::one_or_many(v).iter() {
             let name = values::string(&item, "a tcp flag")?;
             if name.eq_ignore_ascii_case("all") {
                 flags.extend(TcpFlag::ALL);

@@ -298,7 +298,7 @@ impl<'a> Call<'a> {
 
     /// Expands `spec` into rules and adds them to the plan.
     pub fn add(&self, spec: &Spec, extras: &Extras) -> Checked<()> {
-        let rules = rule_spec::expand(&spec.fields, extras, &self.origin())
+        let rules = rule_spec::expand(&spec.fields, extras, self.origin())
             .map_err(|p| spec.translate(p))?;
         self.collect(rules)
     }
