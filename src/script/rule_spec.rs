@@ -828,7 +828,7 @@ fn parse_states(value: &Dynamic) -> Checked<Vec<CtState>> {
     let listed = value.is_array();
     for (i, item) in values::one_or_many(value).iter().enumerate() {
         let within = |p: Problem| if listed { p.within(Step::Item(i)) } else { p };
-        let text = values::string(&item, "one of its states").map_err(within)?;
+        let text = values::string(item, "one of its states").map_err(within)?;
         let state = CtState::ALL
             .into_iter()
             .find(|s| s.script_name() == text)
@@ -881,7 +881,7 @@ fn parse_tcp_flags(value: &Dynamic) -> Checked<TcpFlags> {
             .ok_or_else(|| Problem::new(format!("`tcp_flags` needs `{key}`")))?;
         let mut flags = Vec::new();
         for item in values::one_or_many(v).iter() {
-            let name = values::string(&item, "a tcp flag")?;
+            let name = values::string(item, "a tcp flag")?;
             if name.eq_ignore_ascii_case("all") {
                 flags.extend(TcpFlag::ALL);
             } else if !name.eq_ignore_ascii_case("none") {
