@@ -17,8 +17,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
-use crate::netfilter::MAX_CHAIN_NAME;
-use crate::plan::{Action, ChainPlan, Matches, PortRange, Rule};
+use crate::netfilter::{Hook, MAX_CHAIN_NAME};
+use crate::plan::{Action, ChainPlan, Matches, PortRange, Rule, Stage};
 use crate::render::target_text;
 
 /// Stages up to this many rules stay one chain.
@@ -49,56 +49,110 @@ pub fn jump_to(chain: &str) -> Rule {
 
 /// The stage chain, and its chunks when it is long. A stage holding a
 /// `return` stays whole: in a chunk it would end the chunk, not the stage.
-pub fn split(mut stage: ChainPlan) -> Vec<ChainPlan> {
-    let has_return = stage.rules.iter().any(|r| r.action == Action::Return);
-    if stage.rules.len() <= SPLIT_ABOVE || has_return {
-        return vec![stage];
+#[cfg(test)]
+pub fn split(stage: ChainPlan) -> Vec<ChainPlan> {
+    let mut chunker = Chunker::default();
+    for rule in stage.rules {
+        chunker.push(rule);
     }
-    // Where each chunk starts. Only a rule at least MIN into its chunk can
-    // end it, so only those are hashed.
-    let mut starts = vec![0];
-    let mut len = 0;
-    for (i, rule) in stage.rules.iter().enumerate() {
-        len += 1;
-        let boundary = len >= MAX
+    chunker.finish(stage.name, stage.hook, stage.stage)
+}
+
+/// A stage's rules as the script makes them, cut into chunks on the way:
+/// a boundary depends only on a rule and how far it is into its chunk, so
+/// each rule is moved once, into the chunk it stays in, instead of into a
+/// stage first and a chunk later (a rule is a few hundred bytes; a
+/// 10,000-call script makes 20,000 of them).
+#[derive(Debug, Default)]
+pub struct Chunker {
+    chunks: Vec<Vec<Rule>>,
+    /// The last chunk has ended: the next rule starts another.
+    ended: bool,
+    len: usize,
+    has_return: bool,
+    /// What a rule's content hash is taken over, kept between rules.
+    scratch: Vec<u8>,
+}
+
+impl Chunker {
+    pub fn push(&mut self, rule: Rule) {
+        self.has_return |= rule.action == Action::Return;
+        self.len += 1;
+        if self.ended || self.chunks.is_empty() {
+            // Most stages are short: only a stage already past its first
+            // chunk gets room for a whole one up front.
+            let room = if self.chunks.is_empty() { 0 } else { SOFT };
+            self.chunks.push(Vec::with_capacity(room));
+            self.ended = false;
+        }
+        let chunk = self.chunks.last_mut().expect("a chunk was just made");
+        // Only a rule at least MIN into its chunk can end it, so only
+        // those are hashed.
+        let len = chunk.len() + 1;
+        self.ended = len >= MAX
             || match len {
                 ..MIN => false,
-                MIN..SOFT => content_hash(rule).is_multiple_of(TARGET),
-                _ => content_hash(rule).is_multiple_of(SOFT_TARGET),
+                MIN..SOFT => content_hash(&rule, &mut self.scratch).is_multiple_of(TARGET),
+                _ => content_hash(&rule, &mut self.scratch).is_multiple_of(SOFT_TARGET),
             };
-        if boundary && i + 1 < stage.rules.len() {
-            starts.push(i + 1);
-            len = 0;
+        chunk.push(rule);
+    }
+
+    /// The rules pushed, in order, chunks undone.
+    pub fn into_rules(self) -> impl Iterator<Item = Rule> {
+        self.chunks.into_iter().flatten()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The stage chain `name`, and its chunks when it is long.
+    pub fn finish(self, name: String, hook: Hook, stage: Option<Stage>) -> Vec<ChainPlan> {
+        let mut chunks = self.chunks;
+        if self.len <= SPLIT_ABOVE || self.has_return {
+            let rules = if chunks.len() == 1 {
+                chunks.pop().unwrap_or_default()
+            } else {
+                let mut rules = Vec::with_capacity(self.len);
+                for chunk in chunks {
+                    rules.extend(chunk);
+                }
+                rules
+            };
+            return vec![ChainPlan {
+                name,
+                hook,
+                stage,
+                rules,
+            }];
         }
+        let mut names = Names::default();
+        let chunks: Vec<ChainPlan> = chunks
+            .into_iter()
+            .map(|mut rules| {
+                rules.shrink_to_fit();
+                names.chunk(&name, hook, stage, rules)
+            })
+            .collect();
+        let jumps = chunks.iter().map(|c| jump_to(&c.name)).collect();
+        let mut chains = vec![ChainPlan {
+            name,
+            hook,
+            stage,
+            rules: jumps,
+        }];
+        chains.extend(chunks);
+        chains
     }
-    // Cut from the end, giving each tail's memory back as it goes: a long
-    // stage is never held twice.
-    let mut rules = std::mem::take(&mut stage.rules);
-    let mut pieces: Vec<Vec<Rule>> = Vec::with_capacity(starts.len());
-    for &start in starts.iter().rev() {
-        pieces.push(rules.split_off(start));
-        rules.shrink_to_fit();
-    }
-    pieces.reverse();
-    let mut names = Names::default();
-    let chunks: Vec<ChainPlan> = pieces
-        .into_iter()
-        .map(|piece| names.chunk(&stage.name, &stage, piece))
-        .collect();
-    let jumps = chunks.iter().map(|c| jump_to(&c.name)).collect();
-    let mut chains = vec![ChainPlan {
-        rules: jumps,
-        ..stage
-    }];
-    chains.extend(chunks);
-    chains
 }
 
 /// A hash of everything that makes a rule what it is (not its origin),
 /// fed field by field: formatting each rule's text only to hash it was the
 /// larger part of assembling a 10,000-rule plan.
-fn content_hash(rule: &Rule) -> u64 {
-    let mut feed = Feed(Sha256::new());
+fn content_hash(rule: &Rule, scratch: &mut Vec<u8>) -> u64 {
+    scratch.clear();
+    let mut feed = Feed(scratch);
     let m = &rule.matches;
     feed.net(b's', m.src.as_ref());
     feed.net(b'd', m.dst.as_ref());
@@ -136,18 +190,19 @@ fn content_hash(rule: &Rule) -> u64 {
         Action::Return => feed.text(b'j', Some("RETURN")),
         other => feed.text(b'J', Some(&target_text(other))),
     }
-    let digest = feed.0.finalize();
+    // Hashed whole: one call on a few dozen bytes, not one per field.
+    let digest = Sha256::digest(&*feed.0);
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// Tagged, length-prefixed fields, so no two rules feed the same bytes.
-struct Feed(Sha256);
+struct Feed<'a>(&'a mut Vec<u8>);
 
-impl Feed {
+impl Feed<'_> {
     fn bytes(&mut self, tag: u8, bytes: &[u8]) {
-        self.0.update([tag]);
-        self.0.update((bytes.len() as u32).to_le_bytes());
-        self.0.update(bytes);
+        self.0.push(tag);
+        self.0.extend((bytes.len() as u32).to_le_bytes());
+        self.0.extend_from_slice(bytes);
     }
 
     fn text(&mut self, tag: u8, text: Option<&str>) {
@@ -160,19 +215,26 @@ impl Feed {
         let Some(net) = net else {
             return;
         };
-        let mut bytes = match net.addr() {
-            IpAddr::V4(addr) => addr.octets().to_vec(),
-            IpAddr::V6(addr) => addr.octets().to_vec(),
+        let mut bytes = [0; 17];
+        let len = match net.addr() {
+            IpAddr::V4(addr) => {
+                bytes[..4].copy_from_slice(&addr.octets());
+                4
+            }
+            IpAddr::V6(addr) => {
+                bytes[..16].copy_from_slice(&addr.octets());
+                16
+            }
         };
-        bytes.push(net.prefix_len());
-        self.bytes(tag, &bytes);
+        bytes[len] = net.prefix_len();
+        self.bytes(tag, &bytes[..=len]);
     }
 
     fn ports(&mut self, tag: u8, ports: Option<PortRange>) {
         if let Some(ports) = ports {
-            let mut bytes = ports.first.to_le_bytes().to_vec();
-            bytes.extend(ports.last.to_le_bytes());
-            self.bytes(tag, &bytes);
+            let [a, b] = ports.first.to_le_bytes();
+            let [c, d] = ports.last.to_le_bytes();
+            self.bytes(tag, &[a, b, c, d]);
         }
     }
 }
@@ -188,9 +250,15 @@ struct Names {
 }
 
 impl Names {
-    fn chunk(&mut self, stage_name: &str, stage: &ChainPlan, rules: Vec<Rule>) -> ChainPlan {
+    fn chunk(
+        &mut self,
+        stage_name: &str,
+        hook: Hook,
+        stage: Option<Stage>,
+        rules: Vec<Rule>,
+    ) -> ChainPlan {
         let digits = (MAX_CHAIN_NAME - stage_name.len() - 1).min(16);
-        let first = content_hash(&rules[0]);
+        let first = content_hash(&rules[0], &mut Vec::new());
         let mut name = format!("{stage_name}-{}", &format!("{first:016x}")[..digits]);
         let mut round: u64 = 0;
         while !self.used.insert(name.clone()) {
@@ -204,8 +272,8 @@ impl Names {
         }
         ChainPlan {
             name,
-            hook: stage.hook,
-            stage: stage.stage,
+            hook,
+            stage,
             rules,
         }
     }
@@ -214,8 +282,7 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netfilter::Hook;
-    use crate::plan::{PortRange, Proto, Stage};
+    use crate::plan::{PortRange, Proto};
 
     fn allow(port: u16) -> Rule {
         Rule {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use super::chunks::{jump_to, split};
+use super::chunks::{jump_to, Chunker};
 use super::rule_spec::{Expansion, Given, PlacedRule};
 use crate::netfilter::{Family, Hook, Policy, Table, SET_PREFIX};
 use crate::plan::{
@@ -49,10 +49,10 @@ pub const MAX_RULES: usize = 200_000;
 #[derive(Debug, Default)]
 pub struct Collector {
     /// The rules of each built-in chain, in script order: kept apart as
-    /// they come, so assembling the plan does not sift every rule once per
-    /// chain (a rule is a few hundred bytes; 20,000 of them sifted twenty
-    /// times was most of the time a large script took).
-    rules: BTreeMap<(Family, Table, Hook), Parts>,
+    /// they come (by stage, cut into chunks, in the filter table), so
+    /// assembling the plan moves no rule (a rule is a few hundred bytes; a
+    /// 10,000-call script makes 20,000 of them).
+    rules: BTreeMap<(Family, Table, Hook), HookRules>,
     count: usize,
     policies: BTreeMap<Hook, ChainPolicy>,
     pub baseline: Baseline,
@@ -64,22 +64,21 @@ pub struct Collector {
     set_names: HashSet<String>,
 }
 
-/// Rules in parts of a fixed size: a long list grows without ever being
-/// moved as a whole (a rule is a few hundred bytes).
+/// One built-in chain's rules.
 #[derive(Debug, Default)]
-struct Parts(Vec<Vec<PlacedRule>>);
+struct HookRules {
+    /// The filter table's, by stage in [`Stage::ALL`] order.
+    staged: [Chunker; Stage::ALL.len()],
+    /// The nat and mangle tables', which have no stages.
+    plain: Vec<Rule>,
+}
 
-impl Parts {
-    const SIZE: usize = 1024;
-
-    fn push(&mut self, rule: PlacedRule) {
-        match self.0.last_mut() {
-            Some(last) if last.len() < Self::SIZE => last.push(rule),
-            _ => {
-                let mut part = Vec::with_capacity(Self::SIZE);
-                part.push(rule);
-                self.0.push(part);
-            }
+impl HookRules {
+    fn push(&mut self, placed: PlacedRule) {
+        if placed.table != Table::Filter {
+            self.plain.push(placed.rule);
+        } else if let Some(at) = Stage::ALL.iter().position(|&s| Some(s) == placed.stage) {
+            self.staged[at].push(placed.rule);
         }
     }
 }
@@ -92,12 +91,7 @@ impl Collector {
         }
         self.count += count;
         self.name_sets(&mut rules);
-        rules.for_each(|rule| {
-            self.rules
-                .entry((rule.family, rule.table, rule.hook))
-                .or_default()
-                .push(rule);
-        });
+        rules.for_each(|rule| self.push_rule(rule));
         Ok(())
     }
 
@@ -137,6 +131,10 @@ impl Collector {
     /// script call.
     pub fn push(&mut self, rule: PlacedRule) {
         self.count += 1;
+        self.push_rule(rule);
+    }
+
+    fn push_rule(&mut self, rule: PlacedRule) {
         self.rules
             .entry((rule.family, rule.table, rule.hook))
             .or_default()
@@ -192,30 +190,27 @@ impl Collector {
             plan.policies = self.filter_policies();
         }
         for &hook in table.builtin_chains() {
-            let parts = self
+            let rules = self
                 .rules
                 .remove(&(family, table, hook))
                 .unwrap_or_default();
-            // Moved, not copied: a rule is a few hundred bytes, and a
-            // 10,000-call script makes 20,000 of them.
-            let user = parts.0.into_iter().flatten();
             if table == Table::Filter {
                 let output_drops = plan
                     .policies
                     .get(&Hook::Output)
                     .is_some_and(|p| p.policy == Policy::Drop);
                 let baseline = baseline_rules(self.baseline, family, hook, output_drops);
-                plan.chains.extend(staged_chains(hook, baseline, user));
+                plan.chains
+                    .extend(staged_chains(hook, baseline, rules.staged));
             } else {
-                let rules: Vec<Rule> = user.map(|r| r.rule).collect();
-                if rules.is_empty() {
+                if rules.plain.is_empty() {
                     continue;
                 }
                 plan.chains.push(ChainPlan {
                     name: hook.owned_chain(),
                     hook,
                     stage: None,
-                    rules,
+                    rules: rules.plain,
                 });
             }
         }
@@ -295,42 +290,41 @@ fn set_plans(
 /// chain to the top of the built-in chain ([`TablePlan::hooks`]).
 fn staged_chains(
     hook: Hook,
-    baseline: Vec<Rule>,
-    user: impl Iterator<Item = PlacedRule>,
+    mut baseline: Vec<Rule>,
+    user: [Chunker; Stage::ALL.len()],
 ) -> Vec<ChainPlan> {
-    // One pass, each rule moved into its stage in the order written.
-    let mut by_stage: Vec<Vec<Rule>> = Stage::ALL.iter().map(|_| Vec::new()).collect();
-    let baseline_at = Stage::ALL.iter().position(|&s| s == Stage::Baseline);
-    if let Some(at) = baseline_at {
-        by_stage[at] = baseline;
-    }
-    for placed in user {
-        if let Some(at) = Stage::ALL.iter().position(|&s| Some(s) == placed.stage) {
-            by_stage[at].push(placed.rule);
+    let mut stages: Vec<Vec<ChainPlan>> = Vec::new();
+    for (stage, mut rules) in Stage::ALL.into_iter().zip(user) {
+        if stage == Stage::Baseline && !baseline.is_empty() {
+            // The baseline comes first in its stage, and chunk boundaries
+            // count from a chunk's start: cut again with it in front.
+            let mut whole = Chunker::default();
+            for rule in std::mem::take(&mut baseline)
+                .into_iter()
+                .chain(rules.into_rules())
+            {
+                whole.push(rule);
+            }
+            rules = whole;
         }
-    }
-    let mut stages: Vec<ChainPlan> = Vec::new();
-    for (stage, rules) in Stage::ALL.into_iter().zip(by_stage) {
         if !rules.is_empty() {
-            stages.push(ChainPlan {
-                name: stage.chain_name(hook),
-                hook,
-                stage: Some(stage),
-                rules,
-            });
+            stages.push(rules.finish(stage.chain_name(hook), hook, Some(stage)));
         }
     }
     if stages.is_empty() {
-        return stages;
+        return Vec::new();
     }
-    let jumps = stages.iter().map(|chain| jump_to(&chain.name)).collect();
+    let jumps = stages
+        .iter()
+        .map(|chains| jump_to(&chains[0].name))
+        .collect();
     let mut chains = vec![ChainPlan {
         name: hook.owned_chain(),
         hook,
         stage: None,
         rules: jumps,
     }];
-    chains.extend(stages.into_iter().flat_map(split));
+    chains.extend(stages.into_iter().flatten());
     chains
 }
 

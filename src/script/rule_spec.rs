@@ -2,6 +2,8 @@
 //! map of docs/functions.md keys into validated rules, split per family and
 //! expanded over address and port lists.
 
+use std::borrow::Cow;
+
 use ipnet::IpNet;
 use rhai::{Dynamic, Map};
 use sha2::{Digest, Sha256};
@@ -94,27 +96,34 @@ impl Key {
     }
 }
 
-/// The values of one rule's keys, as given: an absent key is `None`.
+/// The values of one rule's keys, as given: an absent key is `None`. The
+/// user's values are borrowed from the call, not copied: copying an array
+/// copies every item (a list can hold 100,000 addresses).
 #[derive(Debug, Clone, Default)]
-pub struct Fields([Option<Dynamic>; KEYS.len()]);
+pub struct Fields<'a>([Option<Cow<'a, Dynamic>>; KEYS.len()]);
 
-impl Fields {
+impl<'a> Fields<'a> {
     pub fn set(&mut self, key: Key, value: Dynamic) {
-        self.0[key as usize] = Some(value);
+        self.0[key as usize] = Some(Cow::Owned(value));
+    }
+
+    /// A value of the user's call.
+    pub fn lend(&mut self, key: Key, value: &'a Dynamic) {
+        self.0[key as usize] = Some(Cow::Borrowed(value));
     }
 
     pub fn get(&self, key: Key) -> Option<&Dynamic> {
-        self.0[key as usize].as_ref()
+        self.0[key as usize].as_deref()
     }
 
     /// A `rule()` map: only known keys (an unknown one is an error, never
     /// ignored).
-    pub fn from_map(map: &Map) -> Checked<Fields> {
+    pub fn from_map(map: &'a Map) -> Checked<Fields<'a>> {
         check_keys(map, KEYS, "rule")?;
         let mut fields = Fields::default();
         for (name, value) in map.iter() {
             if let Some(key) = Key::parse(name) {
-                fields.set(key, value.clone());
+                fields.lend(key, value);
             }
         }
         Ok(fields)
@@ -141,7 +150,7 @@ pub struct PlacedRule {
 }
 
 /// Reads one `rule()` map; `origin` is the user's call site.
-pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Expansion> {
+pub fn expand(fields: &Fields, extras: &Extras, origin: Origin) -> Checked<Expansion> {
     // Only an absent key means "any"; `()` (a typo'd map key, an unset
     // variable) is a mistake that must never widen the rule.
     for key in Key::ALL {
@@ -314,7 +323,7 @@ pub fn expand(fields: &Fields, extras: &Extras, origin: &Origin) -> Checked<Expa
         matches,
         action,
         comment,
-        origin: origin.clone(),
+        origin,
         recent: extras.recent.clone(),
         families,
         srcs,
@@ -392,6 +401,11 @@ impl Addr {
 /// of them (a `/0` stays a rule of its own: `hash:net` cannot hold it),
 /// otherwise one rule each, in the order given.
 fn choices(nets: Vec<IpNet>) -> Vec<Addr> {
+    // Too few for any family to make a set: the common call, spared the
+    // sorting below.
+    if nets.len() <= SET_THRESHOLD {
+        return nets.into_iter().map(Addr::Net).collect();
+    }
     let mut sets: Vec<(Family, SetEntries, Given)> = Vec::new();
     for family in Family::ALL {
         let of_family = |n: &&IpNet| net_family(n) == family && n.prefix_len() > 0;
@@ -567,7 +581,7 @@ impl Expansion {
 }
 
 struct Spec<'a> {
-    fields: &'a Fields,
+    fields: &'a Fields<'a>,
 }
 
 impl Spec<'_> {
@@ -812,9 +826,9 @@ fn stage_of(action: &Action) -> Stage {
 fn parse_states(value: &Dynamic) -> Checked<Vec<CtState>> {
     let mut states = Vec::new();
     let listed = value.is_array();
-    for (i, item) in values::one_or_many(value).into_iter().enumerate() {
+    for (i, item) in values::one_or_many(value).iter().enumerate() {
         let within = |p: Problem| if listed { p.within(Step::Item(i)) } else { p };
-        let text = values::string(&item, "one of its states").map_err(within)?;
+        let text = values::string(item, "one of its states").map_err(within)?;
         let state = CtState::ALL
             .into_iter()
             .find(|s| s.script_name() == text)
@@ -866,8 +880,8 @@ fn parse_tcp_flags(value: &Dynamic) -> Checked<TcpFlags> {
             .get(key)
             .ok_or_else(|| Problem::new(format!("`tcp_flags` needs `{key}`")))?;
         let mut flags = Vec::new();
-        for item in values::one_or_many(v) {
-            let name = values::string(&item, "a tcp flag")?;
+        for item in values::one_or_many(v).iter() {
+            let name = values::string(item, "a tcp flag")?;
             if name.eq_ignore_ascii_case("all") {
                 flags.extend(TcpFlag::ALL);
             } else if !name.eq_ignore_ascii_case("none") {

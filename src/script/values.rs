@@ -122,18 +122,37 @@ pub fn describe(value: &Dynamic) -> String {
     }
 }
 
-/// The items of an array, or the value itself.
-pub fn one_or_many(value: &Dynamic) -> Vec<Dynamic> {
+/// The items of an array, or the value itself: borrowed, not copied (a
+/// list can hold 100,000 addresses).
+pub fn one_or_many(value: &Dynamic) -> Items<'_> {
     match value.read_lock::<rhai::Array>() {
-        Some(array) => array.iter().cloned().collect(),
-        None => vec![value.clone()],
+        Some(array) => Items::Many(array),
+        None => Items::One(value),
     }
 }
 
-pub fn string(value: &Dynamic, what: &str) -> Checked<String> {
+/// What [`one_or_many`] gives: a slice of values either way.
+pub enum Items<'a> {
+    One(&'a Dynamic),
+    Many(rhai::DynamicReadLock<'a, rhai::Array>),
+}
+
+impl std::ops::Deref for Items<'_> {
+    type Target = [Dynamic];
+
+    fn deref(&self) -> &[Dynamic] {
+        match self {
+            Items::One(value) => std::slice::from_ref(*value),
+            Items::Many(array) => array.as_slice(),
+        }
+    }
+}
+
+/// The string, shared with the script rather than copied.
+pub fn string(value: &Dynamic, what: &str) -> Checked<rhai::ImmutableString> {
     given(value, what)?
         .read_lock::<rhai::ImmutableString>()
-        .map(|s| s.to_string())
+        .map(|s| s.clone())
         .ok_or_else(|| {
             Problem::new(format!(
                 "{what} must be a string, found {}",

@@ -20,7 +20,7 @@ pub fn rule(call: &Call) -> Checked<Dynamic> {
     let fields = Fields::from_map(&map).map_err(|p| p.within(Step::Arg(0)))?;
     // The keys are the user's own: a problem at one is already where the
     // caret goes, inside argument 0.
-    let rules = rule_spec::expand(&fields, &Extras::default(), &call.origin())
+    let rules = rule_spec::expand(&fields, &Extras::default(), call.origin())
         .map_err(|p| p.within(Step::Arg(0)))?;
     call.collect(rules)?;
     Ok(Dynamic::UNIT)

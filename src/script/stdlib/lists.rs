@@ -48,7 +48,7 @@ pub fn address_list(call: &Call) -> Checked<Dynamic> {
                 ..problem
             })?;
             call.shared.borrow_mut().lists.push(ListFile {
-                written: file.clone(),
+                written: file.to_string(),
                 real,
                 entries: entries.clone(),
             });

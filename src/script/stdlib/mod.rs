@@ -298,7 +298,7 @@ impl<'a> Call<'a> {
 
     /// Expands `spec` into rules and adds them to the plan.
     pub fn add(&self, spec: &Spec, extras: &Extras) -> Checked<()> {
-        let rules = rule_spec::expand(&spec.fields, extras, &self.origin())
+        let rules = rule_spec::expand(&spec.fields, extras, self.origin())
             .map_err(|p| spec.translate(p))?;
         self.collect(rules)
     }
@@ -341,8 +341,8 @@ impl Opts<'_> {
 /// A rule's keys as a stdlib function fills them, remembering which came
 /// from which argument of the user's call.
 #[derive(Clone, Default)]
-pub struct Spec {
-    fields: Fields,
+pub struct Spec<'a> {
+    fields: Fields<'a>,
     from_user: Vec<(Key, UserPath)>,
 }
 
@@ -363,36 +363,36 @@ impl UserPath {
     }
 }
 
-impl Spec {
-    pub fn new() -> Spec {
+impl<'a> Spec<'a> {
+    pub fn new() -> Spec<'a> {
         Spec::default()
     }
 
     /// A key stdlib decides (`action: "accept"`).
-    pub fn set(&mut self, key: Key, value: impl Into<Dynamic>) -> &mut Spec {
+    pub fn set(&mut self, key: Key, value: impl Into<Dynamic>) -> &mut Spec<'a> {
         self.fields.set(key, value.into());
         self
     }
 
     /// A fixed word (`"tcp"`, `"accept"`), shared rather than allocated
     /// for every rule.
-    pub fn word(&mut self, key: Key, word: &'static str) -> &mut Spec {
+    pub fn word(&mut self, key: Key, word: &'static str) -> &mut Spec<'a> {
         self.fields.set(key, fixed(word));
         self
     }
 
     /// A key whose value is argument `arg` of the user's call.
-    pub fn arg(&mut self, key: Key, value: &Dynamic, arg: usize) -> &mut Spec {
-        self.fields.set(key, value.clone());
+    pub fn arg(&mut self, key: Key, value: &'a Dynamic, arg: usize) -> &mut Spec<'a> {
+        self.fields.lend(key, value);
         self.from_user.push((key, UserPath::Arg(arg)));
         self
     }
 
     /// The options given, each under its `rule()` key: `(option, key)`.
-    pub fn options(&mut self, opts: &Opts, keys: &[(&'static str, Key)]) -> &mut Spec {
+    pub fn options(&mut self, opts: &'a Opts, keys: &[(&'static str, Key)]) -> &mut Spec<'a> {
         for (option, key) in keys {
             if let Some(value) = opts.get(option) {
-                self.fields.set(*key, value.clone());
+                self.fields.lend(*key, value);
                 self.from_user
                     .push((*key, UserPath::Option(opts.arg, option)));
             }
