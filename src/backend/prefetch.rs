@@ -289,7 +289,11 @@ impl<B> Drop for Prefetch<B> {
     /// for reads it will never use: their threads are let go, and a tool
     /// still running ends on the closed pipe once the process is gone.
     fn drop(&mut self) {
-        *self.early.get_mut().unwrap_or_else(|e| e.into_inner()) = Early::default();
+        let early = std::mem::take(self.early.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let running = !early.families.is_empty() || early.sets.is_some();
+        if let (true, Some(cache)) = (running, &self.cache) {
+            cache.abandon();
+        }
     }
 }
 

@@ -15,6 +15,8 @@
 //! folder's file system, so it never takes the space a write's records
 //! need.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::StateDir;
 use crate::backend::Generation;
 use crate::netfilter::Family;
@@ -27,6 +29,10 @@ pub struct ReadCache {
     /// Whether reads made now may be kept: only by a command that holds
     /// the writer lock (`plan` only uses them).
     keep: bool,
+    /// The command is ending without waiting for its reads: one still
+    /// running keeps nothing (a file half written when the process exits
+    /// would be left behind).
+    abandoned: AtomicBool,
 }
 
 impl StateDir {
@@ -47,6 +53,7 @@ impl StateDir {
             },
             boot,
             keep,
+            abandoned: AtomicBool::new(false),
         })
     }
 }
@@ -62,7 +69,7 @@ impl ReadCache {
     /// Keeps the save `text` of `family`, read at generation `at`. Best
     /// effort: a folder that cannot take it costs the next command a read.
     pub fn store(&self, family: Family, at: Generation, text: &str) {
-        if !self.keep || !self.room_for(text.len()) {
+        if !self.keep || self.abandoned.load(Ordering::Relaxed) || !self.room_for(text.len()) {
             return;
         }
         let header = self.header(family, at, text.len());
@@ -76,6 +83,11 @@ impl ReadCache {
         {
             tracing::debug!("kernel read not kept: {err}");
         }
+    }
+
+    /// Reads still running keep nothing from now on.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Relaxed);
     }
 
     /// Whether the folder's file system has room to spare for `bytes`: a
@@ -165,6 +177,14 @@ mod tests {
             boot: "another-boot".into(),
             ..state.read_cache(true).unwrap()
         };
+        assert_eq!(rebooted.load(Family::Ipv4, AT), None);
+        cache.abandon();
+        cache.store(Family::Ipv6, AT, SAVE);
+        assert_eq!(
+            cache.load(Family::Ipv6, AT),
+            None,
+            "abandoned: nothing kept"
+        );
         assert_eq!(rebooted.load(Family::Ipv4, AT), None);
     }
 }
