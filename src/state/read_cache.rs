@@ -178,13 +178,16 @@ mod tests {
             ..state.read_cache(true).unwrap()
         };
         assert_eq!(rebooted.load(Family::Ipv4, AT), None);
+    }
+
+    #[test]
+    fn a_read_still_running_when_its_command_ends_keeps_nothing() {
+        let (_dir, state) = folder();
+        let cache = state.read_cache(true).unwrap();
         cache.abandon();
-        cache.store(Family::Ipv6, AT, SAVE);
-        assert_eq!(
-            cache.load(Family::Ipv6, AT),
-            None,
-            "abandoned: nothing kept"
-        );
-        assert_eq!(rebooted.load(Family::Ipv4, AT), None);
+        cache.store(Family::Ipv4, AT, SAVE);
+        assert_eq!(cache.load(Family::Ipv4, AT), None);
+        let names: Vec<_> = std::fs::read_dir(state.path()).unwrap().collect();
+        assert!(names.is_empty(), "{names:?}");
     }
 }
