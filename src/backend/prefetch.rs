@@ -213,6 +213,10 @@ impl<B: Backend> Backend for Prefetch<B> {
     /// in between, and the families as read plus what the write changed
     /// (as read back) are the kernel at this generation.
     fn written(&self, commits: u32, now: &[&LiveState]) {
+        // Only sets changed: nf_tables is as it was read, and kept so.
+        if commits == 0 {
+            return;
+        }
         let (Some(cache), Some(at)) = (&self.cache, self.inner.generation()) else {
             return;
         };
