@@ -372,13 +372,18 @@ pub fn restore_files(plan: &Plan) -> String {
 /// `# ipset` (the sets must exist before the rules that match them).
 pub fn restore_text<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> String {
     let rulesets: Vec<&Ruleset> = rulesets.into_iter().collect();
-    let mut out = String::new();
     let owned: Vec<&OwnedSet> = rulesets.iter().flat_map(|r| &r.sets).collect();
-    if !owned.is_empty() {
-        out.push_str("# ipset\n");
-        out.push_str(&sets::restore_file(owned));
+    if owned.is_empty() {
+        return family_files(rulesets);
     }
-    out.push_str(&family_files(rulesets));
+    // One buffer of about the right size: a big set's text is megabytes,
+    // and growing or copying it was most of the time this took.
+    let rules = family_files(rulesets);
+    let entries: usize = owned.iter().map(|s| s.entries.len() * (s.name.len() + 20)).sum();
+    let mut out = String::with_capacity(entries + rules.len() + 4096);
+    out.push_str("# ipset\n");
+    sets::push_restore_file(&mut out, owned);
+    out.push_str(&rules);
     out
 }
 
