@@ -505,6 +505,10 @@ fn write_and_read(
         };
         return Err(Failure::Write { source, origin });
     }
+    // nf_tables moves its generation once per block it commits, and only
+    // for a block that changes something: every block written here does
+    // (a table without changes gets no block), so the count is exact and a
+    // neighbour's commit in between can never hide behind it.
     let blocks = input.text.lines().filter(|l| l.starts_with('*')).count() as u32;
     read_back(backend, family)
         .map(|read| (read, blocks))

@@ -119,8 +119,7 @@ pub fn kernel_holds_fwscript(backend: &dyn Backend) -> Result<bool, Error> {
         if backend.availability(family).is_err() {
             continue;
         }
-        let text = backend.save(family)?;
-        let live = LiveState::parse(family, &text).map_err(crate::backend::BackendError::from)?;
+        let live = backend.live(family)?;
         let owned = live.owned();
         if owned
             .tables

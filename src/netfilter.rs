@@ -249,3 +249,14 @@ const ICMP6_TYPES: &[(&str, u8)] = &[
     ("neighbour-advertisement", 136),
     ("redirect", 137),
 ];
+
+/// Where and when the rules were read: equal values mean an unchanged
+/// nf_tables ruleset (backend/generation.rs asks the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    /// The network namespace's cookie: unique for the whole boot, never
+    /// reused the way namespace inode numbers are.
+    pub netns: u64,
+    /// The nf_tables generation of that namespace.
+    pub id: u32,
+}

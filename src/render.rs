@@ -379,7 +379,10 @@ pub fn restore_text<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> Stri
     // One buffer of about the right size: a big set's text is megabytes,
     // and growing or copying it was most of the time this took.
     let rules = family_files(rulesets);
-    let entries: usize = owned.iter().map(|s| s.entries.len() * (s.name.len() + 20)).sum();
+    let entries: usize = owned
+        .iter()
+        .map(|s| s.entries.len() * (s.name.len() + 20))
+        .sum();
     let mut out = String::with_capacity(entries + rules.len() + 4096);
     out.push_str("# ipset\n");
     sets::push_restore_file(&mut out, owned);
@@ -401,6 +404,8 @@ pub fn family_files<'a>(rulesets: impl IntoIterator<Item = &'a Ruleset>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netfilter::Hook;
+    use crate::ruleset::Placement;
 
     #[test]
     fn work_split_between_threads_comes_back_whole_and_in_order() {
@@ -412,8 +417,6 @@ mod tests {
         assert_eq!(in_parallel(&[1usize, 2], |w| *w, |w| w + 1), vec![2, 3]);
         assert!(in_parallel(&[] as &[usize], |w| *w, |w| *w).is_empty());
     }
-    use crate::netfilter::Hook;
-    use crate::ruleset::Placement;
 
     fn render(script: &str) -> [Ruleset; 2] {
         let dir = tempfile::tempdir().expect("tempdir");

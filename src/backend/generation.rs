@@ -16,15 +16,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-/// Where and when a read was made: equal values mean an unchanged ruleset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Generation {
-    /// The network namespace's cookie: unique for the whole boot, never
-    /// reused the way namespace inode numbers are.
-    pub netns: u64,
-    /// The nf_tables generation of that namespace.
-    pub id: u32,
-}
+pub use crate::netfilter::Generation;
 
 // From <linux/netfilter/nfnetlink.h> and <linux/netfilter/nf_tables.h>.
 const NFNL_SUBSYS_NFTABLES: u16 = 10;

@@ -63,6 +63,7 @@ pub trait Backend: Sync {
         let _ = input;
         Err(no_ipset())
     }
+
     /// The generation of the rules [`Backend::save`] reads, where the
     /// backend can tell one: equal generations mean nothing changed in
     /// between, so a read made at one still holds (nf_tables only).

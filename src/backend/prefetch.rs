@@ -109,20 +109,25 @@ fn save<B: Backend + ?Sized>(
 /// them, built-in chains first, then the others by name: a chain a write
 /// made was merged in at the end.
 fn in_save_order(live: &LiveState) -> std::borrow::Cow<'_, LiveState> {
-    let key = |chain: &crate::live::LiveChain| match chain.policy {
-        Some(_) => (false, String::new()),
-        None => (true, chain.name.clone()),
-    };
+    use crate::live::LiveChain;
+    // Built-in chains keep their order among themselves (equal keys).
+    fn key(chain: &LiveChain) -> (bool, &str) {
+        match chain.policy {
+            Some(_) => (false, ""),
+            None => (true, chain.name.as_str()),
+        }
+    }
+    let order = |a: &LiveChain, b: &LiveChain| key(a).cmp(&key(b));
     let sorted = live
         .tables
         .values()
-        .all(|table| table.chains.is_sorted_by_key(key));
+        .all(|table| table.chains.is_sorted_by(|a, b| order(a, b).is_le()));
     if sorted {
         return std::borrow::Cow::Borrowed(live);
     }
     let mut live = live.clone();
     for table in live.tables.values_mut() {
-        table.chains.sort_by_key(key);
+        table.chains.sort_by(order);
     }
     std::borrow::Cow::Owned(live)
 }

@@ -25,18 +25,22 @@ use crate::state::{boot_id, Locked, StateDir};
 use crate::transaction::{self, Keep};
 
 pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
-    // Read only: a state folder that does not exist yet is not made, and
-    // one that cannot be trusted only costs the drift-by-content check.
-    let state = StateDir::open_existing(state_dir).unwrap_or_else(|err| {
-        tracing::warn!("{err}; rules changed behind fwscript's back go unseen this time");
-        None
-    });
+    let opened = StateDir::open_existing(state_dir);
     // The kernel is read while the script evaluates; a script error is
-    // still reported before a missing iptables.
-    let cache = state.as_ref().and_then(|state| state.read_cache(false));
+    // still reported before a missing iptables or an untrusted folder.
+    let cache = opened
+        .as_ref()
+        .ok()
+        .and_then(|s| s.as_ref()?.read_cache(false));
     let backend = Iptables::detect(None).map(|backend| Prefetch::start(backend, cache));
     let plan = script::evaluate(&args.script)?;
     let backend = backend?;
+    // Read only: a state folder that does not exist yet is not made, and
+    // one that cannot be trusted only costs the drift-by-content check.
+    let state = opened.unwrap_or_else(|err| {
+        tracing::warn!("{err}; rules changed behind fwscript's back go unseen this time");
+        None
+    });
     let forms = transaction::recorded_forms(state.as_ref());
     let survey = apply::survey(&backend, transaction::desired(&plan), &forms)?;
     let expired = state.as_ref().and_then(expired_confirm);
@@ -84,11 +88,11 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
             .and_then(|s| s.as_ref()?.read_cache(false));
         let backend = Prefetch::start(backend, cache);
         let plan = script::evaluate(script_path)?;
-        let state = state?;
         let mut warnings: Vec<Warning> = transaction::check_guard(&plan, guard(args)?)?
             .iter()
             .map(Warning::guard)
             .collect();
+        let state = state?;
         warnings.extend(state.as_ref().and_then(|s| daemon_warning(s, script_path)));
         let expired = state.as_ref().and_then(expired_confirm);
         warnings.extend(expired.clone());
@@ -134,7 +138,8 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     let backend = Prefetch::start(backend, locked.read_cache(true));
     let (evaluated, forms) = std::thread::scope(|scope| {
         // The kernel forms of the last write are read meanwhile too: on a
-        // big firewall they are a file of megabytes.
+        // big firewall they are a file of megabytes. (A damaged one is
+        // warned about even when the script then fails.)
         let forms = scope.spawn(|| transaction::recorded_forms(Some(&locked)));
         let evaluated = script::evaluate(script_path);
         (evaluated, forms.join().expect("forms reader panicked"))

@@ -6,8 +6,9 @@
 //! the open descriptor, and written whole or not at all: a new file made
 //! with create-exclusive, synced, renamed over the old one, the folder
 //! synced (notes worth nothing after a crash are not synced: who holds the
-//! lock, the last kernel read). Writing needs the writer lock ([`StateDir::lock`]), which also
-//! keeps a second fwscript out of the kernel meanwhile.
+//! lock, the last kernel read). Writing needs the writer lock
+//! ([`StateDir::lock`]), which also keeps a second fwscript out of the
+//! kernel meanwhile.
 
 mod lock;
 mod read_cache;
@@ -176,6 +177,16 @@ impl StateDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The same folder, opened once more (the same trusted descriptor,
+    /// duplicated): for a reader on another thread.
+    pub fn try_clone(&self) -> std::io::Result<StateDir> {
+        Ok(StateDir {
+            path: self.path.clone(),
+            folder: self.folder.try_clone()?,
+            uid: self.uid,
+        })
     }
 
     /// Takes the writer lock, waiting up to `FWSCRIPT_LOCK_WAIT` seconds

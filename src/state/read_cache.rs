@@ -15,11 +15,10 @@
 //! folder's file system, so it never takes the space a write's records
 //! need.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::StateDir;
-use crate::backend::Generation;
-use crate::netfilter::Family;
+use crate::netfilter::{Family, Generation};
 
 /// The cached reads of one state folder.
 #[derive(Debug)]
@@ -31,8 +30,9 @@ pub struct ReadCache {
     keep: bool,
     /// The command is ending without waiting for its reads: one still
     /// running keeps nothing (a file half written when the process exits
-    /// would be left behind).
-    abandoned: AtomicBool,
+    /// would be left behind). Held across each write, so the command
+    /// waits for a write under way, never for a read.
+    abandoned: Mutex<bool>,
 }
 
 impl StateDir {
@@ -44,16 +44,11 @@ impl StateDir {
         if boot.is_empty() {
             return None;
         }
-        let folder = self.folder.try_clone().ok()?;
         Some(ReadCache {
-            state: StateDir {
-                path: self.path.clone(),
-                folder,
-                uid: self.uid,
-            },
+            state: self.try_clone().ok()?,
             boot,
             keep,
-            abandoned: AtomicBool::new(false),
+            abandoned: Mutex::new(false),
         })
     }
 }
@@ -69,7 +64,8 @@ impl ReadCache {
     /// Keeps the save `text` of `family`, read at generation `at`. Best
     /// effort: a folder that cannot take it costs the next command a read.
     pub fn store(&self, family: Family, at: Generation, text: &str) {
-        if !self.keep || self.abandoned.load(Ordering::Relaxed) || !self.room_for(text.len()) {
+        let abandoned = self.abandoned.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.keep || *abandoned || !self.room_for(text.len()) {
             return;
         }
         let header = self.header(family, at, text.len());
@@ -87,7 +83,7 @@ impl ReadCache {
 
     /// Reads still running keep nothing from now on.
     pub fn abandon(&self) {
-        self.abandoned.store(true, Ordering::Relaxed);
+        *self.abandoned.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
 
     /// Whether the folder's file system has room to spare for `bytes`: a
@@ -189,5 +185,22 @@ mod tests {
         assert_eq!(cache.load(Family::Ipv4, AT), None);
         let names: Vec<_> = std::fs::read_dir(state.path()).unwrap().collect();
         assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn a_symlink_or_a_file_others_may_write_is_a_miss() {
+        let (dir, state) = folder();
+        let cache = state.read_cache(true).unwrap();
+        cache.store(Family::Ipv4, AT, SAVE);
+        let path = state.path().join("kernel-read.ipv4");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::rename(&path, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert_eq!(cache.load(Family::Ipv4, AT), None, "a symlink");
+        std::fs::remove_file(&path).unwrap();
+        cache.store(Family::Ipv4, AT, SAVE);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(cache.load(Family::Ipv4, AT), None, "writable by others");
     }
 }
