@@ -109,3 +109,37 @@ fn re_applying_a_changed_script_changes_the_traffic() {
     }
     assert_eq!(lan.apply(&edited).stdout, "no changes\n");
 }
+
+/// The kept read (docs/design.md, "Reading the kernel"), proved with
+/// packets: with a read kept in the state folder, a rule an admin deletes
+/// behind fwscript's back closes the port, and the next apply reads the
+/// kernel again instead of trusting what it kept, and opens it.
+#[test]
+fn a_kept_read_never_hides_a_rule_deleted_behind_fwscripts_back() {
+    if !kernel_available() {
+        return;
+    }
+    let mut lan = Lan::new("nft");
+    let _web = lan.listen_tcp(80);
+    let script = "allow_tcp(80);\n";
+    lan.apply(script);
+    assert_eq!(lan.apply(script).stdout, "no changes\n");
+    assert!(lan.dir().join("state/kernel-read.ipv4").exists());
+    lan.tcp(CLIENT4, 80, Open);
+
+    let v4 = lan.server.save("ipv4", false);
+    let owned = v4
+        .lines()
+        .find(|l| l.contains("--dport 80 "))
+        .expect("the port 80 rule");
+    lan.server.sh(&format!("$IPT -D {}", &owned[3..]));
+    // The script still says open (so `explain` is not asked): the kernel
+    // has drifted.
+    lan.tcp_again(CLIENT4, 80, Filtered);
+
+    let repair = lan.apply(script);
+    assert!(repair.stdout.contains("applied 1 change"), "{repair:?}");
+    lan.tcp(CLIENT4, 80, Open);
+    lan.tcp(CLIENT6, 80, Open);
+    assert_eq!(lan.apply(script).stdout, "no changes\n");
+}
