@@ -62,10 +62,7 @@ impl<B: Backend + Clone + Send + 'static> Prefetch<B> {
             .map(|family| {
                 let backend = inner.clone();
                 let cache = cache.clone();
-                let read = std::thread::spawn(move || {
-                    let (text, at) = save(&backend, family, cache.as_deref())?;
-                    Ok((LiveState::parse(family, &text)?, at))
-                });
+                let read = std::thread::spawn(move || live(&backend, family, cache.as_deref()));
                 (family, read)
             })
             .collect();
@@ -78,6 +75,16 @@ impl<B: Backend + Clone + Send + 'static> Prefetch<B> {
             read_at: Mutex::new(BTreeMap::new()),
         }
     }
+}
+
+/// [`save`], parsed.
+fn live<B: Backend + ?Sized>(
+    backend: &B,
+    family: Family,
+    cache: Option<&ReadCache>,
+) -> Rules<LiveState> {
+    let (text, at) = save(backend, family, cache)?;
+    Ok((LiveState::parse(family, &text)?, at))
 }
 
 /// A save of `family`, or the one kept at the generation the kernel is
@@ -184,26 +191,20 @@ impl<B: Backend> Backend for Prefetch<B> {
     /// The early read in iptables-save's form: the tables fwscript may
     /// write, as they were read.
     fn save(&self, family: Family) -> Result<String, BackendError> {
-        let again = || save(&self.inner, family, self.cache.as_deref());
+        let cache = self.cache.as_deref();
         let read = match self.take(family) {
-            Some(read) => join(read, || {
-                let (text, at) = again()?;
-                Ok((LiveState::parse(family, &text)?, at))
-            })
-            .map(|(live, at)| (live.to_string(), at)),
-            None => again(),
+            Some(read) => join(read, || live(&self.inner, family, cache))
+                .map(|(live, at)| (live.to_string(), at)),
+            None => save(&self.inner, family, cache),
         };
         self.note(family, read)
     }
 
     fn live(&self, family: Family) -> Result<LiveState, BackendError> {
-        let again = || {
-            let (text, at) = save(&self.inner, family, self.cache.as_deref())?;
-            Ok((LiveState::parse(family, &text)?, at))
-        };
+        let cache = self.cache.as_deref();
         let read = match self.take(family) {
-            Some(read) => join(read, again),
-            None => again(),
+            Some(read) => join(read, || live(&self.inner, family, cache)),
+            None => live(&self.inner, family, cache),
         };
         self.note(family, read)
     }
