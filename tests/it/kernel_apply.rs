@@ -1,10 +1,10 @@
 //! Apply against real kernels, one throwaway network namespace per case and
 //! iptables backend. Needs root; skips loudly without it (fails under CI).
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::case::Case;
 use crate::common::netns::{kernel_available, Netns, FLAVORS};
 use fwscript::apply::{self, ApplyError};
 use fwscript::backend::iptables::{Flavor, Iptables};
@@ -20,42 +20,6 @@ ssh_from("2001:db8::7");
 drop_scans();
 allow_ping();
 "#;
-
-struct Case {
-    _dir: tempfile::TempDir,
-    script: PathBuf,
-    state: PathBuf,
-}
-
-impl Case {
-    fn new(text: &str) -> Case {
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("fw.rhai");
-        std::fs::write(&script, text).unwrap();
-        let state = dir.path().join("state");
-        Case {
-            _dir: dir,
-            script,
-            state,
-        }
-    }
-
-    fn edit(&self, text: &str) {
-        std::fs::write(&self.script, text).unwrap();
-    }
-
-    fn script(&self) -> &str {
-        self.script.to_str().unwrap()
-    }
-
-    fn run(&self, netns: &Netns, args: &[&str]) -> crate::common::netns::Run {
-        let mut all = args.to_vec();
-        if !matches!(args, ["reset"]) {
-            all.push(self.script());
-        }
-        netns.fwscript(&self.state, &all)
-    }
-}
 
 /// Rule lines of a save, without counters.
 fn rules(save: &str) -> Vec<&str> {

@@ -7,38 +7,12 @@
 //! no generation and always reads. Real kernels, both backends.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use crate::common::case::Case;
 use crate::common::netns::{kernel_available, Netns, Run, FLAVORS};
 
 const SCRIPT: &str = "allow_tcp([22, 80]);\nallow_udp(53);\n";
-
-struct Case {
-    _dir: tempfile::TempDir,
-    script: PathBuf,
-    state: PathBuf,
-}
-
-impl Case {
-    fn new() -> Case {
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("fw.rhai");
-        std::fs::write(&script, SCRIPT).unwrap();
-        Case {
-            state: dir.path().join("state"),
-            script,
-            _dir: dir,
-        }
-    }
-
-    fn run(&self, netns: &Netns, command: &str) -> Run {
-        netns.fwscript(
-            &self.state,
-            &["-vv", command, self.script.to_str().unwrap()],
-        )
-    }
-}
 
 /// The rule saves a `-vv` run made before writing (`ipset save` is always
 /// made: sets have no generation).
@@ -62,15 +36,15 @@ fn an_unchanged_kernel_is_not_read_again_and_any_change_is_seen() {
     }
     for flavor in FLAVORS {
         let netns = Netns::new(flavor);
-        let case = Case::new();
-        case.run(&netns, "apply").expect(0);
-        let again = case.run(&netns, "apply").expect(0);
+        let case = Case::new(SCRIPT);
+        case.run(&netns, &["-vv", "apply"]).expect(0);
+        let again = case.run(&netns, &["-vv", "apply"]).expect(0);
         assert!(again.stdout.ends_with("no changes\n"), "{}", again.stdout);
         match flavor {
             "nft" => {
                 assert!(kept(&again), "{}", again.stderr);
                 assert_eq!(rule_saves(&again), 0, "{}", again.stderr);
-                let plan = case.run(&netns, "plan").expect(0);
+                let plan = case.run(&netns, &["-vv", "plan"]).expect(0);
                 assert!(kept(&plan) && rule_saves(&plan) == 0, "{}", plan.stderr);
             }
             _ => {
@@ -89,7 +63,7 @@ fn an_unchanged_kernel_is_not_read_again_and_any_change_is_seen() {
             .expect("the port 80 rule");
         netns.sh(&format!("$IPT -D {}", &owned[3..]));
         netns.sh("$IPT -I INPUT 1 -s 198.51.100.9/32 -j ACCEPT");
-        let repair = case.run(&netns, "apply").expect(0);
+        let repair = case.run(&netns, &["-vv", "apply"]).expect(0);
         assert_eq!(rule_saves(&repair), 2, "read again: {}", repair.stderr);
         assert!(
             repair.stdout.contains("applied 1 change"),
@@ -104,7 +78,7 @@ fn an_unchanged_kernel_is_not_read_again_and_any_change_is_seen() {
         assert!(netns.save("ipv4", false).contains("--dport 80 "));
 
         // The repair's record is what the next command reads: in sync.
-        let settled = case.run(&netns, "apply").expect(0);
+        let settled = case.run(&netns, &["-vv", "apply"]).expect(0);
         assert!(
             settled.stdout.ends_with("no changes\n"),
             "{}",
@@ -122,10 +96,10 @@ fn another_network_namespace_with_the_same_state_folder_is_read_and_written() {
     // A container started again, or a reboot: a new namespace, the state
     // folder kept. Its kernel is empty, whatever generation it is at.
     let netns = Netns::new("nft");
-    let case = Case::new();
-    case.run(&netns, "apply").expect(0);
+    let case = Case::new(SCRIPT);
+    case.run(&netns, &["-vv", "apply"]).expect(0);
     netns.reboot();
-    let there = case.run(&netns, "apply").expect(0);
+    let there = case.run(&netns, &["-vv", "apply"]).expect(0);
     assert!(!kept(&there), "{}", there.stderr);
     assert!(there.stdout.contains("applied"), "{}", there.stdout);
     assert!(netns.save("ipv4", false).contains("--dport 80 "));
@@ -137,14 +111,14 @@ fn an_edit_leaves_its_own_record_and_the_next_apply_trusts_only_that() {
         return;
     }
     let netns = Netns::new("nft");
-    let case = Case::new();
-    case.run(&netns, "apply").expect(0);
-    std::fs::write(&case.script, format!("{SCRIPT}allow_tcp(443);\n")).unwrap();
-    let edit = case.run(&netns, "apply").expect(0);
+    let case = Case::new(SCRIPT);
+    case.run(&netns, &["-vv", "apply"]).expect(0);
+    case.edit(&format!("{SCRIPT}allow_tcp(443);\n"));
+    let edit = case.run(&netns, &["-vv", "apply"]).expect(0);
     assert!(edit.stdout.contains("applied"), "{}", edit.stdout);
     // The kernel as the edit left it comes from the edit's record, and it
     // is what a save prints.
-    let next = case.run(&netns, "plan").expect(0);
+    let next = case.run(&netns, &["-vv", "plan"]).expect(0);
     assert!(kept(&next) && rule_saves(&next) == 0, "{}", next.stderr);
     let kept_text = std::fs::read_to_string(case.state.join("kernel-read.ipv4")).unwrap();
     let saved = netns.save("ipv4", false);
@@ -179,8 +153,8 @@ fn a_table_that_vanishes_with_its_owner_is_never_kept() {
         return;
     }
     let netns = Netns::new("nft");
-    let case = Case::new();
-    case.run(&netns, "apply").expect(0);
+    let case = Case::new(SCRIPT);
+    case.run(&netns, &["-vv", "apply"]).expect(0);
     let mut owner = netns
         .command("nft")
         .arg("-i")
@@ -203,8 +177,8 @@ fn a_table_that_vanishes_with_its_owner_is_never_kept() {
         "the owned table",
     );
     // Read while the owned table is there: twice, so a kept read is used.
-    case.run(&netns, "apply").expect(0);
-    case.run(&netns, "apply").expect(0);
+    case.run(&netns, &["-vv", "apply"]).expect(0);
+    case.run(&netns, &["-vv", "apply"]).expect(0);
     drop(input);
     owner.wait().unwrap();
     poll(
@@ -212,14 +186,14 @@ fn a_table_that_vanishes_with_its_owner_is_never_kept() {
         "the owner gone",
     );
 
-    let plan = case.run(&netns, "plan").expect(0);
+    let plan = case.run(&netns, &["-vv", "plan"]).expect(0);
     assert_eq!(rule_saves(&plan), 2, "read again: {}", plan.stderr);
     let kept_text =
         std::fs::read_to_string(case.state.join("kernel-read.ipv4")).unwrap_or_default();
     assert!(!kept_text.contains(phantom), "{kept_text}");
     // Once gone, reads are kept again.
-    case.run(&netns, "apply").expect(0);
-    assert!(kept(&case.run(&netns, "plan").expect(0)));
+    case.run(&netns, &["-vv", "apply"]).expect(0);
+    assert!(kept(&case.run(&netns, &["-vv", "plan"]).expect(0)));
 }
 
 fn poll(done: impl Fn() -> bool, what: &str) {
@@ -240,17 +214,17 @@ fn a_table_a_write_makes_is_read_whole_next_time() {
         return;
     }
     let netns = Netns::new("nft");
-    let case = Case::new();
+    let case = Case::new(SCRIPT);
     let big = "for p in 1..=1500 { allow_tcp(p); }\n";
-    std::fs::write(&case.script, big).unwrap();
-    case.run(&netns, "apply").expect(0);
-    std::fs::write(&case.script, format!("{big}masquerade(\"fws-out\");\n")).unwrap();
-    let nat = case.run(&netns, "apply").expect(0);
+    case.edit(big);
+    case.run(&netns, &["-vv", "apply"]).expect(0);
+    case.edit(&format!("{big}masquerade(\"fws-out\");\n"));
+    let nat = case.run(&netns, &["-vv", "apply"]).expect(0);
     assert!(nat.stdout.contains("applied"), "{}", nat.stdout);
-    let next = case.run(&netns, "apply").expect(0);
+    let next = case.run(&netns, &["-vv", "apply"]).expect(0);
     assert!(next.stdout.ends_with("no changes\n"), "{}", next.stdout);
     assert!(!kept(&next), "{}", next.stderr);
     assert_eq!(rule_saves(&next), 2, "{}", next.stderr);
-    let again = case.run(&netns, "plan").expect(0);
+    let again = case.run(&netns, &["-vv", "plan"]).expect(0);
     assert!(kept(&again), "{}", again.stderr);
 }

@@ -4,8 +4,7 @@
 //! holds afterwards, what the next plan sees and what drift is found are
 //! the same. Real kernels, both backends.
 
-use std::path::PathBuf;
-
+use crate::common::case::Case;
 use crate::common::netns::{kernel_available, Netns, Run, FLAVORS};
 
 /// 3,000 ports: enough rules per family that a one-rule edit reads back
@@ -14,29 +13,10 @@ fn big(extra: &str) -> String {
     format!("for p in 1..=3000 {{\n    allow_tcp(p);\n    {extra}\n}}\n")
 }
 
-struct Case {
-    _dir: tempfile::TempDir,
-    script: PathBuf,
-    state: PathBuf,
-}
-
-impl Case {
-    fn new() -> Case {
-        let dir = tempfile::tempdir().unwrap();
-        Case {
-            script: dir.path().join("fw.rhai"),
-            state: dir.path().join("state"),
-            _dir: dir,
-        }
-    }
-
-    fn run(&self, netns: &Netns, command: &str, script: &str) -> Run {
-        std::fs::write(&self.script, script).unwrap();
-        netns.fwscript(
-            &self.state,
-            &["-vv", command, self.script.to_str().unwrap()],
-        )
-    }
+/// Applies (or plans) `script` with `-vv`, so the reads show.
+fn run(case: &Case, netns: &Netns, command: &str, script: &str) -> Run {
+    case.edit(script);
+    case.run(netns, &["-vv", command])
 }
 
 /// The reads a `-vv` run says it made after its first write (the families
@@ -68,12 +48,16 @@ fn a_one_rule_edit_reads_back_its_chain_and_leaves_the_kernel_in_sync() {
     }
     for flavor in FLAVORS {
         let netns = Netns::new(flavor);
-        let case = Case::new();
-        case.run(&netns, "apply", &big("")).expect(0);
+        let case = Case::new("");
+        run(&case, &netns, "apply", &big("")).expect(0);
 
-        let edit = case
-            .run(&netns, "apply", &big("if p == 1500 { allow_tcp(60001); }"))
-            .expect(0);
+        let edit = run(
+            &case,
+            &netns,
+            "apply",
+            &big("if p == 1500 { allow_tcp(60001); }"),
+        )
+        .expect(0);
         assert!(
             edit.stdout.ends_with("applied 2 changes\n"),
             "{}",
@@ -94,13 +78,17 @@ fn a_one_rule_edit_reads_back_its_chain_and_leaves_the_kernel_in_sync() {
             assert_eq!(save.matches("--dport 60001 ").count(), 1, "{save}");
             assert_eq!(save.lines().filter(|l| l.contains("-p tcp")).count(), 3001);
         }
-        let again = case
-            .run(&netns, "plan", &big("if p == 1500 { allow_tcp(60001); }"))
-            .expect(0);
+        let again = run(
+            &case,
+            &netns,
+            "plan",
+            &big("if p == 1500 { allow_tcp(60001); }"),
+        )
+        .expect(0);
         assert!(again.stdout.contains("in sync"), "{}", again.stdout);
 
         // And back: one delete per family, read back the same way.
-        let back = case.run(&netns, "apply", &big("")).expect(0);
+        let back = run(&case, &netns, "apply", &big("")).expect(0);
         assert!(
             back.stdout.ends_with("applied 2 changes\n"),
             "{}",
@@ -118,10 +106,10 @@ fn drift_is_found_in_chains_read_back_and_in_chains_not_touched() {
     }
     for flavor in FLAVORS {
         let netns = Netns::new(flavor);
-        let case = Case::new();
-        case.run(&netns, "apply", &big("")).expect(0);
+        let case = Case::new("");
+        run(&case, &netns, "apply", &big("")).expect(0);
         let edited = big("if p == 1500 { allow_tcp(60001); }");
-        let edit = case.run(&netns, "apply", &edited).expect(0);
+        let edit = run(&case, &netns, "apply", &edited).expect(0);
         assert!(read_back_as_expected(flavor, &edit, 2), "{}", edit.stderr);
 
         // Someone rewrites a rule in place, keeping its comment: one far
@@ -146,7 +134,7 @@ fn drift_is_found_in_chains_read_back_and_in_chains_not_touched() {
             let spec = changed.splitn(3, ' ').nth(2).unwrap().to_string();
             netns.sh(&format!("$IPT -R {chain} {position} {spec}"));
         }
-        let plan = case.run(&netns, "plan", &edited).expect(2);
+        let plan = run(&case, &netns, "plan", &edited).expect(2);
         assert!(plan.stdout.contains("4 changes pending"), "{}", plan.stdout);
         assert_eq!(
             plan.stdout.matches("changed behind").count(),
@@ -154,7 +142,7 @@ fn drift_is_found_in_chains_read_back_and_in_chains_not_touched() {
             "{}",
             plan.stdout
         );
-        case.run(&netns, "apply", &edited).expect(0);
+        run(&case, &netns, "apply", &edited).expect(0);
         let repaired = netns.save("ipv4", false);
         let those: Vec<&str> = repaired
             .lines()
@@ -172,14 +160,14 @@ fn a_new_and_a_deleted_chain_read_back_beside_a_neighbours_rule() {
     }
     for flavor in FLAVORS {
         let netns = Netns::new(flavor);
-        let case = Case::new();
-        case.run(&netns, "apply", &big("")).expect(0);
+        let case = Case::new("");
+        run(&case, &netns, "apply", &big("")).expect(0);
         // An admin's ban at the top of INPUT, which the read-back of INPUT
         // lists too.
         netns.sh("$IPT -I INPUT 1 -s 198.51.100.1/32 -j DROP");
 
         let blocked = format!("{}block(\"192.0.2.1\");\n", big(""));
-        let add = case.run(&netns, "apply", &blocked).expect(0);
+        let add = run(&case, &netns, "apply", &blocked).expect(0);
         let listed = after_the_write(&add);
         assert!(read_back_as_expected(flavor, &add, 1), "{listed:?}");
         if flavor == "nft" {
@@ -193,7 +181,7 @@ fn a_new_and_a_deleted_chain_read_back_beside_a_neighbours_rule() {
         assert!(v4.contains("-A INPUT -s 198.51.100.1/32 -j DROP"), "{v4}");
         assert!(v4.contains("-s 192.0.2.1/32"), "{v4}");
 
-        let remove = case.run(&netns, "apply", &big("")).expect(0);
+        let remove = run(&case, &netns, "apply", &big("")).expect(0);
         assert!(
             read_back_as_expected(flavor, &remove, 1),
             "{}",
@@ -202,7 +190,7 @@ fn a_new_and_a_deleted_chain_read_back_beside_a_neighbours_rule() {
         let v4 = netns.save("ipv4", false);
         assert!(!v4.contains("FWS-INPUT-DENY"), "{v4}");
         assert!(v4.contains("-A INPUT -s 198.51.100.1/32 -j DROP"), "{v4}");
-        let plan = case.run(&netns, "plan", &big("")).expect(0);
+        let plan = run(&case, &netns, "plan", &big("")).expect(0);
         assert!(plan.stdout.contains("in sync"), "{}", plan.stdout);
     }
 }

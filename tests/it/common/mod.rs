@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests.
 
+pub mod case;
 pub mod fail2ban;
 pub mod hostile;
 pub mod netns;
