@@ -22,7 +22,7 @@ use crate::guard::SshSession;
 use crate::plan::Plan;
 use crate::script;
 use crate::state::{boot_id, Locked, StateDir};
-use crate::transaction::{self, Keep};
+use crate::transaction::{self, Keep, Records};
 
 pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
     let opened = StateDir::open_existing(state_dir);
@@ -152,6 +152,13 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     tracing::debug!("script evaluated");
     confirm::ensure_none_pending(&locked)?;
     let (mut intent, digest) = transaction::plan_intent(&plan, script_path, "apply");
+    if at_boot {
+        // The host is open until a ruleset is in, and nobody waits at a
+        // prompt: the kernel matters more than the bookkeeping (a root
+        // file system mounted read-only after a crash, a full disk). The
+        // command still fails, saying what the kernel holds.
+        intent.records = Records::BestEffort;
+    }
     let confirming = args.confirm.is_some();
     if let Err(refused) =
         confirm::refuse_unconfirmed_again(&locked, &digest, args.force, confirming)

@@ -203,6 +203,7 @@ impl StateDir {
                 .and_then(|note| lock::live_holder(&note)),
         })?;
         let locked = Locked { state: self, lock };
+        locked.sweep_leftovers();
         // Best effort: on a full or read-only folder the lock still holds.
         let holder = lock::holder_note(
             std::process::id(),
@@ -362,29 +363,34 @@ impl StateDir {
         contents: &[u8],
         sync: bool,
     ) -> Result<Staged<'_>, StateError> {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let temporary = format!(
-            ".{name}.{}.{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        );
+        let fail = |source: std::io::Error| StateError::Write {
+            path: self.path.join(name),
+            source,
+        };
+        let pid = std::process::id();
+        let mut taken = 0;
+        let (temporary, file) = loop {
+            let temporary = temporary_name(name, pid, TEMPORARIES.fetch_add(1, Ordering::Relaxed));
+            match rustix::fs::openat(
+                &self.folder,
+                temporary.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            ) {
+                Ok(file) => break (temporary, file),
+                // The leftover of an earlier process with this pid, killed
+                // while writing (a boot reuses pids): never ours to remove
+                // here, and never a reason to fail; the next name is free.
+                Err(Errno::EXIST) if taken < MAX_TAKEN_NAMES => taken += 1,
+                Err(err) => return Err(fail(err.into())),
+            }
+        };
         let staged = Staged {
             state: self,
             temporary,
             name: name.to_string(),
             committed: false,
         };
-        let fail = |source: std::io::Error| StateError::Write {
-            path: self.path.join(name),
-            source,
-        };
-        let file = rustix::fs::openat(
-            &self.folder,
-            staged.temporary.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|err| fail(err.into()))?;
         let mut file = std::fs::File::from(file);
         std::io::Write::write_all(&mut file, contents).map_err(fail)?;
         if sync {
@@ -402,6 +408,51 @@ impl StateDir {
             }),
         }
     }
+}
+
+/// Every file fwscript keeps in the folder, for telling its temporaries
+/// from anything else.
+const FILES: [&str; 15] = [
+    SNAPSHOT,
+    PENDING,
+    PENDING_RULES,
+    REJECTED,
+    APPLIED,
+    LAST_GOOD,
+    LAST_GOOD_RULES,
+    POLICIES,
+    DAEMON,
+    KERNEL_FORMS,
+    APPLIED_RULES,
+    ORIGINS,
+    lock::HOLDER,
+    read_cache::IPV4,
+    read_cache::IPV6,
+];
+
+/// A temporary this old is no write under way.
+const LEFTOVER_AGE_SECS: u64 = 60;
+
+/// The pid that made `file`, when it is one of fwscript's temporaries.
+fn leftover_of(file: &str) -> Option<u32> {
+    let rest = file.strip_prefix('.')?;
+    let (rest, n) = rest.rsplit_once('.')?;
+    let (name, pid) = rest.rsplit_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(n) && FILES.contains(&name))
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+/// Numbers this process's temporary files.
+static TEMPORARIES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many taken temporary names a write steps over before it gives up.
+const MAX_TAKEN_NAMES: usize = 1000;
+
+/// A temporary file made beside state file `name`: `.NAME.PID.N`.
+fn temporary_name(name: &str, pid: u32, n: usize) -> String {
+    format!(".{name}.{pid}.{n}")
 }
 
 fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
@@ -477,6 +528,39 @@ impl Deref for Locked<'_> {
 }
 
 impl<'a> Locked<'a> {
+    /// Removes the temporary files a fwscript killed while writing left
+    /// behind (`kill -9`, a power cut): they are never read, but they
+    /// would pile up. Only fwscript's own names, of a process that is no
+    /// longer running, untouched for a minute (a process of another pid
+    /// namespace sharing the folder might be writing one); best effort.
+    fn sweep_leftovers(&self) {
+        let Ok(entries) = rustix::fs::Dir::read_from(&self.state.folder) else {
+            return;
+        };
+        let own = std::process::id();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for entry in entries.flatten() {
+            let Ok(file) = entry.file_name().to_str() else {
+                continue;
+            };
+            let Some(pid) = leftover_of(file) else {
+                continue;
+            };
+            if pid == own || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let Ok(stat) = rustix::fs::statat(&self.state.folder, file, AtFlags::SYMLINK_NOFOLLOW)
+            else {
+                continue;
+            };
+            if now.saturating_sub(stat.st_mtime.max(0) as u64) >= LEFTOVER_AGE_SECS {
+                let _ = rustix::fs::unlinkat(&self.state.folder, file, AtFlags::empty());
+            }
+        }
+    }
+
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StateError> {
         self.write_json(SNAPSHOT, snapshot)
     }

@@ -56,7 +56,7 @@ impl StateDir {
 impl ReadCache {
     /// The save of `family` read at generation `at`, if one was kept.
     pub fn load(&self, family: Family, at: Generation) -> Option<String> {
-        let text = self.state.read_text(&file(family)).ok()??;
+        let text = self.state.read_text(file(family)).ok()??;
         let (header, rest) = text.split_once('\n')?;
         (header == self.header(family, at, rest.len())).then(|| rest.to_string())
     }
@@ -73,10 +73,7 @@ impl ReadCache {
         contents.push_str(&header);
         contents.push('\n');
         contents.push_str(text);
-        if let Err(err) = self
-            .state
-            .write_unsynced(&file(family), contents.as_bytes())
-        {
+        if let Err(err) = self.state.write_unsynced(file(family), contents.as_bytes()) {
             tracing::debug!("kernel read not kept: {err}");
         }
     }
@@ -111,8 +108,15 @@ impl ReadCache {
     }
 }
 
-fn file(family: Family) -> String {
-    format!("kernel-read.{family}")
+/// The kept read of each family.
+pub const IPV4: &str = "kernel-read.ipv4";
+pub const IPV6: &str = "kernel-read.ipv6";
+
+fn file(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => IPV4,
+        Family::Ipv6 => IPV6,
+    }
 }
 
 #[cfg(test)]

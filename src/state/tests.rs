@@ -221,3 +221,67 @@ fn a_world_writable_folder_is_refused() {
         "{err}"
     );
 }
+
+/// A `kill -9` mid-write leaves `.NAME.PID.N`; after a reboot the next
+/// fwscript may get that very pid (boots are alike). Its writes must not
+/// fail on the names taken.
+#[test]
+fn a_leftover_temporary_of_the_same_pid_never_blocks_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = private(dir.path());
+    let locked = state.lock("test").unwrap();
+    let next = TEMPORARIES.load(Ordering::Relaxed);
+    let pid = std::process::id();
+    for n in next..next + 50 {
+        fs::write(state.path().join(temporary_name(POLICIES, pid, n)), "").unwrap();
+    }
+    let policies = OriginalPolicies::default();
+    locked.save_original_policies(&policies).unwrap();
+    assert_eq!(state.original_policies().unwrap(), policies);
+    assert!(state.path().join(POLICIES).exists());
+}
+
+#[test]
+fn the_lock_sweeps_temporaries_of_dead_writers_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = private(dir.path());
+    // Above the largest pid Linux hands out: never running.
+    let dead = 4_194_999;
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    let make = |name: &str, modified: Option<std::time::SystemTime>| {
+        let file = fs::File::create(state.path().join(name)).unwrap();
+        if let Some(modified) = modified {
+            file.set_modified(modified).unwrap();
+        }
+    };
+    let swept = [
+        temporary_name(SNAPSHOT, dead, 0),
+        temporary_name(read_cache::IPV4, dead, 7),
+    ];
+    let kept = [
+        // Written a moment ago: maybe a write under way in another pid namespace.
+        (temporary_name(SNAPSHOT, dead, 1), None),
+        // pid 1 is always running.
+        (temporary_name(SNAPSHOT, 1, 0), Some(old)),
+        // Not a file fwscript keeps, or not a temporary's name.
+        (temporary_name("notes.txt", dead, 0), Some(old)),
+        (format!(".{SNAPSHOT}.{dead}.x"), Some(old)),
+        (format!(".{SNAPSHOT}.{dead}"), Some(old)),
+        (SNAPSHOT.to_string(), Some(old)),
+    ];
+    for name in &swept {
+        make(name, Some(old));
+    }
+    for (name, modified) in &kept {
+        make(name, *modified);
+    }
+
+    let locked = state.lock("test").unwrap();
+    for name in &swept {
+        assert!(!state.path().join(name).exists(), "{name} was left");
+    }
+    for (name, _) in &kept {
+        assert!(state.path().join(name).exists(), "{name} was removed");
+    }
+    drop(locked);
+}

@@ -302,6 +302,68 @@ fn a_script_broken_before_a_reboot_falls_back_to_the_last_good_rules() {
     host.wait_rules("the fixed script", |r| has_port(r, 81) && !has_port(r, 80));
 }
 
+/// A `kill -9` (or a power cut) while fwscript writes its state leaves a
+/// temporary `.NAME.PID.N` behind. Boots are alike, so the first fwscript
+/// after the reboot may get that very pid: its writes must step over the
+/// names taken, not fail (it did: "cannot write `…`: file exists", and the
+/// boot had no rules). Leftovers of writers that are gone are swept.
+#[test]
+fn a_boot_with_the_pid_of_a_writer_killed_mid_write_still_loads_the_rules() {
+    if !kernel_available() {
+        return;
+    }
+    let host = Host::new("nft");
+    host.run(&["apply", &host.script()]).expect(0);
+    let state = host.state();
+    let files: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    // In a pid namespace of its own fwscript is pid 1: leftovers of an
+    // earlier pid 1, for every file it writes.
+    for file in [
+        "snapshot.json",
+        "applied.json",
+        "last-good.rules",
+        "lock-holder",
+    ]
+    .iter()
+    .map(|f| f.to_string())
+    .chain(files)
+    {
+        for n in 0..40 {
+            std::fs::write(state.join(format!(".{file}.1.{n}")), "half").unwrap();
+        }
+    }
+    // And one of a writer whose pid is no longer running, an hour old.
+    let gone = state.join(".snapshot.json.4194999.0");
+    std::fs::File::create(&gone)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    host.netns.reboot();
+
+    let output = host
+        .netns
+        .command("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_fwscript"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["apply", "--boot", &host.script()])
+        .output()
+        .expect("unshare runs");
+    let run = Run::from(output).expect(0);
+    assert!(!run.stderr.contains("file exists"), "{run:#?}");
+    let rules = host.rules();
+    assert!(has_port(&rules, 80) && has_port(&rules, 22), "{rules}");
+    assert!(!gone.exists(), "the dead writer's leftover was not swept");
+    // The next write (a new plan) works as well, and the kernel follows.
+    host.write("fw.rhai", NEWER);
+    host.run(&["apply", &host.script()]).expect(0);
+    assert!(has_port(&host.rules(), 8443));
+}
+
 #[test]
 fn a_first_boot_with_a_broken_script_gets_the_emergency_ruleset() {
     if !kernel_available() {

@@ -285,6 +285,36 @@ fn rollback_on_a_read_only_state_folder_rolls_back_and_says_so() {
     assert_eq!(host.netns.saves(), wanted, "rolled back");
 }
 
+/// A root file system mounted read-only after a crash: at boot the host
+/// must not stay open for want of a place to write the records. The
+/// script's rules go in, and the command fails saying so.
+#[test]
+fn a_boot_on_a_read_only_state_folder_still_loads_the_script() {
+    if !kernel_available() {
+        return;
+    }
+    let host = Host::new();
+    let before = host.script("before.rhai", "allow_tcp(80);\n");
+    let after = host.script("after.rhai", "allow_tcp([80, 443]);\n");
+    host.run(&["apply", &before]).expect(0);
+    host.netns.reboot();
+    assert!(!host.netns.save("ipv4", false).contains("FWS-"));
+
+    let run = host.run_read_only(&["apply", "--boot", &after]).expect(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "the kernel was changed: it now holds the rules of `{after}`"
+        )),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("read-only file system"), "{run:#?}");
+    let rules = host.netns.save("ipv4", false);
+    assert!(
+        rules.contains(":INPUT DROP") && rules.contains("--dport 443 "),
+        "{rules}"
+    );
+}
+
 #[test]
 fn a_state_folder_another_user_controls_is_refused() {
     if !kernel_available() {
