@@ -60,6 +60,14 @@ impl LiveRule {
         Some(words.get(at + 1)?.text.clone())
     }
 
+    /// Whether the rule goes to its chain (`-g`) rather than jumping
+    /// (`-j`): coming back from it returns past the calling chain.
+    pub fn goes_to(&self) -> bool {
+        words(&self.spec)
+            .iter()
+            .any(|w| !w.quoted && w.text == "-g")
+    }
+
     /// Whether the rule matches every packet: nothing but a comment before
     /// its target.
     pub fn matches_everything(&self) -> bool {

@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use super::{Lockout, SshConnection, LEGS};
 use crate::explain::{Packet, Transport};
 use crate::live::{words, LiveRule, LiveState, LiveTable};
-use crate::netfilter::{Family, Hook, Table};
+use crate::netfilter::{Family, Hook, Policy, Table};
 use crate::plan::CtState;
 use crate::ruleset::{Placement, Ruleset};
 
@@ -42,9 +42,72 @@ pub struct ForeignDrop {
     pub inside: Option<(String, String)>,
     /// Whether it certainly matches; otherwise it may.
     pub certain: bool,
-    /// `DROP` or `REJECT`.
-    pub target: String,
+    pub ending: Ending,
 }
+
+impl ForeignDrop {
+    /// Whether the session's packet would certainly be cut, not only may.
+    pub fn is_certain(&self) -> bool {
+        self.certain && self.ending.is_certain()
+    }
+}
+
+/// How the packet's way ends at the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// `DROP` or `REJECT`.
+    Target(String),
+    /// A target whose verdict cannot be known offline (`NFQUEUE` hands the
+    /// packet to a program, `TARPIT` holds it): it may drop.
+    Unknown(String),
+    /// A `-g` into this chain, which the packet may leave at its end: then
+    /// the built-in chain's policy decides, before fwscript's hook.
+    GotoEnd { chain: String, policy: Policy },
+    /// A RETURN in the built-in chain itself: its policy decides.
+    Return { policy: Policy },
+}
+
+impl Ending {
+    /// Whether the packet's way certainly ends here once the rule matches.
+    pub fn is_certain(&self) -> bool {
+        matches!(self, Ending::Target(_) | Ending::Return { .. })
+    }
+
+    /// `rejected` or `dropped`.
+    pub fn done(&self) -> &'static str {
+        match self {
+            Ending::Target(target) if target == "REJECT" => "rejected",
+            _ => "dropped",
+        }
+    }
+}
+
+/// Targets after which the packet goes on to the next rule: they log, mark
+/// or count it. Any other target the guard cannot follow ends the packet's
+/// way with a verdict it cannot know, so it counts as one that may drop.
+const GOES_ON: &[&str] = &[
+    "AUDIT",
+    "CHECKSUM",
+    "CLASSIFY",
+    "CONNMARK",
+    "CONNSECMARK",
+    "DSCP",
+    "HL",
+    "IDLETIMER",
+    "LED",
+    "LOG",
+    "MARK",
+    "NFLOG",
+    "RATEEST",
+    "SECMARK",
+    "SET",
+    "TCPMSS",
+    "TEE",
+    "TOS",
+    "TRACE",
+    "TTL",
+    "ULOG",
+];
 
 /// Refuses a write that puts a foreign rule dropping or rejecting one of
 /// the session's packets ahead of fwscript's accepting hook in `live`'s
@@ -81,6 +144,9 @@ pub fn check_kernel(
         let walk = Walk {
             table,
             packet: &packet,
+            // The policy once this write is in: fwscript's, or the one the
+            // chain has.
+            policy: wanted.policies.get(&hook).copied().or(chain.policy),
         };
         for (index, rule) in chain.rules.iter().enumerate() {
             if rule.id.is_some() {
@@ -92,7 +158,7 @@ pub fn check_kernel(
                 Decides::Drops {
                     inside,
                     certain,
-                    target,
+                    ending,
                 } if index > bottom => {
                     return Err(Lockout::Foreign {
                         session: *session,
@@ -104,7 +170,7 @@ pub fn check_kernel(
                             spec: rule.spec.clone(),
                             inside,
                             certain,
-                            target,
+                            ending,
                         }),
                     });
                 }
@@ -161,7 +227,7 @@ enum Decides {
     Drops {
         inside: Option<(String, String)>,
         certain: bool,
-        target: String,
+        ending: Ending,
     },
     /// The packet goes on to the next rule (or may).
     Continues,
@@ -170,6 +236,8 @@ enum Decides {
 struct Walk<'a> {
     table: &'a LiveTable,
     packet: &'a Packet,
+    /// The built-in chain's policy after the write (`None`: not known).
+    policy: Option<Policy>,
 }
 
 impl Walk<'_> {
@@ -181,32 +249,67 @@ impl Walk<'_> {
         let Some(target) = rule.target() else {
             return Decides::Continues;
         };
+        let certain = test == Test::Yes;
         match target.as_str() {
-            "ACCEPT" if test == Test::Yes => Decides::Accepts,
+            "RETURN" if depth == 0 => match self.policy {
+                Some(Policy::Accept) if certain => Decides::Accepts,
+                Some(Policy::Accept) => Decides::Continues,
+                policy => Decides::Drops {
+                    inside: None,
+                    certain: certain && policy.is_some(),
+                    ending: Ending::Return {
+                        policy: policy.unwrap_or(Policy::Drop),
+                    },
+                },
+            },
+            "ACCEPT" if certain => Decides::Accepts,
+            // An accept that may not match saves nothing.
+            "ACCEPT" => Decides::Continues,
             "DROP" | "REJECT" => Decides::Drops {
                 inside: None,
-                certain: test == Test::Yes,
-                target,
+                certain,
+                ending: Ending::Target(target),
             },
+            name if GOES_ON.contains(&name) => Decides::Continues,
             name => match self.table.chain(name).filter(|c| c.policy.is_none()) {
                 Some(chain) if depth < MAX_DEPTH => {
                     match self.chain(&chain.name, &chain.rules, depth + 1) {
                         Decides::Drops {
                             inside,
-                            certain,
-                            target,
+                            certain: inner,
+                            ending,
                         } => Decides::Drops {
                             inside,
-                            certain: certain && test == Test::Yes,
-                            target,
+                            certain: inner && certain,
+                            ending,
                         },
-                        Decides::Accepts if test == Test::Yes => Decides::Accepts,
+                        Decides::Accepts if certain => Decides::Accepts,
+                        // Back from a `-g` (at the end, or at a RETURN) in a
+                        // built-in chain's rule, the policy decides.
+                        _ if depth == 0
+                            && rule.goes_to()
+                            && self.policy != Some(Policy::Accept) =>
+                        {
+                            Decides::Drops {
+                                inside: None,
+                                certain,
+                                ending: Ending::GotoEnd {
+                                    chain: chain.name.clone(),
+                                    policy: self.policy.unwrap_or(Policy::Drop),
+                                },
+                            }
+                        }
                         _ => Decides::Continues,
                     }
                 }
-                // Anything else (LOG, a mark, NFQUEUE, an accept that may
-                // not match) is not a drop the guard can name.
-                _ => Decides::Continues,
+                // Nested past any sensible depth: not followed.
+                Some(_) => Decides::Continues,
+                // NFQUEUE, TARPIT, …: unknown means it may drop.
+                None => Decides::Drops {
+                    inside: None,
+                    certain,
+                    ending: Ending::Unknown(target),
+                },
             },
         }
     }
@@ -226,12 +329,12 @@ impl Walk<'_> {
                 Decides::Drops {
                     inside: None,
                     certain,
-                    target,
+                    ending,
                 } => {
                     return Decides::Drops {
                         inside: Some((name.to_string(), rule.spec.clone())),
                         certain,
-                        target,
+                        ending,
                     }
                 }
                 decided => return decided,
@@ -468,7 +571,7 @@ mod tests {
             &["HOOK", "-j REJECT --reject-with icmp-port-unreachable"],
             "",
         );
-        assert_eq!(reject.target, "REJECT");
+        assert_eq!(reject.ending, Ending::Target("REJECT".into()));
     }
 
     #[test]
@@ -522,6 +625,66 @@ mod tests {
         );
         let returns = ":admin - [0:0]\n-A admin -s 192.0.2.2/32 -j RETURN\n-A admin -j DROP\n";
         assert!(check(&["HOOK", "-j admin"], returns).is_ok());
+    }
+
+    /// Unknown means refuse: a target whose verdict cannot be known offline
+    /// may drop; one that only logs or marks lets the packet go on.
+    #[test]
+    fn a_target_the_guard_cannot_follow_may_drop() {
+        for target in ["NFQUEUE --queue-num 0", "TARPIT", "QUEUE"] {
+            let rule = format!("-p tcp -m tcp --dport 22 -j {target}");
+            let drop = refused(&["HOOK", &rule], "");
+            let name = target.split(' ').next().unwrap();
+            assert_eq!(drop.ending, Ending::Unknown(name.into()), "{target}");
+            assert!(drop.certain && !drop.is_certain(), "{target}");
+        }
+        // Inside a chain it jumps to, too.
+        let chains = ":ips - [0:0]\n-A ips -j NFQUEUE --queue-bypass\n";
+        let drop = refused(&["HOOK", "-j ips"], chains);
+        assert_eq!(drop.ending, Ending::Unknown("NFQUEUE".into()));
+        assert_eq!(drop.inside.unwrap().0, "ips");
+        for harmless in [
+            "-j LOG --log-prefix \"in: \"",
+            "-j NFLOG",
+            "-j MARK --set-xmark 0x1/0xffffffff",
+            "-j CONNMARK --save-mark",
+        ] {
+            assert!(check(&["HOOK", harmless], "").is_ok(), "{harmless}");
+        }
+        // A LOG, then a drop: the drop is what cuts.
+        let drop = refused(&["HOOK", "-j LOG", "-j DROP"], "");
+        assert_eq!(drop.position, 3);
+    }
+
+    /// A packet back from a `-g` chain, or a RETURN in the built-in chain
+    /// itself, meets the chain's policy before fwscript's hook.
+    #[test]
+    fn a_goto_or_a_return_ahead_of_the_hook_meets_the_policy() {
+        let chains = ":admin - [0:0]\n-A admin -s 198.51.100.9/32 -j DROP\n";
+        let drop = refused(&["HOOK", "-p tcp -g admin"], chains);
+        assert_eq!(
+            drop.ending,
+            Ending::GotoEnd {
+                chain: "admin".into(),
+                policy: Policy::Drop
+            }
+        );
+        assert!(!drop.is_certain());
+        // The same chain by `-j` hands the packet back: nothing cut.
+        assert!(check(&["HOOK", "-p tcp -j admin"], chains).is_ok());
+        // A goto into a chain that accepts the session is no harm.
+        let accepts = ":admin - [0:0]\n-A admin -s 192.0.2.2/32 -j ACCEPT\n";
+        assert!(check(&["HOOK", "-g admin"], accepts).is_ok());
+
+        let ret = refused(&["HOOK", "-p tcp -j RETURN"], "");
+        assert_eq!(
+            ret.ending,
+            Ending::Return {
+                policy: Policy::Drop
+            }
+        );
+        assert!(ret.is_certain());
+        assert!(check(&["HOOK", "-p udp -j RETURN"], "").is_ok());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::foreign::ForeignDrop;
+use super::foreign::{Ending, ForeignDrop};
 use super::{Leg, Malformed, SshConnection};
 use crate::explain::{
     Assumption, Decision, Doubt, DoubtKind, Explanation, Field, Rewrite, RuleRef, Verdict,
@@ -106,14 +106,11 @@ impl fmt::Display for Lockout {
                 )
             }
             Lockout::Foreign { session, leg, drop } => {
-                let (cut, modal) = match drop.certain {
+                let (cut, modal) = match drop.is_certain() {
                     true => ("would", "would"),
                     false => ("could", "may"),
                 };
-                let done = match drop.target.as_str() {
-                    "REJECT" => "rejected",
-                    _ => "dropped",
-                };
+                let done = drop.ending.done();
                 let chain = drop.chain.chain_name();
                 write!(
                     f,
@@ -128,8 +125,9 @@ impl fmt::Display for Lockout {
                     write!(
                         f,
                         " (its chain `{inner}` {done_by} with `{rule}`)",
-                        done_by = match done {
-                            "rejected" => "rejects them",
+                        done_by = match (&drop.ending, done) {
+                            (Ending::Unknown(_), _) => "may drop them",
+                            (_, "rejected") => "rejects them",
                             _ => "drops them",
                         }
                     )?;
@@ -139,6 +137,26 @@ impl fmt::Display for Lockout {
                     "\n  it comes after fwscript's accepting hook now, and this apply moves the \
                      hook to the end of {chain}, below it, where the rule decides first"
                 )?;
+                match &drop.ending {
+                    Ending::Target(_) => {}
+                    Ending::Unknown(target) => write!(
+                        f,
+                        "\n  it hands the packet to `{target}`, whose verdict the guard cannot \
+                         know offline, so it counts as a drop"
+                    )?,
+                    Ending::GotoEnd { chain: to, policy } => write!(
+                        f,
+                        "\n  it goes to `{to}` (`-g`), and a packet that comes back from there \
+                         skips the rest of {chain}: its policy {} decides, before fwscript's hook",
+                        policy.name()
+                    )?,
+                    Ending::Return { policy } => write!(
+                        f,
+                        "\n  its RETURN ends {chain} for the packet: the policy {} decides, \
+                         before fwscript's hook",
+                        policy.name()
+                    )?,
+                }
                 if !drop.certain {
                     f.write_str(
                         "\n  it may match: the guard cannot know everything it matches (the \

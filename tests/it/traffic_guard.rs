@@ -646,6 +646,59 @@ fn an_apply_that_moves_the_hook_below_an_admins_drop_is_refused() {
     }
 }
 
+/// Unknown means refuse: an inline IPS's `-j NFQUEUE` appended after the
+/// hook hands every SSH packet to a program the guard cannot see. Over SSH
+/// the move is refused, saying why; forced, with no program on the queue,
+/// the kernel drops the session's packets, which proves the refusal right.
+#[test]
+fn an_apply_that_moves_the_hook_below_an_nfqueue_is_refused() {
+    if !kernel_available() {
+        return;
+    }
+    let (family, flavor) = FAMILIES[0];
+    let lan = server_with_a_firewall(flavor);
+    let script = lan.script().unwrap().to_str().unwrap().to_string();
+    let sshd = Sshd::start(&lan);
+    let mut session = Session::open(&lan, &sshd, family);
+    let ssh_connection = session.ssh_connection.clone();
+    let env = [("SSH_CONNECTION", ssh_connection.as_str())];
+    lan.server
+        .sh("$IPT -A INPUT -p tcp --dport 22 -j NFQUEUE --queue-num 7");
+    let at = position_in_input(
+        &lan,
+        "$IPT",
+        "-A INPUT -p tcp -m tcp --dport 22 -j NFQUEUE --queue-num 7",
+    );
+    assert!(session.carries_on(ANSWER), "the queue is not reached yet");
+    let before = rules(&lan);
+
+    let run = lan.run_with_env(&["apply", &script], &env).expect(1);
+    for part in [
+        format!(
+            "error: refusing to apply: this SSH session could be cut off. A new connection \
+             from {} to port 22 may be dropped by ipv4 filter INPUT rule {at}, which is not \
+             fwscript's: `-p tcp -m tcp --dport 22 -j NFQUEUE --queue-num 7`",
+            session.client_ip
+        ),
+        "it hands the packet to `NFQUEUE`, whose verdict the guard cannot know offline, so \
+         it counts as a drop"
+            .to_string(),
+        format!("= hint: delete that rule (`iptables -D INPUT {at}`)"),
+    ] {
+        assert!(run.stderr.contains(&part), "no {part:?} in\n{}", run.stderr);
+    }
+    assert_eq!(rules(&lan), before, "a refused apply changed the kernel");
+    assert!(session.carries_on(ANSWER));
+
+    lan.run_with_env(&["apply", "--force", &script], &env)
+        .expect(0);
+    assert!(
+        !session.carries_on(SILENCE),
+        "nothing listens on queue 7, yet the session lives"
+    );
+    new_connection(&lan, session.client_ip, Filtered);
+}
+
 /// The guard judges the foreign rules the move puts ahead in their order:
 /// an admin who lets SSH in before the "default deny" keeps the session,
 /// so the apply goes through and the ban of others holds.
