@@ -24,6 +24,7 @@ pub mod forwarding;
 pub mod guard;
 pub mod import;
 pub mod io_error;
+pub mod legacy_rules;
 pub mod live;
 pub mod logging;
 pub mod netfilter;

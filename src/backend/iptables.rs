@@ -69,6 +69,8 @@ impl Flavor {
 /// A save of 100,000 rules with comments takes ~11 s on nf_tables
 /// (docs/design.md); beyond this the tool is stuck, not slow.
 const TOOL_LIMIT: Duration = Duration::from_secs(120);
+/// A look that only feeds a warning: not worth waiting long for.
+const LOOK_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Iptables {
@@ -267,6 +269,25 @@ impl Backend for Iptables {
     /// (10 ms for 10,000 rules).
     fn lists_chains_cheaply(&self) -> bool {
         self.flavor == Flavor::Nft
+    }
+
+    fn legacy_save(&self, family: Family) -> Option<String> {
+        // Inside another namespace (`try`) this process's /proc is not
+        // that namespace's.
+        if self.flavor != Flavor::Nft || self.netns.is_some() {
+            return None;
+        }
+        // The tables x_tables has made in this namespace: read before any
+        // process is started, so a host without legacy tables pays nothing.
+        let names = match family {
+            Family::Ipv4 => "/proc/net/ip_tables_names",
+            Family::Ipv6 => "/proc/net/ip6_tables_names",
+        };
+        if std::fs::read_to_string(names).ok()?.trim().is_empty() {
+            return None;
+        }
+        let tool = find(&format!("{}-legacy-save", family.tool()))?;
+        run(&tool, &[], None, LOOK_LIMIT).ok()
     }
 
     fn list_chain(

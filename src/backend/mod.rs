@@ -95,11 +95,21 @@ pub trait Backend: Sync {
     ) -> Result<Option<String>, BackendError> {
         list_from_save(self, family, table, chain)
     }
+
+    /// On an nf_tables host, `family`'s iptables-legacy tables as
+    /// `iptables-legacy-save` prints them, when there are any: the kernel
+    /// runs their rules too. `None` where there are none or it cannot tell.
+    fn legacy_save(&self, _family: Family) -> Option<String> {
+        None
+    }
 }
 
 /// A backend shared between threads or with a test that changes the kernel
 /// behind the commands' back.
 impl<B: Backend + Send + ?Sized> Backend for std::sync::Arc<B> {
+    fn legacy_save(&self, family: Family) -> Option<String> {
+        (**self).legacy_save(family)
+    }
     fn availability(&self, family: Family) -> Result<(), String> {
         (**self).availability(family)
     }

@@ -257,6 +257,10 @@ impl<B: Backend> Backend for Prefetch<B> {
         self.inner.lists_chains_cheaply()
     }
 
+    fn legacy_save(&self, family: Family) -> Option<String> {
+        self.inner.legacy_save(family)
+    }
+
     /// Always the kernel as it is now, never cut from an early read.
     fn list_chain(
         &self,

@@ -19,6 +19,8 @@ use crate::error::Error;
 use crate::fallback;
 use crate::forwarding;
 use crate::guard::SshSession;
+use crate::legacy_rules;
+use crate::netfilter::Family;
 use crate::plan::Plan;
 use crate::script;
 use crate::state::{boot_id, Locked, StateDir};
@@ -48,6 +50,7 @@ pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error
     // next apply puts the rules from before back first.
     let pending = !survey.in_sync() || expired.is_some();
     let mut warnings = forwarding_warnings(&plan);
+    warnings.extend(legacy_warnings(&backend));
     warnings.extend(expired.clone());
     let report = Report {
         command: "plan",
@@ -97,6 +100,7 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
         let expired = state.as_ref().and_then(expired_confirm);
         warnings.extend(expired.clone());
         warnings.extend(forwarding_warnings(&plan));
+        warnings.extend(legacy_warnings(&backend));
         let transaction =
             transaction::preview(&backend, transaction::desired(&plan), state.as_ref())?;
         let survey = &transaction.survey;
@@ -179,6 +183,7 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     intent.session = transaction::connected(session);
     warnings.extend(guarded.iter().map(Warning::guard));
     warnings.extend(forwarding_warnings(&plan));
+    warnings.extend(legacy_warnings(&backend));
     let transaction = transaction::write_with(&backend, intent, &locked, forms)?;
     let confirm_timer = match (&pending, transaction.written.is_empty()) {
         (Some(pending), false) => {
@@ -218,6 +223,16 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
         );
     }
     Ok(Outcome::Done)
+}
+
+/// Rules in iptables-legacy tables on an nf_tables host: the kernel runs
+/// them too.
+pub(super) fn legacy_warnings(backend: &dyn Backend) -> Vec<Warning> {
+    Family::ALL
+        .iter()
+        .filter_map(|&family| legacy_rules::found(family, &backend.legacy_save(family)?))
+        .map(|found| Warning::legacy_rules(&found))
+        .collect()
 }
 
 /// The script's rules that forward, on a host that does not.

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::apply::Survey;
 use crate::diff::ForeignWarning;
 use crate::forwarding::ForwardingOff;
+use crate::legacy_rules::LegacyRules;
 use crate::netfilter::Family;
 use crate::state::{DaemonRecord, PendingConfirm};
 
@@ -18,7 +19,8 @@ use super::changes::OriginView;
 pub struct Warning {
     /// `bypass`, `after_accept_hook`, `catch_all_drop`, `neighbour` (foreign
     /// rules), `rate_limit` (the lockout guard), `skipped_family`,
-    /// `forwarding_off`, `daemon_running`, `policy_kept` (reset).
+    /// `forwarding_off`, `daemon_running`, `policy_kept` (reset),
+    /// `legacy_rules`.
     pub kind: String,
     /// The warning as the text output says it.
     pub message: String,
@@ -90,6 +92,18 @@ impl Warning {
                 "family": off.forwards.family,
                 "setting": off.setting,
                 "origin": off.forwards.origin.as_ref().map(OriginView::from),
+            }),
+        )
+    }
+
+    pub fn legacy_rules(found: &LegacyRules) -> Warning {
+        Warning::new(
+            "legacy_rules",
+            found.to_string(),
+            json!({
+                "family": found.family,
+                "rules": found.rules,
+                "policies": found.policies,
             }),
         )
     }

@@ -143,3 +143,51 @@ fn a_kept_read_never_hides_a_rule_deleted_behind_fwscripts_back() {
     lan.tcp(CLIENT6, 80, Open);
     assert_eq!(lan.apply(script).stdout, "no changes\n");
 }
+
+/// On an nf_tables host the kernel runs the rules of iptables-legacy too: a
+/// legacy DROP shuts a port the script opens, and no read of fwscript's
+/// shows it. `plan` and `apply` say so, naming the tool that does.
+#[test]
+fn a_legacy_drop_beside_the_nft_rules_is_warned_about() {
+    if !kernel_available() {
+        return;
+    }
+    let mut lan = Lan::new("nft");
+    let _web = lan.listen_tcp(80);
+    let script = "allow_tcp(80);\n";
+    let applied = lan.apply(script);
+    assert!(!applied.stderr.contains("legacy"), "{applied:#?}");
+    lan.tcp(CLIENT4, 80, Open);
+
+    lan.server
+        .sh("iptables-legacy -A INPUT -p tcp --dport 80 -j DROP");
+    lan.tcp_again(CLIENT4, 80, Filtered);
+    lan.tcp(CLIENT6, 80, Open);
+    let said = "warning: iptables-legacy holds 1 rule beside fwscript's nf_tables rules: the \
+                kernel runs both, so they can drop what the script accepts, and fwscript \
+                neither sees nor changes them; see them with `iptables-legacy-save`";
+    let plan = lan.fwscript(&["plan", lan.script().unwrap().to_str().unwrap()]);
+    assert!(plan.stderr.contains(said), "{plan:#?}");
+    assert!(!plan.stderr.contains("ip6tables-legacy"), "{plan:#?}");
+    let json = lan.fwscript(&["plan", "--json", lan.script().unwrap().to_str().unwrap()]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let legacy: Vec<&serde_json::Value> = value["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["kind"] == "legacy_rules")
+        .collect();
+    assert_eq!(legacy.len(), 1, "{value:#}");
+    assert_eq!(legacy[0]["family"], "ipv4");
+    assert_eq!(legacy[0]["rules"], 1);
+    let again = lan.apply(script);
+    assert!(again.stderr.contains(said), "{again:#?}");
+    // fwscript never touches them: the drop stays, and so does the warning.
+    lan.tcp_again(CLIENT4, 80, Filtered);
+
+    // Emptied, the legacy table that remains decides nothing: no warning.
+    lan.server.sh("iptables-legacy -F INPUT");
+    lan.tcp_again(CLIENT4, 80, Open);
+    let plan = lan.fwscript(&["plan", lan.script().unwrap().to_str().unwrap()]);
+    assert!(!plan.stderr.contains("legacy"), "{plan:#?}");
+}
