@@ -28,6 +28,7 @@ pub mod legacy_rules;
 pub mod live;
 pub mod logging;
 pub mod netfilter;
+pub mod nft_tables;
 pub mod origins;
 pub mod plan;
 pub mod readback;

@@ -290,6 +290,15 @@ impl Backend for Iptables {
         run(&tool, &[], None, LOOK_LIMIT).ok()
     }
 
+    fn nft_chains(&self) -> Option<(String, bool)> {
+        if self.netns.is_some() {
+            return None;
+        }
+        let nft = find("nft")?;
+        let json = run(&nft, &["-j", "list", "chains"], None, LOOK_LIMIT).ok()?;
+        Some((json, self.flavor == Flavor::Nft))
+    }
+
     fn list_chain(
         &self,
         family: Family,

@@ -102,6 +102,14 @@ pub trait Backend: Sync {
     fn legacy_save(&self, _family: Family) -> Option<String> {
         None
     }
+
+    /// The nf_tables chains of the namespace as `nft -j list chains`
+    /// prints them (no rules: a few milliseconds whatever the ruleset),
+    /// and whether iptables itself is nf_tables here; `None` without the
+    /// `nft` tool. Other programs' chains on the same hooks run too.
+    fn nft_chains(&self) -> Option<(String, bool)> {
+        None
+    }
 }
 
 /// A backend shared between threads or with a test that changes the kernel
@@ -109,6 +117,9 @@ pub trait Backend: Sync {
 impl<B: Backend + Send + ?Sized> Backend for std::sync::Arc<B> {
     fn legacy_save(&self, family: Family) -> Option<String> {
         (**self).legacy_save(family)
+    }
+    fn nft_chains(&self) -> Option<(String, bool)> {
+        (**self).nft_chains()
     }
     fn availability(&self, family: Family) -> Result<(), String> {
         (**self).availability(family)

@@ -261,6 +261,10 @@ impl<B: Backend> Backend for Prefetch<B> {
         self.inner.legacy_save(family)
     }
 
+    fn nft_chains(&self) -> Option<(String, bool)> {
+        self.inner.nft_chains()
+    }
+
     /// Always the kernel as it is now, never cut from an early read.
     fn list_chain(
         &self,

@@ -21,6 +21,7 @@ use crate::forwarding;
 use crate::guard::SshSession;
 use crate::legacy_rules;
 use crate::netfilter::Family;
+use crate::nft_tables;
 use crate::plan::Plan;
 use crate::script;
 use crate::state::{boot_id, Locked, StateDir};
@@ -50,7 +51,7 @@ pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error
     // next apply puts the rules from before back first.
     let pending = !survey.in_sync() || expired.is_some();
     let mut warnings = forwarding_warnings(&plan);
-    warnings.extend(legacy_warnings(&backend));
+    warnings.extend(hidden_rules_warnings(&backend));
     warnings.extend(expired.clone());
     let report = Report {
         command: "plan",
@@ -100,7 +101,7 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
         let expired = state.as_ref().and_then(expired_confirm);
         warnings.extend(expired.clone());
         warnings.extend(forwarding_warnings(&plan));
-        warnings.extend(legacy_warnings(&backend));
+        warnings.extend(hidden_rules_warnings(&backend));
         let transaction =
             transaction::preview(&backend, transaction::desired(&plan), state.as_ref())?;
         let survey = &transaction.survey;
@@ -183,7 +184,7 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     intent.session = transaction::connected(session);
     warnings.extend(guarded.iter().map(Warning::guard));
     warnings.extend(forwarding_warnings(&plan));
-    warnings.extend(legacy_warnings(&backend));
+    warnings.extend(hidden_rules_warnings(&backend));
     let transaction = transaction::write_with(&backend, intent, &locked, forms)?;
     let confirm_timer = match (&pending, transaction.written.is_empty()) {
         (Some(pending), false) => {
@@ -225,14 +226,19 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     Ok(Outcome::Done)
 }
 
-/// Rules in iptables-legacy tables on an nf_tables host: the kernel runs
-/// them too.
-pub(super) fn legacy_warnings(backend: &dyn Backend) -> Vec<Warning> {
-    Family::ALL
+/// Rules the kernel runs beside fwscript's that its reads do not show:
+/// iptables-legacy's on an nf_tables host, other programs' nf_tables
+/// chains on the same hooks.
+pub(super) fn hidden_rules_warnings(backend: &dyn Backend) -> Vec<Warning> {
+    let legacy = Family::ALL
         .iter()
         .filter_map(|&family| legacy_rules::found(family, &backend.legacy_save(family)?))
-        .map(|found| Warning::legacy_rules(&found))
-        .collect()
+        .map(|found| Warning::legacy_rules(&found));
+    let nft = backend
+        .nft_chains()
+        .and_then(|(json, iptables_uses_nft)| nft_tables::found(&json, iptables_uses_nft))
+        .unwrap_or_default();
+    legacy.chain(nft.iter().map(Warning::nft_table)).collect()
 }
 
 /// The script's rules that forward, on a host that does not.

@@ -11,6 +11,7 @@ use crate::diff::ForeignWarning;
 use crate::forwarding::ForwardingOff;
 use crate::legacy_rules::LegacyRules;
 use crate::netfilter::Family;
+use crate::nft_tables::NftTable;
 use crate::state::{DaemonRecord, PendingConfirm};
 
 use super::changes::OriginView;
@@ -20,7 +21,7 @@ pub struct Warning {
     /// `bypass`, `after_accept_hook`, `catch_all_drop`, `neighbour` (foreign
     /// rules), `rate_limit` (the lockout guard), `skipped_family`,
     /// `forwarding_off`, `daemon_running`, `policy_kept` (reset),
-    /// `legacy_rules`.
+    /// `legacy_rules`, `nft_table`.
     pub kind: String,
     /// The warning as the text output says it.
     pub message: String,
@@ -104,6 +105,18 @@ impl Warning {
                 "family": found.family,
                 "rules": found.rules,
                 "policies": found.policies,
+            }),
+        )
+    }
+
+    pub fn nft_table(table: &NftTable) -> Warning {
+        Warning::new(
+            "nft_table",
+            table.to_string(),
+            json!({
+                "nft_family": table.family,
+                "table": table.table,
+                "chains": table.chains,
             }),
         )
     }

@@ -191,3 +191,65 @@ fn a_legacy_drop_beside_the_nft_rules_is_warned_about() {
     let plan = lan.fwscript(&["plan", lan.script().unwrap().to_str().unwrap()]);
     assert!(!plan.stderr.contains("legacy"), "{plan:#?}");
 }
+
+/// Other programs' nf_tables chains on the same hooks run too (firewalld,
+/// an nftables.service ruleset; on a legacy host, rules put in with
+/// iptables-nft): a chain of theirs that drops shuts what the script opens.
+/// `plan` names the table; a known ban list (fail2ban's) is no surprise.
+#[test]
+fn another_programs_nft_chain_on_the_input_hook_is_warned_about() {
+    if !kernel_available() {
+        return;
+    }
+    for (flavor, add, table) in [
+        (
+            "nft",
+            "nft add table inet guard && nft add chain inet guard input \
+             '{ type filter hook input priority 10; policy drop; }'",
+            "inet guard",
+        ),
+        (
+            "legacy",
+            "iptables-nft -A INPUT -p tcp --dport 80 -j DROP",
+            "ip filter",
+        ),
+    ] {
+        let mut lan = Lan::new(flavor);
+        let _web = lan.listen_tcp(80);
+        lan.apply("allow_tcp(80);\n");
+        lan.server.sh(
+            "nft add table inet f2b-table && nft add chain inet f2b-table f2b-chain \
+             '{ type filter hook input priority -1; }'",
+        );
+        let script = lan.script().unwrap().to_str().unwrap().to_string();
+        let plan = lan.fwscript(&["plan", &script]);
+        assert!(!plan.stderr.contains("nftables table"), "{plan:#?}");
+        lan.tcp(CLIENT4, 80, Open);
+
+        lan.server.sh(add);
+        lan.tcp_again(CLIENT4, 80, Filtered);
+        let plan = lan.fwscript(&["plan", &script]);
+        let said = format!(
+            "warning: nftables table `{table}` has chains of its own on the input (policy "
+        );
+        assert!(plan.stderr.contains(&said), "{flavor}: {plan:#?}");
+        assert!(
+            plan.stderr.contains(&format!(
+                "the kernel runs them too, so they can drop what the script accepts, and \
+                 fwscript neither sees nor changes them; see them with `nft list table {table}`"
+            )),
+            "{plan:#?}"
+        );
+        assert!(!plan.stderr.contains("f2b-table"), "{plan:#?}");
+        let json = lan.fwscript(&["plan", "--json", &script]);
+        let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert!(
+            value["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w["kind"] == "nft_table" && w["chains"][0]["hook"] == "input"),
+            "{value:#}"
+        );
+    }
+}
