@@ -27,6 +27,37 @@ pub struct NftTable {
     pub family: String,
     pub table: String,
     pub chains: Vec<BaseChain>,
+    /// The rules in the whole table, once listed.
+    pub rules: Option<usize>,
+}
+
+impl NftTable {
+    /// A name to hand `nft list table` as one word: what nft's own syntax
+    /// takes unquoted. Another table is not listed, only named.
+    pub fn listable(&self) -> bool {
+        let word = |s: &str| {
+            s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+        };
+        word(&self.family) && word(&self.table)
+    }
+
+    /// Counts the rules in `json`, an `nft -j list table` of this table.
+    pub fn count_rules(&mut self, json: &str) {
+        let value: Option<serde_json::Value> = serde_json::from_str(json).ok();
+        self.rules = value
+            .as_ref()
+            .and_then(|v| v.get("nftables")?.as_array())
+            .map(|entries| entries.iter().filter(|e| e.get("rule").is_some()).count());
+    }
+
+    /// Whether it can decide a packet: a chain that drops by policy, or any
+    /// rule (or rules not counted). Empty chains that accept decide nothing
+    /// (Debian's stock `nftables.conf`).
+    pub fn decides(&self) -> bool {
+        self.rules != Some(0) || self.chains.iter().any(|c| c.policy != "accept")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,6 +104,7 @@ pub fn found(json: &str, iptables_uses_nft: bool) -> Option<Vec<NftTable>> {
                 family,
                 table,
                 chains,
+                rules: None,
             })
             .collect(),
     )
@@ -90,11 +122,17 @@ impl fmt::Display for NftTable {
             Some((last, rest)) => ("s", format!("{} and {last}", rest.join(", "))),
             None => ("", "none".into()),
         };
+        let holds = match self.rules {
+            Some(1) => "holds 1 rule and ".to_string(),
+            Some(n) if n > 0 => format!("holds {n} rules and "),
+            _ => String::new(),
+        };
         write!(
             f,
-            "nftables table `{family} {table}` has chains of its own on the {hooks} hook{s}: the \
-             kernel runs them too, so they can drop what the script accepts, and fwscript \
-             neither sees nor changes them; see them with `nft list table {family} {table}`",
+            "nftables table `{family} {table}` {holds}has chains of its own on the {hooks} \
+             hook{s}: the kernel runs them too, so they can drop what the script accepts, and \
+             fwscript neither sees nor changes them; see them with `nft list table {family} \
+             {table}`",
             family = self.family,
             table = self.table,
         )
@@ -152,6 +190,36 @@ mod tests {
             .iter()
             .map(|t| format!("{} {}", t.family, t.table))
             .collect()
+    }
+
+    #[test]
+    fn empty_chains_that_accept_decide_nothing() {
+        let json = chains(&[&base("inet", "filter", "input", "input", "accept")]);
+        let mut table = found(&json, true).unwrap().remove(0);
+        assert!(table.listable() && table.decides(), "not listed yet");
+        table.count_rules(&chains(&[
+            "{\"table\": {\"family\": \"inet\", \"name\": \"filter\"}}",
+            &base("inet", "filter", "input", "input", "accept"),
+        ]));
+        assert_eq!(table.rules, Some(0));
+        assert!(!table.decides());
+        table.count_rules(&chains(&[
+            "{\"rule\": {\"family\": \"inet\", \"table\": \"filter\", \"chain\": \"input\"}}",
+            "{\"rule\": {\"family\": \"inet\", \"table\": \"filter\", \"chain\": \"input\"}}",
+        ]));
+        assert_eq!(table.rules, Some(2));
+        assert!(table.decides());
+        assert!(table
+            .to_string()
+            .starts_with("nftables table `inet filter` holds 2 rules and has chains of its own on the input (policy accept) hook:"));
+        // A drop policy decides with no rule at all.
+        let json = chains(&[&base("inet", "guard", "input", "input", "drop")]);
+        let mut table = found(&json, true).unwrap().remove(0);
+        table.count_rules(&chains(&[]));
+        assert!(table.decides());
+        // A name nft's syntax would not take as one word is not listed.
+        let json = chains(&[&base("inet", "a b", "input", "input", "accept")]);
+        assert!(!found(&json, true).unwrap()[0].listable());
     }
 
     #[test]

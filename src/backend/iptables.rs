@@ -299,6 +299,20 @@ impl Backend for Iptables {
         Some((json, self.flavor == Flavor::Nft))
     }
 
+    fn nft_table(&self, family: &str, name: &str) -> Option<String> {
+        if self.netns.is_some() {
+            return None;
+        }
+        let nft = find("nft")?;
+        run(
+            &nft,
+            &["-j", "list", "table", family, name],
+            None,
+            LOOK_LIMIT,
+        )
+        .ok()
+    }
+
     fn list_chain(
         &self,
         family: Family,

@@ -110,6 +110,12 @@ pub trait Backend: Sync {
     fn nft_chains(&self) -> Option<(String, bool)> {
         None
     }
+
+    /// One nf_tables table with its rules, as `nft -j list table FAMILY
+    /// NAME` prints it.
+    fn nft_table(&self, _family: &str, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A backend shared between threads or with a test that changes the kernel
@@ -120,6 +126,9 @@ impl<B: Backend + Send + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn nft_chains(&self) -> Option<(String, bool)> {
         (**self).nft_chains()
+    }
+    fn nft_table(&self, family: &str, name: &str) -> Option<String> {
+        (**self).nft_table(family, name)
     }
     fn availability(&self, family: Family) -> Result<(), String> {
         (**self).availability(family)

@@ -265,6 +265,10 @@ impl<B: Backend> Backend for Prefetch<B> {
         self.inner.nft_chains()
     }
 
+    fn nft_table(&self, family: &str, name: &str) -> Option<String> {
+        self.inner.nft_table(family, name)
+    }
+
     /// Always the kernel as it is now, never cut from an early read.
     fn list_chain(
         &self,

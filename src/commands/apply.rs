@@ -234,11 +234,18 @@ pub(super) fn hidden_rules_warnings(backend: &dyn Backend) -> Vec<Warning> {
         .iter()
         .filter_map(|&family| legacy_rules::found(family, &backend.legacy_save(family)?))
         .map(|found| Warning::legacy_rules(&found));
-    let nft = backend
+    let mut nft = backend
         .nft_chains()
         .and_then(|(json, iptables_uses_nft)| nft_tables::found(&json, iptables_uses_nft))
         .unwrap_or_default();
-    legacy.chain(nft.iter().map(Warning::nft_table)).collect()
+    for table in nft.iter_mut().filter(|t| t.listable()) {
+        if let Some(json) = backend.nft_table(&table.family, &table.table) {
+            table.count_rules(&json);
+        }
+    }
+    legacy
+        .chain(nft.iter().filter(|t| t.decides()).map(Warning::nft_table))
+        .collect()
 }
 
 /// The script's rules that forward, on a host that does not.

@@ -117,6 +117,7 @@ impl Warning {
                 "nft_family": table.family,
                 "table": table.table,
                 "chains": table.chains,
+                "rules": table.rules,
             }),
         )
     }
