@@ -36,7 +36,16 @@ pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error
         .ok()
         .and_then(|s| s.as_ref()?.read_cache(false));
     let backend = Iptables::detect(None).map(|backend| Prefetch::start(backend, cache));
-    let plan = script::evaluate(&args.script)?;
+    let (plan, hidden) = std::thread::scope(|scope| {
+        let hidden = backend
+            .as_ref()
+            .ok()
+            .map(|backend| scope.spawn(|| hidden_rules_warnings(backend)));
+        let plan = script::evaluate(&args.script);
+        let hidden = hidden.map(|h| h.join().expect("hidden rules reader panicked"));
+        (plan, hidden.unwrap_or_default())
+    });
+    let plan = plan?;
     let backend = backend?;
     // Read only: a state folder that does not exist yet is not made, and
     // one that cannot be trusted only costs the drift-by-content check.
@@ -51,7 +60,7 @@ pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error
     // next apply puts the rules from before back first.
     let pending = !survey.in_sync() || expired.is_some();
     let mut warnings = forwarding_warnings(&plan);
-    warnings.extend(hidden_rules_warnings(&backend));
+    warnings.extend(hidden);
     warnings.extend(expired.clone());
     let report = Report {
         command: "plan",
@@ -141,13 +150,19 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     // list, each takes about as long as the other. A script error still
     // comes after the state folder's, as it always did.
     let backend = Prefetch::start(backend, locked.read_cache(true));
-    let (evaluated, forms) = std::thread::scope(|scope| {
+    let (evaluated, forms, hidden) = std::thread::scope(|scope| {
         // The kernel forms of the last write are read meanwhile too: on a
         // big firewall they are a file of megabytes. (A damaged one is
-        // warned about even when the script then fails.)
+        // warned about even when the script then fails.) And the rules
+        // the reads do not show: a process or two of their own.
         let forms = scope.spawn(|| transaction::recorded_forms(Some(&locked)));
+        let hidden = scope.spawn(|| hidden_rules_warnings(&backend));
         let evaluated = script::evaluate(script_path);
-        (evaluated, forms.join().expect("forms reader panicked"))
+        (
+            evaluated,
+            forms.join().expect("forms reader panicked"),
+            hidden.join().expect("hidden rules reader panicked"),
+        )
     });
     let plan = match evaluated {
         Ok(plan) => plan,
@@ -184,7 +199,7 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     intent.session = transaction::connected(session);
     warnings.extend(guarded.iter().map(Warning::guard));
     warnings.extend(forwarding_warnings(&plan));
-    warnings.extend(hidden_rules_warnings(&backend));
+    warnings.extend(hidden);
     let transaction = transaction::write_with(&backend, intent, &locked, forms)?;
     let confirm_timer = match (&pending, transaction.written.is_empty()) {
         (Some(pending), false) => {
