@@ -350,3 +350,72 @@ fn an_apply_with_confirm_at_boot_expires_into_the_fallback() {
         assert_holds(&netns, kept, &run);
     }
 }
+
+/// The kernel rejects the script's rules at boot (a module this kernel
+/// lacks: here a stand-in `iptables-nft-restore` first on PATH refuses
+/// any input that opens port 8443). The write put back what the kernel
+/// held, which at boot is nothing: the host stayed open. Now the last good
+/// ruleset goes in, and when the kernel rejects that too, the emergency
+/// ruleset.
+#[test]
+fn rules_the_kernel_rejects_at_boot_give_the_fallback() {
+    if !kernel_available() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let netns = Netns::new("nft");
+    let case = Case::new(GOOD);
+    let bin = case.state.parent().unwrap().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("iptables-nft-restore");
+    let real = [
+        "/usr/sbin/iptables-nft-restore",
+        "/sbin/iptables-nft-restore",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .unwrap();
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ninput=$(cat)\ncase \"$input\" in *\"$REJECT\"*) echo 'iptables-restore: line 2 failed: Extension not found' >&2; exit 1;; esac\nprintf '%s\\n' \"$input\" | exec {real} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let boot = |reject: &str| {
+        let output = netns
+            .command(env!("CARGO_BIN_EXE_fwscript"))
+            .env("PATH", &path)
+            .env("REJECT", reject)
+            .arg("--state-dir")
+            .arg(&case.state)
+            .args(["apply", "--boot", case.script()])
+            .output()
+            .unwrap();
+        Run::from(output)
+    };
+    applied_then_rebooted(&netns, &case);
+    case.edit(NEWER);
+    let run = boot("--dport 8443 ").expect(1);
+    assert!(
+        run.stderr.contains("writing the ipv4 rules failed")
+            && run.stderr.contains("Extension not found")
+            && run.stderr.contains("the last good ruleset (`")
+            && run.stderr.contains("was applied instead"),
+        "{run:#?}"
+    );
+    assert_holds(&netns, &[22, 80], &run);
+
+    // The last good ruleset is rejected too: the emergency ruleset.
+    netns.reboot();
+    let run = boot("--dport 80 ").expect(1);
+    assert!(
+        run.stderr.contains(
+            "the emergency ruleset (the baseline and SSH on port 22: the last good ruleset could not be written) was applied instead"
+        ),
+        "{run:#?}"
+    );
+    assert_holds(&netns, &[22], &run);
+}
