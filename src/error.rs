@@ -30,10 +30,16 @@ pub enum Error {
     Kernel(#[from] crate::testing::kernel::KernelError),
     /// The script could not be applied at boot; the fallback was.
     #[error(
-        "{}\nnote: at boot the kernel must not stay open: {fallback} was applied instead",
-        .cause.to_string().trim_end()
+        "{}\nnote: at boot the kernel must not stay open: {fallback} was applied instead{}",
+        .cause.to_string().trim_end(), unrecorded_note(.unrecorded)
     )]
-    FellBack { cause: Box<Error>, fallback: String },
+    FellBack {
+        cause: Box<Error>,
+        fallback: String,
+        /// Why the state folder could not record the fallback, if it could
+        /// not: `rollback` and `status` do not know of it.
+        unrecorded: Option<String>,
+    },
     /// A state write that had to come before the kernel's failed: the
     /// kernel was not touched.
     #[error("error: {source}; nothing was changed")]
@@ -57,4 +63,16 @@ pub enum Error {
         holds: String,
         source: crate::state::StateError,
     },
+}
+
+fn unrecorded_note(unrecorded: &Option<String>) -> String {
+    unrecorded
+        .as_deref()
+        .map(|why| {
+            format!(
+                "\nnote: but the state folder could not record it (`fwscript rollback` and \
+                 `fwscript status` do not know of this change): {why}"
+            )
+        })
+        .unwrap_or_default()
 }

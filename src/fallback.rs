@@ -10,7 +10,7 @@ use crate::guard::SshConnection;
 use crate::live::LiveState;
 use crate::netfilter::Family;
 use crate::ruleset::Ruleset;
-use crate::state::{LastGood, Locked, StateDir};
+use crate::state::{LastGood, Locked, StateDir, StateError};
 use crate::transaction::{self, Intent, Keep, Records, Transaction};
 
 /// The port the emergency ruleset keeps open, so an admin can log in and
@@ -21,53 +21,103 @@ pub const EMERGENCY_SSH_PORT: u16 = 22;
 pub enum Fallback {
     /// The last good ruleset from the state folder.
     LastGood {
-        meta: LastGood,
+        /// `None`: its record (`last-good.json`) is damaged, its rules are
+        /// whole.
+        meta: Option<LastGood>,
         rulesets: Vec<Ruleset>,
     },
     /// No good ruleset was ever kept: the baseline and SSH.
-    Emergency { rulesets: Vec<Ruleset> },
+    Emergency {
+        rulesets: Vec<Ruleset>,
+        /// Why not a last good ruleset, for messages.
+        why: String,
+    },
 }
 
 impl Fallback {
     /// For logs, `STATUS=` and messages.
     pub fn describe(&self) -> String {
         match self {
-            Fallback::LastGood { meta, .. } => format!(
+            Fallback::LastGood {
+                meta: Some(meta), ..
+            } => format!(
                 "the last good ruleset (`{}`, applied {})",
                 meta.script,
                 crate::confirm::utc(meta.applied_at)
             ),
-            Fallback::Emergency { .. } => format!(
-                "the emergency ruleset (the baseline and SSH on port {EMERGENCY_SSH_PORT}: no good ruleset was ever kept)"
+            Fallback::LastGood { meta: None, .. } => {
+                "the last good ruleset (its record `last-good.json` is damaged)".to_string()
+            }
+            Fallback::Emergency { why, .. } => format!(
+                "the emergency ruleset (the baseline and SSH on port {EMERGENCY_SSH_PORT}: {why})"
             ),
         }
     }
 
     pub fn rulesets(&self) -> &[Ruleset] {
         match self {
-            Fallback::LastGood { rulesets, .. } | Fallback::Emergency { rulesets } => rulesets,
+            Fallback::LastGood { rulesets, .. } | Fallback::Emergency { rulesets, .. } => rulesets,
         }
     }
 }
 
 /// The last good ruleset, or the emergency one when there is none (or
 /// what was kept owns nothing: a kernel without fwscript is no firewall).
+/// It is chosen when the host must not stay open, so a kept ruleset that
+/// cannot be read or believed (damaged by a power cut, a symlink, another
+/// user's file) is logged and the emergency ruleset chosen, never an
+/// error; whole rules whose record alone is damaged are still used.
 pub fn choose(state: &StateDir) -> Result<Fallback, Error> {
-    if let (Some(meta), Some(text)) = (state.last_good()?, state.last_good_rules()?) {
+    let mut why = "no good ruleset was ever kept";
+    let mut unusable = |err: &dyn std::fmt::Display| {
+        tracing::error!("{err}; the last good ruleset cannot be used");
+        why = "the last good ruleset cannot be used";
+    };
+    let meta = match state.last_good() {
+        Ok(Some(meta)) => Some(Some(meta)),
+        Ok(None) => None,
+        Err(err @ StateError::Damaged { .. }) => {
+            tracing::error!("{err}; the last good ruleset's rules are used all the same");
+            Some(None)
+        }
+        Err(err) => {
+            unusable(&err);
+            None
+        }
+    };
+    let text = match meta.is_some().then(|| state.last_good_rules()) {
+        Some(Ok(text)) => text,
+        Some(Err(err)) => {
+            unusable(&err);
+            None
+        }
+        None => None,
+    };
+    if let (Some(meta), Some(text)) = (meta, text) {
         match parse_rules(&text) {
             Ok(rulesets) if owns_something(&rulesets) => {
                 return Ok(Fallback::LastGood { meta, rulesets })
             }
             Ok(_) => {}
-            Err(err) => tracing::error!(
-                "the last good ruleset in `{}` is unreadable ({err}); using the emergency ruleset",
-                state.path().display()
-            ),
+            Err(err) => {
+                tracing::error!(
+                    "the last good ruleset in `{}` is unreadable ({err}); using the emergency ruleset",
+                    state.path().display()
+                );
+                why = "the last good ruleset cannot be used";
+            }
         }
     }
-    Ok(Fallback::Emergency {
+    Ok(emergency(why))
+}
+
+/// The emergency ruleset: the baseline and SSH. `why`: why not a last
+/// good one, for messages.
+pub fn emergency(why: &str) -> Fallback {
+    Fallback::Emergency {
         rulesets: transaction::desired(&crate::script::emergency_plan(EMERGENCY_SSH_PORT)),
-    })
+        why: why.to_string(),
+    }
 }
 
 /// Writes the fallback. It does not become the last good ruleset: the
@@ -81,7 +131,10 @@ pub fn apply(
     session: Option<SshConnection>,
 ) -> Result<Transaction, Error> {
     let script = match fallback {
-        Fallback::LastGood { meta, .. } => format!("(last good: {})", meta.script),
+        Fallback::LastGood {
+            meta: Some(meta), ..
+        } => format!("(last good: {})", meta.script),
+        Fallback::LastGood { meta: None, .. } => "(last good)".to_string(),
         Fallback::Emergency { .. } => "(emergency ruleset)".to_string(),
     };
     // A kernel without fwscript's rules (a boot) is nothing to roll back
@@ -110,6 +163,29 @@ pub fn apply(
         session,
     };
     transaction::write(backend, intent, Some(state))
+}
+
+/// Writes the emergency ruleset without a state folder: at boot, when the
+/// folder cannot be used (docs/boot.md), nothing is read from it or
+/// written to it.
+pub fn apply_emergency_unrecorded(
+    backend: &dyn Backend,
+    command: &'static str,
+    why: &str,
+) -> Result<Fallback, Error> {
+    let fallback = emergency(why);
+    let intent = Intent {
+        rulesets: fallback.rulesets().to_vec(),
+        script: "(emergency ruleset)".to_string(),
+        command,
+        keep: Keep::Unchanged,
+        snapshot: false,
+        policies: None,
+        records: Records::BestEffort,
+        session: None,
+    };
+    transaction::write(backend, intent, None)?;
+    Ok(fallback)
 }
 
 /// Whether the kernel holds any chain or hook of fwscript's, in either

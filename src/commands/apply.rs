@@ -16,7 +16,7 @@ use crate::backend::Backend;
 use crate::cli::{ApplyArgs, PlanArgs};
 use crate::confirm::{self, Settled};
 use crate::error::Error;
-use crate::fallback;
+use crate::fallback::{self, Fallback};
 use crate::forwarding;
 use crate::guard::SshSession;
 use crate::legacy_rules;
@@ -24,7 +24,7 @@ use crate::netfilter::Family;
 use crate::nft_tables;
 use crate::plan::Plan;
 use crate::script;
-use crate::state::{boot_id, Locked, StateDir};
+use crate::state::{boot_id, Locked, StateDir, StateError};
 use crate::transaction::{self, Keep, Records};
 
 pub fn plan(ui: &Ui, args: &PlanArgs, state_dir: &Path) -> Result<Outcome, Error> {
@@ -140,11 +140,23 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
         report.print(ui, survey, &last)?;
         return Ok(Outcome::Done);
     }
-    let state = StateDir::open(state_dir)?;
+    let state = match StateDir::open(state_dir) {
+        Ok(state) => state,
+        Err(refused) if args.boot => return boot_without_state(args, &backend, refused),
+        Err(err) => return Err(err.into()),
+    };
     let locked = state.lock(&format!("apply {}", script_path.display()))?;
     let mut warnings: Vec<Warning> = daemon_warning(&locked, script_path).into_iter().collect();
     let at_boot = args.boot || first_run_since_boot(&backend, &locked)?;
-    let settled = confirm::settle(&backend, &locked)?;
+    let settled = match confirm::settle(&backend, &locked) {
+        Ok(settled) => settled,
+        // A damaged record of a pending confirm, or a rejection that
+        // cannot be recorded (a read-only folder): whether the script is
+        // the plan never confirmed cannot be known or kept, so the
+        // fallback goes in.
+        Err(err) if at_boot => return fall_back(&backend, &locked, err, Settled::Nothing),
+        Err(err) => return Err(err),
+    };
     // From here on nothing but this command writes, so the kernel is read
     // while the script evaluates: on a big firewall, or with a long address
     // list, each takes about as long as the other. A script error still
@@ -200,7 +212,21 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     warnings.extend(guarded.iter().map(Warning::guard));
     warnings.extend(forwarding_warnings(&plan));
     warnings.extend(hidden);
-    let transaction = transaction::write_with(&backend, intent, &locked, forms)?;
+    if at_boot && pending.is_some() && !fallback::kernel_holds_fwscript(&backend)? {
+        // What an expiry puts back must not be the empty kernel of a boot:
+        // the fallback goes in first, and is what the timer restores.
+        let fallback = fallback::choose(&locked)?;
+        fallback::apply(&backend, &locked, &fallback, "apply", None)?;
+    }
+    let transaction = match transaction::write_with(&backend, intent, &locked, forms) {
+        Ok(transaction) => transaction,
+        // The kernel rejected the script's rules (a module this kernel
+        // lacks, no ipset) and put back what it had: at boot, nothing.
+        Err(err @ (Error::Apply(_) | Error::Backend(_))) if at_boot => {
+            return fall_back(&backend, &locked, err, Settled::Nothing)
+        }
+        Err(err) => return Err(err),
+    };
     let confirm_timer = match (&pending, transaction.written.is_empty()) {
         (Some(pending), false) => {
             confirm::start_timer(&backend, &locked, pending)?;
@@ -285,26 +311,124 @@ fn fall_back(
     cause: Error,
     settled: Settled,
 ) -> Result<Outcome, Error> {
-    let fallback = match settled {
+    let (fallback, unrecorded) = match settled {
         // Settling already put it in after a lost confirm.
-        Settled::Lost { fallback, .. } => fallback,
+        Settled::Lost { fallback, .. } => (fallback, None),
         Settled::Nothing | Settled::Expired(_) => {
-            let fallback = fallback::choose(state)?;
-            fallback::apply(backend, state, &fallback, "apply", None)?;
-            fallback
+            let chosen = fallback::choose(state)?;
+            match write_fallback(backend, state, chosen) {
+                Ok(written) => written,
+                Err(err) => {
+                    // Neither went in: both are said, the cause last.
+                    tracing::error!("{}", err.to_string().trim_end());
+                    return Err(cause);
+                }
+            }
         }
     };
     Err(Error::FellBack {
         cause: Box::new(cause),
         fallback: fallback.describe(),
+        unrecorded,
+    })
+}
+
+/// Writes `chosen`, and the emergency ruleset when a last good ruleset
+/// the kernel rejects (a module gone with a kernel upgrade) cannot go in.
+/// Returns what went in, and why it could not be recorded if it could not.
+fn write_fallback(
+    backend: &dyn Backend,
+    state: &Locked,
+    chosen: Fallback,
+) -> Result<(Fallback, Option<String>), Error> {
+    match fallback::apply(backend, state, &chosen, "apply", None) {
+        Ok(_) => Ok((chosen, None)),
+        Err(Error::Unrecorded { source, .. }) => Ok((chosen, Some(source.to_string()))),
+        Err(err @ Error::Apply(_)) if matches!(chosen, Fallback::LastGood { .. }) => {
+            tracing::error!(
+                "{}; {} could not be written either",
+                err.to_string().trim_end(),
+                chosen.describe()
+            );
+            let emergency = fallback::emergency("the last good ruleset could not be written");
+            write_fallback(backend, state, emergency)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// `apply --boot` with a state folder that cannot be used: one anyone may
+/// write (nothing in it can be believed), or none where a read-only root
+/// cannot make it. A kernel without fwscript's rules is an open host, so
+/// the script's rules go in all the same — or, when the script cannot be
+/// applied, the emergency ruleset, never a last good ruleset from that
+/// folder — with nothing read from the folder or written to it, and the
+/// command fails with the refusal. Where fwscript's rules are in, the
+/// refusal changes nothing, as outside boot.
+fn boot_without_state(
+    args: &ApplyArgs,
+    backend: &dyn Backend,
+    refused: StateError,
+) -> Result<Outcome, Error> {
+    if fallback::kernel_holds_fwscript(backend)? {
+        return Err(refused.into());
+    }
+    let cause: Error = match script::evaluate(&args.script) {
+        Ok(plan) => {
+            let session = guard(args)?;
+            for warning in transaction::check_guard(&plan, session)? {
+                tracing::warn!("{warning}");
+            }
+            let (mut intent, _) = transaction::plan_intent(&plan, &args.script, "apply");
+            intent.session = transaction::connected(session);
+            match transaction::write(backend, intent, None) {
+                Ok(transaction) => {
+                    return Err(Error::Unrecorded {
+                        holds: format!(
+                            "it now holds the rules of `{}` ({} changes written and verified)",
+                            args.script.display(),
+                            transaction.survey.change_count()
+                        ),
+                        source: refused,
+                    })
+                }
+                Err(err @ (Error::Apply(_) | Error::Backend(_))) => err,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(err) => err.into(),
+    };
+    let fallback =
+        fallback::apply_emergency_unrecorded(backend, "apply", "the state folder cannot be used")?;
+    Err(Error::FellBack {
+        cause: Box::new(cause),
+        fallback: fallback.describe(),
+        unrecorded: Some(refused.to_string()),
     })
 }
 
 /// The first fwscript run since the machine started, on a kernel without
 /// fwscript's rules: a boot, even without `--boot` (a provisioning tool or
 /// rc.local running `fwscript apply`).
+/// A damaged record of the last write (a power cut) cannot say which boot
+/// it was in: the kernel decides alone, and the write records it afresh.
 fn first_run_since_boot(backend: &dyn Backend, state: &StateDir) -> Result<bool, Error> {
-    let Some(applied) = state.applied()? else {
+    let applied = match state.applied() {
+        Ok(applied) => applied,
+        Err(err @ StateError::Damaged { .. }) => {
+            let boot = !fallback::kernel_holds_fwscript(backend)?;
+            if boot {
+                tracing::warn!(
+                    "{err}; the kernel holds none of fwscript's rules: counted as a boot"
+                );
+            } else {
+                tracing::warn!("{err}; the next write to the kernel records it afresh");
+            }
+            return Ok(boot);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let Some(applied) = applied else {
         return Ok(false);
     };
     if applied.boot_id.is_empty() || applied.boot_id == boot_id() {

@@ -79,11 +79,22 @@ impl ErrorBody {
                 hint: script.hint.clone(),
             };
             // At boot the script's error is only half the story.
-            if let Error::FellBack { fallback, .. } = err {
+            if let Error::FellBack {
+                fallback,
+                unrecorded,
+                ..
+            } = err
+            {
                 body.message = format!(
                     "{}; at boot the kernel must not stay open: {fallback} was applied instead",
                     body.message
                 );
+                if let Some(why) = unrecorded {
+                    body.message = format!(
+                        "{}; but the state folder could not record it: {why}",
+                        body.message
+                    );
+                }
             }
             return body;
         }

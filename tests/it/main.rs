@@ -18,6 +18,7 @@ mod import_equivalence;
 mod json;
 mod kernel_apply;
 mod kernel_boot;
+mod kernel_boot_faults;
 mod kernel_cli;
 mod kernel_diff_random;
 mod kernel_hostile;
