@@ -76,6 +76,8 @@ pub struct Status {
     survey: Option<Survey>,
     counted: Vec<Counted>,
     kernel_read: bool,
+    /// Rules the kernel runs beside fwscript's that its reads do not show.
+    hidden: Vec<Warning>,
     /// What could not be read, and why.
     problems: Vec<Problem>,
 }
@@ -171,6 +173,7 @@ impl Status {
     }
 
     fn read_kernel(&mut self, backend: &dyn Backend, forms: &KernelForms) {
+        self.hidden = super::apply::hidden_rules_warnings(backend);
         let mut families = Vec::new();
         let mut skipped = Vec::new();
         for family in Family::ALL {
@@ -305,7 +308,10 @@ impl Status {
                 .survey
                 .as_ref()
                 .map(warnings::of_survey)
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .chain(self.hidden.iter().cloned())
+                .collect(),
             sets,
         };
         StatusJson {
@@ -409,15 +415,14 @@ impl Status {
             }
             _ => {}
         }
-        if let Some(survey) = &self.survey {
-            for warning in warnings::of_survey(survey) {
-                let _ = writeln!(
-                    out,
-                    "  {} {}",
-                    ui.paint(Paint::Warning, "warning:"),
-                    warning.message
-                );
-            }
+        let surveyed = self.survey.as_ref().map(warnings::of_survey);
+        for warning in surveyed.iter().flatten().chain(&self.hidden) {
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                ui.paint(Paint::Warning, "warning:"),
+                warning.message
+            );
         }
         if let Some(p) = &self.pending {
             let now = now();
