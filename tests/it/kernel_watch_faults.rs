@@ -26,15 +26,21 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(lan: &Lan, script: &Path, resync: u32) -> Daemon {
+    /// `read_only`: the state folder is read-only from the start (a root
+    /// file system mounted read-only after a crash).
+    fn start(lan: &Lan, script: &Path, resync: u32, read_only: bool) -> Daemon {
         let state = lan.dir().join("state");
         std::fs::create_dir_all(&state).unwrap();
         let log = lan.dir().join("watch.log");
         let s = state.display();
         // `exec` twice: the child's pid is the daemon's, whose mount
         // namespace `nsenter` then enters.
+        let remount = match read_only {
+            true => format!("mount -o remount,bind,ro {s} && "),
+            false => String::new(),
+        };
         let command = format!(
-            "mount --bind {s} {s} && exec ip netns exec {} {} --state-dir {s} watch --resync {resync} {}",
+            "mount --bind {s} {s} && {remount}exec ip netns exec {} {} --state-dir {s} watch --resync {resync} {}",
             lan.server.name,
             env!("CARGO_BIN_EXE_fwscript"),
             script.display()
@@ -134,8 +140,10 @@ fn a_read_only_state_folder_does_not_keep_a_flushed_host_open() {
     let _other = lan.listen_tcp(9090);
     let script = lan.dir().join("fw.rhai");
     std::fs::write(&script, SCRIPT).unwrap();
-    let mut daemon = Daemon::start(&lan, &script, 1);
-    wait_rules(&lan, &daemon, "first apply", |r| r.contains("--dport 8080 "));
+    let mut daemon = Daemon::start(&lan, &script, 1, false);
+    wait_rules(&lan, &daemon, "first apply", |r| {
+        r.contains("--dport 8080 ")
+    });
     assert_eq!(reach(&lan, 8080, probe::ANSWER), Reach::Open);
     assert_eq!(reach(&lan, 9090, probe::SILENCE), Reach::Filtered);
 
@@ -153,7 +161,11 @@ fn a_read_only_state_folder_does_not_keep_a_flushed_host_open() {
     assert_eq!(reach(&lan, 8080, probe::ANSWER), Reach::Open);
     daemon.wait_log("drift repaired:", 1);
     daemon.wait_log("but the state folder could not record it", 1);
-    assert!(daemon.log().contains("read-only file system"), "{}", daemon.log());
+    assert!(
+        daemon.log().contains("read-only file system"),
+        "{}",
+        daemon.log()
+    );
 
     // An edit while the folder is read-only cannot be recorded: the rules
     // from before stay, and it lands once the folder takes it.
@@ -162,6 +174,58 @@ fn a_read_only_state_folder_does_not_keep_a_flushed_host_open() {
     assert_eq!(reach(&lan, 9090, probe::SILENCE), Reach::Filtered);
     daemon.read_only(false);
     wait_rules(&lan, &daemon, "the edit once writable", |r| {
+        r.contains("--dport 9090 ")
+    });
+    daemon.wait_log("applied after", 1);
+    assert_eq!(reach(&lan, 9090, probe::ANSWER), Reach::Open);
+    assert!(daemon.alive(), "{}", daemon.log());
+}
+
+/// A boot with the state folder read-only and a script edited since the
+/// last good ruleset: the kernel gets that ruleset at once (written without
+/// records), a flush is repaired, the retries that find it in place say
+/// nothing, and the script's rules go in once the folder takes them.
+#[test]
+fn a_boot_on_a_read_only_state_folder_gets_the_last_good_rules_then_the_script() {
+    if !kernel_available() {
+        return;
+    }
+    let mut lan = Lan::new("nft");
+    let _web = lan.listen_tcp(8080);
+    let _other = lan.listen_tcp(9090);
+    lan.apply(SCRIPT).expect(0);
+    // A boot, as far as the kernel goes: nothing of fwscript's is in.
+    lan.server.sh("nft flush ruleset");
+    let script = lan.dir().join("fw.rhai");
+    std::fs::write(&script, format!("{SCRIPT}allow_tcp(9090);\n")).unwrap();
+    let mut daemon = Daemon::start(&lan, &script, 1, true);
+    wait_rules(&lan, &daemon, "the last good ruleset", |r| {
+        r.contains(":INPUT DROP") && r.contains("--dport 8080 ")
+    });
+    daemon.wait_log("the last good ruleset (`", 1);
+    let log = daemon.log();
+    assert!(log.contains("is applied instead of the script"), "{log}");
+    assert!(!log.contains("could not be applied"), "{log}");
+    assert!(
+        log.contains("but the state folder could not record it"),
+        "{log}"
+    );
+    assert_eq!(reach(&lan, 9090, probe::SILENCE), Reach::Filtered);
+
+    // Flushed again while the folder stays read-only: put back.
+    lan.server.sh("nft flush ruleset");
+    wait_rules(&lan, &daemon, "the flush repaired", |r| {
+        r.contains(":INPUT DROP") && r.contains("--dport 8080 ")
+    });
+    assert_eq!(reach(&lan, 9090, probe::SILENCE), Reach::Filtered);
+    // The retries every second found the fallback in place: not a line
+    // each; the script's failure was said once.
+    let log = daemon.log();
+    assert!(!log.contains("no changes"), "{log}");
+    assert_eq!(log.matches("not applied: cannot write").count(), 1, "{log}");
+
+    daemon.read_only(false);
+    wait_rules(&lan, &daemon, "the script once writable", |r| {
         r.contains("--dport 9090 ")
     });
     daemon.wait_log("applied after", 1);
