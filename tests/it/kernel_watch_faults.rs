@@ -232,3 +232,34 @@ fn a_boot_on_a_read_only_state_folder_gets_the_last_good_rules_then_the_script()
     assert_eq!(reach(&lan, 9090, probe::ANSWER), Reach::Open);
     assert!(daemon.alive(), "{}", daemon.log());
 }
+
+/// An admin's `iptables -I INPUT 1 -j ACCEPT` in front of fwscript's hook
+/// opens the host without touching a rule of fwscript's, so the drift check
+/// finds nothing to repair: it must still say so, once while it stands,
+/// and again if it comes back. A fail2ban-like jump is said once too.
+#[test]
+fn a_foreign_rule_in_front_of_the_hook_is_logged_by_the_drift_check() {
+    if !kernel_available() {
+        return;
+    }
+    let netns = crate::common::netns::Netns::new("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let watch = crate::common::watch::Watch::start(&netns, dir.path(), SCRIPT, 1);
+    let warning = "INPUT rule 1 is not fwscript's and comes before its accepting hook";
+    netns.sh("$IPT -I INPUT 1 -j ACCEPT");
+    watch.wait_log(warning, 1);
+    // Standing, it is said once, not at every drift check.
+    netns.sh("$IPT -N f2b-sshd && $IPT -A f2b-sshd -j RETURN && $IPT -I INPUT 1 -p tcp --dport 22 -j f2b-sshd");
+    watch.wait_log("`-p tcp -m tcp --dport 22 -j f2b-sshd`", 1);
+    let log = watch.log();
+    assert_eq!(log.matches("`-j ACCEPT`").count(), 1, "{log}");
+    // Gone, then back: said again.
+    netns.sh("$IPT -D INPUT -j ACCEPT");
+    std::thread::sleep(Duration::from_millis(1500));
+    netns.sh("$IPT -I INPUT 1 -j ACCEPT");
+    watch.wait_log("`-j ACCEPT`", 2);
+    // The neighbours' rules stay: fwscript does not remove them.
+    let rules = netns.save("ipv4", false);
+    assert!(rules.contains("-A INPUT -j ACCEPT"), "{rules}");
+    assert!(rules.contains("-j f2b-sshd"), "{rules}");
+}
