@@ -86,6 +86,10 @@ struct Daemon<'a> {
     /// folders are found again every second, since a symlink on the way
     /// may now lead elsewhere.
     sources: Vec<PathBuf>,
+    /// The foreign rules that change what the script means, as last
+    /// logged (without their position, which shifts): each is said once
+    /// while it stands, and again if it comes back.
+    foreign: BTreeSet<String>,
 }
 
 /// Why the daemon writes: for the log line.
@@ -150,6 +154,7 @@ pub fn watch(
         skipped: HashSet::new(),
         announced: false,
         sources: Vec::new(),
+        foreign: BTreeSet::new(),
     };
     // Watched before the first evaluation, so fixing a script that never
     // worked is seen too.
@@ -412,14 +417,28 @@ impl Daemon<'_> {
                 tracing::warn!("{family} skipped: {reason}; only the other family is applied");
             }
         }
-        if !transaction.written.is_empty() {
-            // Without an SSH session to keep (no `SSH_CONNECTION`), a
-            // foreign catch-all drop or accept the hook moved below is
-            // not refused: said once, as the move happens once.
-            for warning in transaction.survey.warnings().filter(|w| w.hook_moves()) {
-                tracing::warn!("{warning}");
+        let mut standing = BTreeSet::new();
+        for warning in transaction.survey.warnings() {
+            let key = format!(
+                "{} {} {:?} {}",
+                warning.family, warning.table, warning.chain, warning.spec
+            );
+            let said = self.foreign.contains(&key);
+            standing.insert(key);
+            if warning.hook_moves() {
+                // Without an SSH session to keep (no `SSH_CONNECTION`), a
+                // foreign catch-all drop or accept the hook moved below is
+                // not refused: said once, as the move happens once.
+                if !transaction.written.is_empty() {
+                    tracing::warn!("{}", crate::script::printable(&warning.to_string()));
+                }
+            } else if !said {
+                // An admin's `iptables -I INPUT 1 -j ACCEPT` changes no
+                // rule of fwscript's: no drift, but the host is open.
+                tracing::warn!("{}", crate::script::printable(&warning.to_string()));
             }
         }
+        self.foreign = standing;
         match (cause, transaction.written.is_empty()) {
             (Cause::Resync, true) => tracing::debug!("drift check: in sync"),
             (Cause::Resync, false) => {
