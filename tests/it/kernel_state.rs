@@ -414,7 +414,18 @@ fn reset_warns_when_a_daemon_will_put_the_rules_back() {
     }
     let host = Host::new();
     let watched = host.script("watched.rhai", "allow_tcp(80);\n");
-    let mut daemon = host.spawn(&["watch", "--resync", "1", &watched], &[]);
+    let daemon = host.spawn(&["watch", "--resync", "1", &watched], &[]);
+    // Killed if an assertion fails before it is waited on.
+    struct Reaped(Option<Child>);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            if let Some(child) = self.0.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut daemon = Reaped(Some(daemon));
     let wait_for = |what: &str, check: &dyn Fn(&str) -> bool| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         while !check(&host.netns.save("ipv4", false)) {
@@ -429,11 +440,11 @@ fn reset_warns_when_a_daemon_will_put_the_rules_back() {
     });
     // SIGTERM: the daemon ends after the write under way, its line said.
     assert!(Command::new("kill")
-        .args(["-s", "TERM", &daemon.id().to_string()])
+        .args(["-s", "TERM", &daemon.0.as_ref().unwrap().id().to_string()])
         .status()
         .unwrap()
         .success());
-    let output = daemon.wait_with_output().unwrap();
+    let output = daemon.0.take().unwrap().wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(
         run.stderr.contains("`fwscript watch` (pid") && run.stderr.contains("undoing this reset"),
