@@ -62,6 +62,8 @@ pub enum Error {
     Unrecorded {
         holds: String,
         source: crate::state::StateError,
+        /// What was written, for a caller that goes on (the daemon).
+        transaction: Box<crate::transaction::Transaction>,
     },
 }
 

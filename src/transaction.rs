@@ -330,6 +330,7 @@ fn write_forms(
         Some(source) => Err(Error::Unrecorded {
             holds: holds(&intent, &transaction),
             source,
+            transaction: Box::new(transaction),
         }),
     }
 }

@@ -390,6 +390,7 @@ fn boot_without_state(
                             transaction.survey.change_count()
                         ),
                         source: refused,
+                        transaction: Box::new(transaction),
                     })
                 }
                 Err(err @ (Error::Apply(_) | Error::Backend(_))) => err,

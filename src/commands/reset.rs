@@ -51,7 +51,11 @@ pub fn reset(ui: &Ui, args: &ResetArgs, state_dir: &Path) -> Result<Outcome, Err
             command: "reset",
             dry_run: true,
             json: args.json,
-            warnings: kept.iter().map(Warning::policy_kept).collect(),
+            warnings: kept
+                .iter()
+                .map(Warning::policy_kept)
+                .chain(state.as_ref().and_then(daemon_warning))
+                .collect(),
             ..Report::default()
         };
         if args.dry_run {
@@ -101,11 +105,22 @@ pub fn reset(ui: &Ui, args: &ResetArgs, state_dir: &Path) -> Result<Outcome, Err
     let report = Report {
         command: "reset",
         json: args.json,
-        warnings: kept.iter().map(Warning::policy_kept).collect(),
+        warnings: kept
+            .iter()
+            .map(Warning::policy_kept)
+            .chain(daemon_warning(&locked))
+            .collect(),
         ..Report::default()
     };
     report.print(ui, &transaction.survey, &last)?;
     Ok(Outcome::Done)
+}
+
+/// A `watch` daemon on the same state folder puts its script's rules back
+/// at its next event or drift check.
+fn daemon_warning(state: &StateDir) -> Option<Warning> {
+    let daemon = state.daemon().ok()??;
+    daemon.is_alive().then(|| Warning::daemon_reset(&daemon))
 }
 
 fn rulesets(originals: &OriginalPolicies) -> Vec<Ruleset> {

@@ -137,6 +137,20 @@ impl Warning {
         )
     }
 
+    /// A reset while a daemon runs: undone at its next drift check.
+    pub fn daemon_reset(daemon: &DaemonRecord) -> Warning {
+        Warning::new(
+            "daemon_running",
+            format!(
+                "`fwscript watch` (pid {}) keeps `{}` applied with this state folder; it will put \
+                 that script's rules back at its next change or drift check, undoing this reset \
+                 (stop it first: `systemctl stop fwscript-watch`)",
+                daemon.pid, daemon.script
+            ),
+            json!({ "pid": daemon.pid, "script": daemon.script }),
+        )
+    }
+
     pub fn daemon(daemon: &DaemonRecord) -> Warning {
         Warning::new(
             "daemon_running",

@@ -32,7 +32,7 @@ use crate::netfilter::Family;
 use crate::plan::Plan;
 use crate::script;
 use crate::state::{DaemonRecord, StateDir};
-use crate::transaction::{self, Transaction};
+use crate::transaction::{self, Records, Transaction};
 use status::Reporter;
 use watcher::{folders_of, FolderWatcher};
 
@@ -86,6 +86,10 @@ struct Daemon<'a> {
     /// folders are found again every second, since a symlink on the way
     /// may now lead elsewhere.
     sources: Vec<PathBuf>,
+    /// The foreign rules that change what the script means, as last
+    /// logged (without their position, which shifts): each is said once
+    /// while it stands, and again if it comes back.
+    foreign: BTreeSet<String>,
 }
 
 /// Why the daemon writes: for the log line.
@@ -150,6 +154,7 @@ pub fn watch(
         skipped: HashSet::new(),
         announced: false,
         sources: Vec::new(),
+        foreign: BTreeSet::new(),
     };
     // Watched before the first evaluation, so fixing a script that never
     // worked is seen too.
@@ -296,7 +301,7 @@ impl Daemon<'_> {
             self.keep_fallback(cause);
             return;
         };
-        match self.write_plan(&plan) {
+        match unrecorded_is_written(self.write_plan(&plan)) {
             Ok(transaction) => {
                 self.log_written(&transaction, cause);
                 if let Some(retry) = self.retry.take() {
@@ -351,8 +356,17 @@ impl Daemon<'_> {
             self.in_kernel = Some(InKernel::Fallback);
         }
         confirm::ensure_none_pending(&locked)?;
-        let (intent, digest) = transaction::plan_intent(plan, &self.script, "watch");
+        let (mut intent, digest) = transaction::plan_intent(plan, &self.script, "watch");
         confirm::refuse_unconfirmed_again(&locked, &digest, false, false)?;
+        // The plan the folder already keeps as the last good ruleset, put
+        // back (drift repair after a flush): like a fallback, the kernel
+        // matters more than the bookkeeping, so a folder gone read-only or
+        // full does not keep the host open. A plan the folder does not know
+        // yet waits for its records, and the rules from before stay.
+        let recorded = locked.last_good().ok().flatten();
+        if recorded.is_some_and(|good| good.digest == digest) {
+            intent.records = Records::BestEffort;
+        }
         transaction::apply_plan(
             self.backend,
             plan,
@@ -367,13 +381,13 @@ impl Daemon<'_> {
         confirm::settle(self.backend, &locked)?;
         confirm::ensure_none_pending(&locked)?;
         let fallback = fallback::choose(&locked)?;
-        let transaction = fallback::apply(
+        let transaction = unrecorded_is_written(fallback::apply(
             self.backend,
             &locked,
             &fallback,
             "watch",
             transaction::connected(SshSession::from_env()),
-        )?;
+        ))?;
         Ok((fallback, transaction))
     }
 
@@ -403,14 +417,28 @@ impl Daemon<'_> {
                 tracing::warn!("{family} skipped: {reason}; only the other family is applied");
             }
         }
-        if !transaction.written.is_empty() {
-            // Without an SSH session to keep (no `SSH_CONNECTION`), a
-            // foreign catch-all drop or accept the hook moved below is
-            // not refused: said once, as the move happens once.
-            for warning in transaction.survey.warnings().filter(|w| w.hook_moves()) {
-                tracing::warn!("{warning}");
+        let mut standing = BTreeSet::new();
+        for warning in transaction.survey.warnings() {
+            let key = format!(
+                "{} {} {:?} {}",
+                warning.family, warning.table, warning.chain, warning.spec
+            );
+            let said = self.foreign.contains(&key);
+            standing.insert(key);
+            if warning.hook_moves() {
+                // Without an SSH session to keep (no `SSH_CONNECTION`), a
+                // foreign catch-all drop or accept the hook moved below is
+                // not refused: said once, as the move happens once.
+                if !transaction.written.is_empty() {
+                    tracing::warn!("{}", crate::script::printable(&warning.to_string()));
+                }
+            } else if !said {
+                // An admin's `iptables -I INPUT 1 -j ACCEPT` changes no
+                // rule of fwscript's: no drift, but the host is open.
+                tracing::warn!("{}", crate::script::printable(&warning.to_string()));
             }
         }
+        self.foreign = standing;
         match (cause, transaction.written.is_empty()) {
             (Cause::Resync, true) => tracing::debug!("drift check: in sync"),
             (Cause::Resync, false) => {
@@ -457,6 +485,9 @@ impl Daemon<'_> {
                 }
                 log_applied(transaction, "drift repaired:");
             }
+            // A retry that finds the fallback in place is no news: with a
+            // folder that stays read-only it comes every resync period.
+            (Cause::Retry, true) => tracing::debug!("no changes"),
             (_, true) => tracing::info!("no changes"),
             (_, false) => log_applied(transaction, "applied"),
         }
@@ -568,6 +599,27 @@ fn describe(change: &Change) -> String {
     let text = change.to_string();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     format!("{}: {text}", change.chain())
+}
+
+/// A write the kernel took though the state folder could not record it
+/// (read-only, full) counts as written: the rules are in. What the folder
+/// missed is said.
+fn unrecorded_is_written(written: Result<Transaction, Error>) -> Result<Transaction, Error> {
+    match written {
+        Err(Error::Unrecorded {
+            holds,
+            source,
+            transaction,
+        }) => {
+            let source = crate::script::printable(&source.to_string());
+            tracing::warn!(
+                "the kernel was changed: {holds}; but the state folder could not record it: \
+                 {source}; `fwscript status` and `fwscript rollback` do not know of this write"
+            );
+            Ok(*transaction)
+        }
+        other => other,
+    }
 }
 
 fn one_line(err: &Error) -> String {

@@ -405,6 +405,54 @@ fn apply_warns_when_a_daemon_keeps_another_script() {
     );
 }
 
+/// A reset while a daemon runs is undone at its next drift check: the
+/// reset says so, and the daemon puts its rules back, saying why.
+#[test]
+fn reset_warns_when_a_daemon_will_put_the_rules_back() {
+    if !kernel_available() {
+        return;
+    }
+    let host = Host::new();
+    let watched = host.script("watched.rhai", "allow_tcp(80);\n");
+    let daemon = host.spawn(&["watch", "--resync", "1", &watched], &[]);
+    // Killed if an assertion fails before it is waited on.
+    struct Reaped(Option<Child>);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            if let Some(child) = self.0.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut daemon = Reaped(Some(daemon));
+    let wait_for = |what: &str, check: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !check(&host.netns.save("ipv4", false)) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for("the daemon applied", &|r| r.contains("--dport 80"));
+    let run = host.run(&["reset", "--yes"]).expect(0);
+    wait_for("the daemon put its rules back", &|r| {
+        r.contains("--dport 80")
+    });
+    // SIGTERM: the daemon ends after the write under way, its line said.
+    assert!(Command::new("kill")
+        .args(["-s", "TERM", &daemon.0.as_ref().unwrap().id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let output = daemon.0.take().unwrap().wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        run.stderr.contains("`fwscript watch` (pid") && run.stderr.contains("undoing this reset"),
+        "{run:#?}"
+    );
+    assert!(log.contains("the kernel drifted from the script"), "{log}");
+}
+
 #[test]
 fn reset_puts_back_the_policies_fwscript_found() {
     if !kernel_available() {

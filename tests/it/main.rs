@@ -33,6 +33,7 @@ mod kernel_sets;
 mod kernel_state;
 mod kernel_status;
 mod kernel_watch;
+mod kernel_watch_faults;
 mod package;
 mod script_errors;
 mod script_hostile;

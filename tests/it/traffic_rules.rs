@@ -184,7 +184,9 @@ fn a_legacy_drop_beside_the_nft_rules_is_warned_about() {
     assert!(again.stderr.contains(said), "{again:#?}");
     let status = lan.fwscript(&["status"]);
     assert!(
-        status.stdout.contains("warning: iptables-legacy holds 1 rule beside"),
+        status
+            .stdout
+            .contains("warning: iptables-legacy holds 1 rule beside"),
         "{status:#?}"
     );
     // fwscript never touches them: the drop stays, and so does the warning.
