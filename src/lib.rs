@@ -22,6 +22,7 @@ pub mod foreign;
 pub mod forms;
 pub mod forwarding;
 pub mod guard;
+pub mod hidden_rules;
 pub mod import;
 pub mod io_error;
 pub mod legacy_rules;

@@ -19,9 +19,7 @@ use crate::error::Error;
 use crate::fallback::{self, Fallback};
 use crate::forwarding;
 use crate::guard::SshSession;
-use crate::legacy_rules;
-use crate::netfilter::Family;
-use crate::nft_tables;
+use crate::hidden_rules;
 use crate::plan::Plan;
 use crate::script;
 use crate::state::{boot_id, Locked, StateDir, StateError};
@@ -267,25 +265,12 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     Ok(Outcome::Done)
 }
 
-/// Rules the kernel runs beside fwscript's that its reads do not show:
-/// iptables-legacy's on an nf_tables host, other programs' nf_tables
-/// chains on the same hooks.
+/// Rules the kernel runs beside fwscript's that its reads do not show.
 pub(super) fn hidden_rules_warnings(backend: &dyn Backend) -> Vec<Warning> {
-    let legacy = Family::ALL
-        .iter()
-        .filter_map(|&family| legacy_rules::found(family, &backend.legacy_save(family)?))
-        .map(|found| Warning::legacy_rules(&found));
-    let mut nft = backend
-        .nft_chains()
-        .and_then(|(json, iptables_uses_nft)| nft_tables::found(&json, iptables_uses_nft))
-        .unwrap_or_default();
-    for table in nft.iter_mut().filter(|t| t.listable()) {
-        if let Some(json) = backend.nft_table(&table.family, &table.table) {
-            table.count_rules(&json);
-        }
-    }
+    let hidden = hidden_rules::look(backend);
+    let legacy = hidden.legacy.iter().map(Warning::legacy_rules);
     legacy
-        .chain(nft.iter().filter(|t| t.decides()).map(Warning::nft_table))
+        .chain(hidden.nft.iter().map(Warning::nft_table))
         .collect()
 }
 

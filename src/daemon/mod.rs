@@ -28,6 +28,7 @@ use crate::error::Error;
 use crate::fallback::{self, Fallback};
 use crate::forms::Content;
 use crate::guard::SshSession;
+use crate::hidden_rules;
 use crate::netfilter::Family;
 use crate::plan::Plan;
 use crate::script;
@@ -90,6 +91,9 @@ struct Daemon<'a> {
     /// logged (without their position, which shifts): each is said once
     /// while it stands, and again if it comes back.
     foreign: BTreeSet<String>,
+    /// The same for rules its reads do not show (iptables-legacy's, other
+    /// programs' nf_tables chains), as last logged.
+    hidden: BTreeSet<String>,
 }
 
 /// Why the daemon writes: for the log line.
@@ -155,6 +159,7 @@ pub fn watch(
         announced: false,
         sources: Vec::new(),
         foreign: BTreeSet::new(),
+        hidden: BTreeSet::new(),
     };
     // Watched before the first evaluation, so fixing a script that never
     // worked is seen too.
@@ -411,7 +416,18 @@ impl Daemon<'_> {
         retry
     }
 
+    /// Logs each rule set the kernel runs beside fwscript's that its reads
+    /// do not show, once while it stands and again if it comes back.
+    fn log_hidden(&mut self) {
+        let standing: BTreeSet<String> = hidden_rules::look(self.backend).messages().collect();
+        for message in standing.difference(&self.hidden) {
+            tracing::warn!("{}", crate::script::printable(message));
+        }
+        self.hidden = standing;
+    }
+
     fn log_written(&mut self, transaction: &Transaction, cause: Cause) {
+        self.log_hidden();
         for (family, reason) in &transaction.survey.skipped {
             if self.skipped.insert(*family) {
                 tracing::warn!("{family} skipped: {reason}; only the other family is applied");

@@ -268,3 +268,30 @@ fn a_foreign_rule_in_front_of_the_hook_is_logged_by_the_drift_check() {
     assert!(rules.contains("-A INPUT -j ACCEPT"), "{rules}");
     assert!(rules.contains("-j f2b-sshd"), "{rules}");
 }
+
+/// Rules the daemon's reads do not show but the kernel runs (here
+/// iptables-legacy's on an nf_tables host) are logged once while they
+/// stand, and again when they come back.
+#[test]
+fn legacy_rules_beside_the_daemons_are_logged_once_while_they_stand() {
+    if !kernel_available() {
+        return;
+    }
+    let netns = crate::common::netns::Netns::new("nft");
+    let dir = tempfile::tempdir().unwrap();
+    let watch = crate::common::watch::Watch::start(&netns, dir.path(), SCRIPT, 1);
+    let warning = "iptables-legacy holds 1 rule beside fwscript's nf_tables rules";
+    netns.sh("iptables-legacy -A INPUT -p tcp --dport 8080 -j DROP");
+    watch.wait_log(warning, 1);
+    // Two drift checks later, still said once.
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = watch.log();
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+    netns.sh("iptables-legacy -F INPUT");
+    std::thread::sleep(Duration::from_millis(1500));
+    netns.sh("iptables-legacy -A INPUT -p tcp --dport 8080 -j DROP");
+    watch.wait_log(warning, 2);
+    // fwscript never touches them.
+    let legacy = netns.sh("iptables-legacy -S INPUT");
+    assert!(legacy.contains("--dport 8080 -j DROP"), "{legacy}");
+}
