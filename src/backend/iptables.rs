@@ -304,9 +304,10 @@ impl Backend for Iptables {
             return None;
         }
         let nft = find("nft")?;
+        // `-t`: sets without their elements (a blocklist set holds MBs).
         run(
             &nft,
-            &["-j", "list", "table", family, name],
+            &["-j", "-t", "list", "table", family, name],
             None,
             LOOK_LIMIT,
         )

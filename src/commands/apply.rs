@@ -146,6 +146,9 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     let locked = state.lock(&format!("apply {}", script_path.display()))?;
     let mut warnings: Vec<Warning> = daemon_warning(&locked, script_path).into_iter().collect();
     let at_boot = args.boot || first_run_since_boot(&backend, &locked)?;
+    // `--boot` on a host where fwscript's rules are in (a unit restarted)
+    // is not an open host: only an open one trades records for rules.
+    let open_host = at_boot && !fallback::kernel_holds_fwscript(&backend)?;
     let settled = match confirm::settle(&backend, &locked) {
         Ok(settled) => settled,
         // A damaged record of a pending confirm, or a rejection that
@@ -166,12 +169,16 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
         // warned about even when the script then fails.) And the rules
         // the reads do not show: a process or two of their own.
         let forms = scope.spawn(|| transaction::recorded_forms(Some(&locked)));
-        let hidden = scope.spawn(|| hidden_rules_warnings(&backend));
+        // Not while an open host waits for its rules: a warning is not
+        // worth a moment of that.
+        let hidden = (!open_host).then(|| scope.spawn(|| hidden_rules_warnings(&backend)));
         let evaluated = script::evaluate(script_path);
         (
             evaluated,
             forms.join().expect("forms reader panicked"),
-            hidden.join().expect("hidden rules reader panicked"),
+            hidden
+                .map(|h| h.join().expect("hidden rules reader panicked"))
+                .unwrap_or_default(),
         )
     });
     let plan = match evaluated {
@@ -182,12 +189,22 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     tracing::debug!("script evaluated");
     confirm::ensure_none_pending(&locked)?;
     let (mut intent, digest) = transaction::plan_intent(&plan, script_path, "apply");
-    if at_boot {
+    if open_host && args.confirm.is_none() {
         // The host is open until a ruleset is in, and nobody waits at a
         // prompt: the kernel matters more than the bookkeeping (a root
         // file system mounted read-only after a crash, a full disk). The
-        // command still fails, saying what the kernel holds.
+        // command still fails, saying what the kernel holds. (A confirm
+        // needs its records: the fallback goes in first, below.)
         intent.records = Records::BestEffort;
+        // The open, empty kernel is nothing to roll back to, and the
+        // snapshot from before the reboot describes a kernel that is gone:
+        // `rollback` then says there is nothing to roll back.
+        intent.snapshot = false;
+        if let Err(err) = locked.clear_snapshot() {
+            tracing::error!(
+                "{err}; `fwscript rollback` may put back the kernel from before the reboot"
+            );
+        }
     }
     let confirming = args.confirm.is_some();
     if let Err(refused) =
@@ -210,11 +227,11 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     warnings.extend(guarded.iter().map(Warning::guard));
     warnings.extend(forwarding_warnings(&plan));
     warnings.extend(hidden);
-    if at_boot && pending.is_some() && !fallback::kernel_holds_fwscript(&backend)? {
+    if open_host && pending.is_some() {
         // What an expiry puts back must not be the empty kernel of a boot:
-        // the fallback goes in first, and is what the timer restores.
-        let fallback = fallback::choose(&locked)?;
-        fallback::apply(&backend, &locked, &fallback, "apply", None)?;
+        // the fallback goes in first (the last good ruleset, the emergency
+        // one if the kernel rejects that), and is what the timer restores.
+        write_fallback(&backend, &locked, fallback::choose(&locked)?)?;
     }
     let transaction = match transaction::write_with(&backend, intent, &locked, forms) {
         Ok(transaction) => transaction,
@@ -368,15 +385,20 @@ fn boot_without_state(
             intent.session = transaction::connected(session);
             match transaction::write(backend, intent, None) {
                 Ok(transaction) => {
+                    // A confirm timer needs the folder: said, not dropped.
+                    let untimed = match args.confirm {
+                        Some(_) => ", with no `--confirm` timer: the state folder cannot keep one",
+                        None => "",
+                    };
                     return Err(Error::Unrecorded {
                         holds: format!(
-                            "it now holds the rules of `{}` ({} changes written and verified)",
+                            "it now holds the rules of `{}` ({} changes written and verified){untimed}",
                             args.script.display(),
                             transaction.survey.change_count()
                         ),
                         source: refused,
                         transaction: Box::new(transaction),
-                    })
+                    });
                 }
                 Err(err @ (Error::Apply(_) | Error::Backend(_))) => err,
                 Err(err) => return Err(err),
@@ -385,7 +407,12 @@ fn boot_without_state(
         Err(err) => err.into(),
     };
     let fallback =
-        fallback::apply_emergency_unrecorded(backend, "apply", "the state folder cannot be used")?;
+        fallback::apply_emergency_unrecorded(backend, "apply", "the state folder cannot be used")
+            .inspect_err(|_| {
+            // Neither went in: both are said, the cause first.
+            tracing::error!("{}", cause.to_string().trim_end());
+            tracing::error!("{}", refused.to_string().trim_end());
+        })?;
     Err(Error::FellBack {
         cause: Box::new(cause),
         fallback: fallback.describe(),

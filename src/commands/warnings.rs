@@ -100,7 +100,7 @@ impl Warning {
     pub fn legacy_rules(found: &LegacyRules) -> Warning {
         Warning::new(
             "legacy_rules",
-            found.to_string(),
+            crate::script::printable(&found.to_string()),
             json!({
                 "family": found.family,
                 "rules": found.rules,
@@ -112,7 +112,7 @@ impl Warning {
     pub fn nft_table(table: &NftTable) -> Warning {
         Warning::new(
             "nft_table",
-            table.to_string(),
+            crate::script::printable(&table.to_string()),
             json!({
                 "nft_family": table.family,
                 "table": table.table,

@@ -313,6 +313,25 @@ fn a_boot_on_a_read_only_state_folder_still_loads_the_script() {
         rules.contains(":INPUT DROP") && rules.contains("--dport 443 "),
         "{rules}"
     );
+    // `--boot` where fwscript's rules are in (a unit restarted) is no open
+    // host: a read-only folder changes nothing, as outside boot.
+    let run = host.run_read_only(&["apply", "--boot", &before]).expect(1);
+    assert!(
+        run.stderr
+            .contains("read-only file system; nothing was changed"),
+        "{run:#?}"
+    );
+    assert_eq!(host.netns.save("ipv4", false), rules);
+
+    // A boot with a writable folder keeps no snapshot of the open boot
+    // kernel and drops the one from before the reboot: a rollback has
+    // nothing to put back, rather than emptying the kernel.
+    host.netns.reboot();
+    host.run(&["apply", "--boot", &after]).expect(0);
+    let rules = host.netns.save("ipv4", false);
+    let run = host.run(&["rollback"]).expect(1);
+    assert!(run.stderr.contains("nothing to roll back"), "{run:#?}");
+    assert_eq!(host.netns.save("ipv4", false), rules);
 }
 
 #[test]
