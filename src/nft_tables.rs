@@ -67,6 +67,15 @@ pub struct BaseChain {
     pub policy: String,
 }
 
+/// Whether table `table` of nft family `family` is another program's, one
+/// worth a look: of a family whose hooks fwscript's rules share, not a
+/// known ban list, and not iptables-nft's own on an nf_tables host.
+pub fn another_programs(family: &str, table: &str, iptables_uses_nft: bool) -> bool {
+    matches!(family, "inet" | "ip" | "ip6")
+        && !BAN_TABLES.contains(&table)
+        && !(iptables_uses_nft && family != "inet" && IPTABLES_TABLES.contains(&table))
+}
+
 /// The tables of other programs in `nft -j list chains` output: on an
 /// nf_tables host (`iptables_uses_nft`) every table but iptables' own, on a
 /// legacy host every one. `None` for output that is not nft's JSON.
@@ -85,10 +94,7 @@ pub fn found(json: &str, iptables_uses_nft: bool) -> Option<Vec<NftTable>> {
         let Some(hook) = text("hook").filter(|h| HOOKS.contains(&h.as_str())) else {
             continue;
         };
-        if !matches!(family.as_str(), "inet" | "ip" | "ip6")
-            || BAN_TABLES.contains(&table.as_str())
-            || (iptables_uses_nft && family != "inet" && IPTABLES_TABLES.contains(&table.as_str()))
-        {
+        if !another_programs(&family, &table, iptables_uses_nft) {
             continue;
         }
         let policy = text("policy").unwrap_or_else(|| "accept".into());

@@ -294,9 +294,20 @@ impl Backend for Iptables {
         if self.netns.is_some() {
             return None;
         }
+        let iptables_uses_nft = self.flavor == Flavor::Nft;
+        // Starting nft costs milliseconds; asking the kernel for its tables
+        // costs a fraction of one. Only another program's table is worth it.
+        if let Some(tables) = super::generation::tables() {
+            let others = tables.iter().any(|(family, name)| {
+                crate::nft_tables::another_programs(family, name, iptables_uses_nft)
+            });
+            if !others {
+                return None;
+            }
+        }
         let nft = find("nft")?;
         let json = run(&nft, &["-j", "list", "chains"], None, LOOK_LIMIT).ok()?;
-        Some((json, self.flavor == Flavor::Nft))
+        Some((json, iptables_uses_nft))
     }
 
     fn nft_table(&self, family: &str, name: &str) -> Option<String> {
