@@ -43,6 +43,9 @@ pub struct ForeignDrop {
     /// Whether it certainly matches; otherwise it may.
     pub certain: bool,
     pub ending: Ending,
+    /// Whether the write moves the hook below it; otherwise it is the
+    /// policy this write closes that the rule hands the packet to.
+    pub moved: bool,
 }
 
 impl ForeignDrop {
@@ -71,6 +74,11 @@ impl Ending {
     /// Whether the packet's way certainly ends here once the rule matches.
     pub fn is_certain(&self) -> bool {
         matches!(self, Ending::Target(_) | Ending::Return { .. })
+    }
+
+    /// Whether the chain's policy decides in the end.
+    pub fn hands_to_policy(&self) -> bool {
+        matches!(self, Ending::GotoEnd { .. } | Ending::Return { .. })
     }
 
     /// `rejected` or `dropped`.
@@ -137,9 +145,7 @@ pub fn check_kernel(
         let id = Some(&accepting.rule.id);
         // Where the hook is now; a missing one is appended below
         // everything, which moves nothing above it.
-        let Some(bottom) = chain.rules.iter().rposition(|r| r.id.as_ref() == id) else {
-            continue;
-        };
+        let bottom = chain.rules.iter().rposition(|r| r.id.as_ref() == id);
         let packet = leg.packet(session);
         let walk = Walk {
             table,
@@ -148,6 +154,10 @@ pub fn check_kernel(
             // chain has.
             policy: wanted.policies.get(&hook).copied().or(chain.policy),
         };
+        // A rule that hands packets to the policy (a RETURN, a `-g` they
+        // come back from) does something new when this write closes the
+        // policy, wherever it stands.
+        let policy_closes = walk.policy == Some(Policy::Drop) && chain.policy != Some(Policy::Drop);
         for (index, rule) in chain.rules.iter().enumerate() {
             if rule.id.is_some() {
                 // fwscript's own: the plan's check judges those.
@@ -159,7 +169,10 @@ pub fn check_kernel(
                     inside,
                     certain,
                     ending,
-                } if index > bottom => {
+                } if bottom.is_some_and(|bottom| index > bottom)
+                    || (policy_closes && ending.hands_to_policy()) =>
+                {
+                    let moved = bottom.is_some_and(|bottom| index > bottom);
                     return Err(Lockout::Foreign {
                         session: *session,
                         leg,
@@ -171,6 +184,7 @@ pub fn check_kernel(
                             inside,
                             certain,
                             ending,
+                            moved,
                         }),
                     });
                 }
@@ -676,6 +690,9 @@ mod tests {
         let accepts = ":admin - [0:0]\n-A admin -s 192.0.2.2/32 -j ACCEPT\n";
         assert!(check(&["HOOK", "-g admin"], accepts).is_ok());
 
+        // Above the hook, a RETURN is what it was: the policy DROP now.
+        assert!(check(&["-p tcp -j RETURN", "HOOK"], "").is_ok());
+
         let ret = refused(&["HOOK", "-p tcp -j RETURN"], "");
         assert_eq!(
             ret.ending,
@@ -685,6 +702,45 @@ mod tests {
         );
         assert!(ret.is_certain());
         assert!(check(&["HOOK", "-p udp -j RETURN"], "").is_ok());
+    }
+
+    /// A RETURN above the hook, or on a first apply with no hook yet,
+    /// hands the session to the policy: harmless while it accepts, a cut
+    /// once this write makes it DROP.
+    #[test]
+    fn a_return_meets_the_policy_this_write_closes() {
+        let mut open = live(&["-p tcp -j RETURN", "HOOK"], "");
+        let input = open
+            .tables
+            .get_mut(&Table::Filter)
+            .unwrap()
+            .chains
+            .iter_mut()
+            .find(|c| c.name == "INPUT")
+            .unwrap();
+        input.policy = Some(Policy::Accept);
+        let mut closing = desired();
+        closing
+            .tables
+            .get_mut(&Table::Filter)
+            .unwrap()
+            .policies
+            .insert(Hook::Input, Policy::Drop);
+        let refused = match check_kernel(&session(), &open, &closing) {
+            Err(Lockout::Foreign { drop, .. }) => *drop,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused.position, 1);
+        assert!(!refused.moved);
+        // No hook yet (a first apply): the same.
+        let mut first = open.clone();
+        let input = first.tables.get_mut(&Table::Filter).unwrap();
+        let input = input.chains.iter_mut().find(|c| c.name == "INPUT").unwrap();
+        input.rules.retain(|r| r.id.is_none());
+        assert_eq!(input.rules.len(), 1);
+        assert!(check_kernel(&session(), &first, &closing).is_err());
+        // A policy that stays ACCEPT: nothing new.
+        assert!(check_kernel(&session(), &open, &desired()).is_ok());
     }
 
     #[test]

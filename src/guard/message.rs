@@ -132,11 +132,18 @@ impl fmt::Display for Lockout {
                         }
                     )?;
                 }
-                write!(
-                    f,
-                    "\n  it comes after fwscript's accepting hook now, and this apply moves the \
-                     hook to the end of {chain}, below it, where the rule decides first"
-                )?;
+                match drop.moved {
+                    true => write!(
+                        f,
+                        "\n  it comes after fwscript's accepting hook now, and this apply moves \
+                         the hook to the end of {chain}, below it, where the rule decides first"
+                    )?,
+                    false => write!(
+                        f,
+                        "\n  it hands the packet back to {chain}'s policy, which accepts now and \
+                         which this apply sets to DROP"
+                    )?,
+                }
                 match &drop.ending {
                     Ending::Target(_) => {}
                     Ending::Unknown(target) => write!(
@@ -150,6 +157,8 @@ impl fmt::Display for Lockout {
                          skips the rest of {chain}: its policy {} decides, before fwscript's hook",
                         policy.name()
                     )?,
+                    // Said by the line above when the policy is what changes.
+                    Ending::Return { .. } if !drop.moved => {}
                     Ending::Return { policy } => write!(
                         f,
                         "\n  its RETURN ends {chain} for the packet: the policy {} decides, \
@@ -168,11 +177,14 @@ impl fmt::Display for Lockout {
                     crate::netfilter::Family::Ipv4 => "iptables",
                     crate::netfilter::Family::Ipv6 => "ip6tables",
                 };
+                let instead = match drop.moved {
+                    true => format!("move it above fwscript's hook (`{tool} -I {chain} …`)"),
+                    false => "make it accept the session's packets".to_string(),
+                };
                 write!(
                     f,
-                    "\n  = hint: delete that rule (`{tool} -D {chain} {}`) or move it above \
-                     fwscript's hook (`{tool} -I {chain} …`), then apply again; or pass --force \
-                     to apply anyway if you are sure",
+                    "\n  = hint: delete that rule (`{tool} -D {chain} {}`) or {instead}, then \
+                     apply again; or pass --force to apply anyway if you are sure",
                     drop.position
                 )
             }

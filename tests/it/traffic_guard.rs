@@ -699,6 +699,48 @@ fn an_apply_that_moves_the_hook_below_an_nfqueue_is_refused() {
     new_connection(&lan, session.client_ip, Filtered);
 }
 
+/// A RETURN in INPUT hands packets to the chain's policy: harmless while
+/// it accepts, a cut once fwscript's baseline closes it. On a first apply
+/// over SSH (no hook yet) that is refused; forced, the session dies.
+#[test]
+fn a_first_apply_that_closes_the_policy_behind_a_return_is_refused() {
+    if !kernel_available() {
+        return;
+    }
+    let (family, flavor) = FAMILIES[0];
+    let lan = Lan::new(flavor);
+    let sshd = Sshd::start(&lan);
+    let mut session = Session::open(&lan, &sshd, family);
+    let ssh_connection = session.ssh_connection.clone();
+    let env = [("SSH_CONNECTION", ssh_connection.as_str())];
+    lan.server.sh("$IPT -A INPUT -p tcp --dport 22 -j RETURN");
+    assert!(session.carries_on(ANSWER), "the policy accepts for now");
+    let script = "allow_tcp(22);\n";
+
+    let run = lan.run_with(&["apply"], script, &env).expect(1);
+    for part in [
+        "would be dropped by ipv4 filter INPUT rule 1, which is not fwscript's: \
+         `-p tcp -m tcp --dport 22 -j RETURN`",
+        "it hands the packet back to INPUT's policy, which accepts now and which this apply \
+         sets to DROP",
+        "= hint: delete that rule (`iptables -D INPUT 1`) or make it accept the session's \
+         packets",
+    ] {
+        assert!(run.stderr.contains(part), "no {part:?} in\n{}", run.stderr);
+    }
+    assert!(
+        !lan.server.sh("$IPT -S").contains("FWS-"),
+        "refused, yet written"
+    );
+    assert!(session.carries_on(ANSWER));
+
+    lan.run_with(&["apply", "--force"], script, &env).expect(0);
+    assert!(
+        !session.carries_on(SILENCE),
+        "the RETURN met the DROP policy, yet the session lives"
+    );
+}
+
 /// The guard judges the foreign rules the move puts ahead in their order:
 /// an admin who lets SSH in before the "default deny" keeps the session,
 /// so the apply goes through and the ban of others holds.
