@@ -40,6 +40,14 @@ pub enum Error {
         /// not: `rollback` and `status` do not know of it.
         unrecorded: Option<String>,
     },
+    /// At boot, neither the script nor any fallback could be written: the
+    /// host is open, and the message must say so.
+    #[error(
+        "{}\nnote: at boot the kernel must not stay open, but no fallback could be written \
+         either: {why}",
+        .cause.to_string().trim_end()
+    )]
+    LeftOpen { cause: Box<Error>, why: String },
     /// A state write that had to come before the kernel's failed: the
     /// kernel was not touched.
     #[error("error: {source}; nothing was changed")]
@@ -57,7 +65,7 @@ pub enum Error {
     #[error(
         "error: the kernel was changed: {holds}; but the state folder could not record it: \
          {source}\n  = hint: `fwscript rollback` and `fwscript status` do not know of this \
-         change; make room in the state folder and apply again"
+         change; apply again once the state folder can be written"
     )]
     Unrecorded {
         holds: String,

@@ -321,9 +321,12 @@ fn fall_back(
             match write_fallback(backend, state, chosen) {
                 Ok(written) => written,
                 Err(err) => {
-                    // Neither went in: both are said, the cause last.
-                    tracing::error!("{}", err.to_string().trim_end());
-                    return Err(cause);
+                    // Neither went in: both are said.
+                    let (why, _) = super::json::split_text(&err.to_string());
+                    return Err(Error::LeftOpen {
+                        cause: Box::new(cause),
+                        why,
+                    });
                 }
             }
         }

@@ -96,6 +96,13 @@ impl ErrorBody {
                     );
                 }
             }
+            if let Error::LeftOpen { why, .. } = err {
+                body.message = format!(
+                    "{}; at boot the kernel must not stay open, but no fallback could be written \
+                     either: {why}",
+                    body.message
+                );
+            }
             return body;
         }
         let (message, hint) = split_text(&err.to_string());
@@ -112,7 +119,7 @@ impl ErrorBody {
 fn script_error(err: &Error) -> Option<&crate::script::ScriptError> {
     match err {
         Error::Script(script) => Some(script),
-        Error::FellBack { cause, .. } => script_error(cause),
+        Error::FellBack { cause, .. } | Error::LeftOpen { cause, .. } => script_error(cause),
         _ => None,
     }
 }

@@ -418,4 +418,19 @@ fn rules_the_kernel_rejects_at_boot_give_the_fallback() {
         "{run:#?}"
     );
     assert_holds(&netns, &[22], &run);
+
+    // The kernel rejects everything (here: every write holds a comment):
+    // nothing can go in, and the message says so after the kernel's own
+    // rejection, instead of that rejection alone.
+    netns.reboot();
+    let run = boot("--comment").expect(1);
+    assert!(
+        run.stderr.contains("Extension not found")
+            && run.stderr.contains(
+                "note: at boot the kernel must not stay open, but no fallback could be written \
+                 either: "
+            ),
+        "{run:#?}"
+    );
+    assert!(!netns.save("ipv4", false).contains("FWS-"));
 }
