@@ -134,6 +134,22 @@ pub fn watch(
         }
     });
 
+    // Another daemon on this folder: each puts its own script back at the
+    // other's every write. Said, not refused: at boot a record of a process
+    // that only looks alive must not keep the firewall from starting.
+    if let Some(other) = state
+        .daemon()
+        .ok()
+        .flatten()
+        .filter(|d| d.pid != std::process::id() && d.is_alive())
+    {
+        tracing::warn!(
+            "another `fwscript watch` (pid {}) keeps `{}` applied with this state folder: two \
+             daemons on one folder undo each other's writes; stop one of them",
+            other.pid,
+            crate::script::printable(&other.script)
+        );
+    }
     let record = DaemonRecord {
         pid: std::process::id(),
         script: script

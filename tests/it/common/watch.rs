@@ -51,6 +51,10 @@ impl Watch {
         watch
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the daemon ends without a word (its record stays).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
