@@ -23,9 +23,9 @@ impl Hidden {
     }
 }
 
-/// Looks: a read of `/proc` on a host without legacy tables, and one
-/// `nft -j list chains` (a few milliseconds) where nft is installed, then
-/// one listing per table of another program's.
+/// Looks: a read of `/proc` on a host without legacy tables, and a netlink
+/// question for the nf_tables table names; only where another program has
+/// a table, one `nft -j list chains` and one listing per such table.
 pub fn look(backend: &dyn Backend) -> Hidden {
     let legacy = Family::ALL
         .iter()
