@@ -146,9 +146,6 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
     let locked = state.lock(&format!("apply {}", script_path.display()))?;
     let mut warnings: Vec<Warning> = daemon_warning(&locked, script_path).into_iter().collect();
     let at_boot = args.boot || first_run_since_boot(&backend, &locked)?;
-    // `--boot` on a host where fwscript's rules are in (a unit restarted)
-    // is not an open host: only an open one trades records for rules.
-    let open_host = at_boot && !fallback::kernel_holds_fwscript(&backend)?;
     let settled = match confirm::settle(&backend, &locked) {
         Ok(settled) => settled,
         // A damaged record of a pending confirm, or a rejection that
@@ -158,6 +155,10 @@ pub fn apply(ui: &Ui, args: &ApplyArgs, state_dir: &Path) -> Result<Outcome, Err
         Err(err) if at_boot => return fall_back(&backend, &locked, err, Settled::Nothing),
         Err(err) => return Err(err),
     };
+    // `--boot` on a host where fwscript's rules are in (a unit restarted,
+    // or the fallback settling just put in) is not an open host: only an
+    // open one trades records for rules.
+    let open_host = at_boot && !fallback::kernel_holds_fwscript(&backend)?;
     // From here on nothing but this command writes, so the kernel is read
     // while the script evaluates: on a big firewall, or with a long address
     // list, each takes about as long as the other. A script error still
