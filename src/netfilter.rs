@@ -260,3 +260,32 @@ pub struct Generation {
     /// The nf_tables generation of that namespace.
     pub id: u32,
 }
+
+/// Targets after which the packet goes on to the next rule: they log, mark
+/// or count it, and decide nothing whatever the rule matches. Any other
+/// target the guard and the import cannot follow may end the packet's way.
+pub const CONTINUING_TARGETS: &[&str] = &[
+    "AUDIT",
+    "CHECKSUM",
+    "CLASSIFY",
+    "CONNMARK",
+    "CONNSECMARK",
+    "CT",
+    "DSCP",
+    "HL",
+    "IDLETIMER",
+    "LED",
+    "LOG",
+    "MARK",
+    "NFLOG",
+    "NOTRACK",
+    "RATEEST",
+    "SECMARK",
+    "SET",
+    "TCPMSS",
+    "TEE",
+    "TOS",
+    "TRACE",
+    "TTL",
+    "ULOG",
+];

@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use super::{Lockout, SshConnection, LEGS};
 use crate::explain::{Packet, Transport};
 use crate::live::{words, LiveRule, LiveState, LiveTable};
-use crate::netfilter::{Family, Hook, Policy, Table};
+use crate::netfilter::{Family, Hook, Policy, Table, CONTINUING_TARGETS};
 use crate::plan::CtState;
 use crate::ruleset::{Placement, Ruleset};
 
@@ -89,33 +89,6 @@ impl Ending {
         }
     }
 }
-
-/// Targets after which the packet goes on to the next rule: they log, mark
-/// or count it. Any other target the guard cannot follow ends the packet's
-/// way with a verdict it cannot know, so it counts as one that may drop.
-const GOES_ON: &[&str] = &[
-    "AUDIT",
-    "CHECKSUM",
-    "CLASSIFY",
-    "CONNMARK",
-    "CONNSECMARK",
-    "DSCP",
-    "HL",
-    "IDLETIMER",
-    "LED",
-    "LOG",
-    "MARK",
-    "NFLOG",
-    "RATEEST",
-    "SECMARK",
-    "SET",
-    "TCPMSS",
-    "TEE",
-    "TOS",
-    "TRACE",
-    "TTL",
-    "ULOG",
-];
 
 /// Refuses a write that puts a foreign rule dropping or rejecting one of
 /// the session's packets ahead of fwscript's accepting hook in `live`'s
@@ -284,7 +257,7 @@ impl Walk<'_> {
                 certain,
                 ending: Ending::Target(target),
             },
-            name if GOES_ON.contains(&name) => Decides::Continues,
+            name if CONTINUING_TARGETS.contains(&name) => Decides::Continues,
             name => match self.table.chain(name).filter(|c| c.policy.is_none()) {
                 Some(chain) if depth < MAX_DEPTH => {
                     match self.chain(&chain.name, &chain.rules, depth + 1) {

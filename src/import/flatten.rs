@@ -13,7 +13,7 @@ use super::model;
 use super::owners::{self, Owner};
 use super::rule::{self, RuleMatch, SavedRule, Target};
 use crate::live::LiveState;
-use crate::netfilter::{Family, Hook, Policy, Table};
+use crate::netfilter::{Family, Hook, Policy, Table, CONTINUING_TARGETS};
 use crate::plan::PortRange;
 
 /// One family's tables as read from a save file.
@@ -175,33 +175,6 @@ pub fn flatten(rules: &FamilyRules, table: Table) -> Vec<Hooked> {
     out
 }
 
-/// Targets that let the packet go on to the next rule: a rule with one of
-/// these decides nothing, whatever it matches.
-const GOES_ON: &[&str] = &[
-    "AUDIT",
-    "CHECKSUM",
-    "CLASSIFY",
-    "CONNMARK",
-    "CONNSECMARK",
-    "CT",
-    "DSCP",
-    "HL",
-    "IDLETIMER",
-    "LED",
-    "MARK",
-    "NFLOG",
-    "NOTRACK",
-    "RATEEST",
-    "SECMARK",
-    "SET",
-    "TCPMSS",
-    "TEE",
-    "TOS",
-    "TRACE",
-    "TTL",
-    "ULOG",
-];
-
 /// What a rule the import cannot say may block: every packet its readable
 /// matches take in (its unreadable ones and the jumps to it only narrow
 /// that), unless it can only accept or let the packet go on. A RETURN
@@ -212,7 +185,7 @@ fn blocks(rule: &super::rule::SavedRule, builtin: bool) -> Option<Box<RuleMatch>
         Target::Return => !builtin,
         Target::Other(text) => {
             let name = text.trim_start_matches("-j ").split_whitespace().next();
-            name.is_some_and(|n| GOES_ON.contains(&n))
+            name.is_some_and(|n| CONTINUING_TARGETS.contains(&n))
         }
         _ => false,
     };
