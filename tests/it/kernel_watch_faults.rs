@@ -308,30 +308,15 @@ fn a_second_daemon_on_the_same_state_folder_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let first = crate::common::watch::Watch::start(&netns, dir.path(), SCRIPT, 60);
     let other = tempfile::tempdir().unwrap();
-    let script = other.path().join("other.rhai");
-    std::fs::write(&script, "allow_tcp(9090);\nssh_from(\"203.0.113.7\");\n").unwrap();
-    let log = other.path().join("second.log");
-    let mut second = netns
-        .command(env!("CARGO_BIN_EXE_fwscript"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .args(["watch", "--resync", "60"])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let said = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("another `fwscript watch` (pid") || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = second.kill();
-    let _ = second.wait();
+    let second = crate::common::watch::Watch::start_on(
+        &netns,
+        other.path(),
+        &dir.path().join("state"),
+        "allow_tcp(9090);\nssh_from(\"203.0.113.7\");\n",
+        60,
+        &[],
+    );
+    let said = second.log();
     assert!(
         said.contains(&format!(
             "another `fwscript watch` (pid {}) keeps `",

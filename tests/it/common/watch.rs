@@ -31,6 +31,19 @@ impl Watch {
         resync: u32,
         env: &[(&str, &str)],
     ) -> Watch {
+        Watch::start_on(netns, dir, &dir.join("state"), script, resync, env)
+    }
+
+    /// [`Watch::start_with`] on the state folder `state`, wherever it is
+    /// (a second daemon on another daemon's folder).
+    pub fn start_on(
+        netns: &Netns,
+        dir: &Path,
+        state: &Path,
+        script: &str,
+        resync: u32,
+        env: &[(&str, &str)],
+    ) -> Watch {
         let path = dir.join("fw.rhai");
         std::fs::write(&path, script).unwrap();
         let log = dir.join("watch.log");
@@ -38,7 +51,7 @@ impl Watch {
             .command(env!("CARGO_BIN_EXE_fwscript"))
             .envs(env.iter().copied())
             .arg("--state-dir")
-            .arg(dir.join("state"))
+            .arg(state)
             .args(["watch", "--resync", &resync.to_string()])
             .arg(&path)
             .stdin(Stdio::null())
