@@ -43,3 +43,12 @@ pub fn look(backend: &dyn Backend) -> Hidden {
     nft.retain(NftTable::decides);
     Hidden { legacy, nft }
 }
+
+/// `a`, `a and b`, `a, b and c`; `none` for nothing.
+pub(crate) fn in_words(items: &[String]) -> String {
+    match items.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "none".into(),
+    }
+}

@@ -56,11 +56,7 @@ impl fmt::Display for LegacyRules {
         for policy in &self.policies {
             what.push(format!("the policy {policy}"));
         }
-        let what = match what.split_last() {
-            Some((last, [])) => last.clone(),
-            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-            None => "nothing".into(),
-        };
+        let what = crate::hidden_rules::in_words(&what);
         let tool = self.family.tool();
         write!(
             f,

@@ -123,11 +123,8 @@ impl fmt::Display for NftTable {
             .iter()
             .map(|c| format!("{} (policy {})", c.hook, c.policy))
             .collect();
-        let (s, hooks) = match hooks.split_last() {
-            Some((last, [])) => ("", last.clone()),
-            Some((last, rest)) => ("s", format!("{} and {last}", rest.join(", "))),
-            None => ("", "none".into()),
-        };
+        let s = if hooks.len() > 1 { "s" } else { "" };
+        let hooks = crate::hidden_rules::in_words(&hooks);
         let holds = match self.rules {
             Some(1) => "holds 1 rule and ".to_string(),
             Some(n) if n > 0 => format!("holds {n} rules and "),
