@@ -209,7 +209,7 @@ fn an_unconfirmed_apply_lost_in_a_reboot_gives_the_last_confirmed_rules() {
     assert!(run.stderr.contains("fwscript confirm"), "{run:#?}");
     assert!(has_port(&host.rules(), 8443));
     // The timer dies, then the machine reboots before the deadline.
-    kill_timer(&host);
+    crate::common::confirm::kill_timer(&host.state());
     host.netns.reboot();
     assert!(!host.rules().contains("FWS-"));
 
@@ -244,23 +244,6 @@ fn an_unconfirmed_apply_lost_in_a_reboot_gives_the_last_confirmed_rules() {
         "allow_tcp([80, 9000]);\nssh_from(\"203.0.113.7\");\n",
     );
     host.wait_rules("the next edit", |r| has_port(r, 9000));
-}
-
-fn kill_timer(host: &Host) {
-    let pending = std::fs::read_to_string(host.state().join("pending-confirm.json")).unwrap();
-    let value: serde_json::Value = serde_json::from_str(&pending).unwrap();
-    let token = value["token"].as_str().unwrap();
-    let pattern = format!("confirm-timer {token}");
-    let deadline = Instant::now() + DEADLINE;
-    while Command::new("pkill")
-        .args(["-9", "-f", &pattern])
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

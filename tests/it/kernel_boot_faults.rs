@@ -161,23 +161,6 @@ fn a_damaged_record_at_boot_never_leaves_the_host_open() {
     assert_eq!(netns.saves(), before);
 }
 
-/// The pid of the confirm timer of this state folder's pending apply.
-fn kill_timer(state: &Path) {
-    let pending = std::fs::read_to_string(state.join("pending-confirm.json")).unwrap();
-    let value: serde_json::Value = serde_json::from_str(&pending).unwrap();
-    let pattern = format!("confirm-timer {}", value["token"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Command::new("pkill")
-        .args(["-9", "-f", &pattern])
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A root file system mounted read-only after a crash, with an
 /// `apply --confirm` lost in it: recording the rejection failed first, and
 /// the host stayed open. And a broken script on a read-only folder: the
@@ -192,7 +175,7 @@ fn a_read_only_state_folder_at_boot_still_gets_a_fallback_and_says_why() {
     case.run(&netns, &["apply"]).expect(0);
     case.edit(NEWER);
     case.run(&netns, &["apply", "--confirm", "300"]).expect(0);
-    kill_timer(&case.state);
+    crate::common::confirm::kill_timer(&case.state);
     netns.reboot();
     let script = case.script();
     let run = run_mounted(&netns, &case.state, READ_ONLY, &["apply", "--boot", script]).expect(1);
